@@ -1,0 +1,36 @@
+# The two commands: `make demo` and `make test`. Both install into .venv first when it is missing or stale.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEMO   ?= demo_out
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# A machine without CUDA gets torch 2.13.0 (its CPU build where one is on the pip path) before the project,
+# so that the [train] extra does not pull a multi-GB CUDA build. The GPT-2 vocabulary is cached for offline use.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q "torch==2.13.0"; fi
+	$(PY) -m pip install -q -e '.[train,test]'
+	$(PY) -m pipeline.tokenize --fetch >/dev/null
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/webtext demo --out $(DEMO)
+	$(VENV)/bin/webtext shards verify $(DEMO)/shards
+	$(VENV)/bin/webtext train --config tiny --data $(DEMO)/shards --out $(DEMO)/train --max-steps 300
+	$(VENV)/bin/webtext sample --ckpt $(DEMO)/train/ckpt.pt --prompt "The" --max-new-tokens 40 --num-samples 1
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/pipeline.py
+	$(PY) bench/fetch.py
+	$(PY) bench/train_speed.py
+
+clean:
+	rm -rf $(DEMO) .pytest_cache build *.egg-info

@@ -1,0 +1,308 @@
+"""Fetch: outbound Links -> Pages, politely, safely, and with every link ending in exactly one named outcome.
+
+Plain functions here (testable without Beam); the Beam transform is in crawl/fetch_beam.py, WARC capture in
+crawl/warc.py, address checks in crawl/safety.py, robots.txt in crawl/robots.py, body handling in
+crawl/fetch_content.py, pacing and error mapping in crawl/fetch_http.py.
+
+- `fetch_one(session, link, cfg, rules)` fetches one URL: redirects followed by hand (each hop re-checked against
+  the link rules, the address rules and robots.txt), retries with backoff on 429/5xx honouring Retry-After,
+  bounded body, content checks.
+- `fetch_host(links, cfg, rules, session)` fetches one host's URLs one after another: the delay runs from the end
+  of one response to the start of the next request on that host, robots.txt is read once, and a circuit breaker
+  ends a dead host's remaining URLs without touching the network.
+
+Outcomes: "ok" or one of DROP_REASONS (see that list). No exception escapes: an unexpected one is "fetch_error".
+"""
+from __future__ import annotations
+
+import http.cookiejar
+import time
+from dataclasses import dataclass
+from typing import Iterable, Iterator, NamedTuple, Optional, Tuple, Union
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from crawl.fetch_content import check_content_type, detect_encoding, read_body, sniff_body
+from crawl.links import LinkRules, host_of, normalize_url, url_drop_reason
+from crawl.records import Link, Page
+from crawl.fetch_http import Pacer, classify, now, retry_after, send, status_outcome
+from crawl.robots import RobotsCache
+from crawl.safety import GuardedAdapter, Resolver, check_host
+
+DROP_REASONS = (
+    "bad_url", "private_address", "dns_error", "connection_error", "tls_error", "timeout", "host_unreachable",
+    "robots_disallowed", "robots_unreachable", "http_4xx", "http_429", "http_5xx", "bad_redirect",
+    "too_many_redirects", "redirect_loop", "wikipedia_after_redirect", "blocked_after_redirect",
+    "non_page_after_redirect", "too_large", "not_html", "content_encoding_error", "fetch_error",
+    # the link rules' own reasons, if an unchecked link reaches the fetcher
+    "wikipedia", "blocked_domain", "non_page_extension",
+)
+BREAKER_FAILURES = frozenset({"dns_error", "connection_error", "tls_error", "timeout"})
+REDIRECTS = (301, 302, 303, 307, 308)
+AFTER_REDIRECT = {"wikipedia": "wikipedia_after_redirect", "blocked_domain": "blocked_after_redirect",
+                  "non_page_extension": "non_page_after_redirect"}
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    user_agent: str = "webtext/0.1 (+https://github.com/webtext)"
+    connect_timeout: float = 10.0       # seconds per connection attempt
+    read_timeout: float = 20.0          # seconds of silence allowed while waiting for bytes
+    page_timeout: float = 60.0          # wall clock per page, all redirect hops included
+    max_bytes: int = 5 * 2**20          # bytes on the wire per response
+    max_decompressed_bytes: int = 20 * 2**20   # gzip/deflate bomb cap
+    max_redirects: int = 5
+    content_types: Tuple[str, ...] = ("text/html", "application/xhtml+xml")
+    http_proxy: Optional[str] = None    # every request goes through it; it then resolves names
+    allow_private: bool = False         # True only for loopback demos and tests
+    verify_tls: bool = True
+    min_delay: float = 1.0              # seconds from the end of a response to the next request on that host
+    per_host_concurrency: int = 1       # requests in flight per host within one worker
+    global_concurrency: int = 32        # hosts fetched at once per worker (threads)
+    max_retries: int = 2                # extra attempts on retry_statuses
+    retry_statuses: Tuple[int, ...] = (429, 500, 502, 503, 504)
+    backoff: float = 2.0                # first retry wait; doubles per retry (Retry-After wins when longer)
+    max_retry_wait: float = 60.0        # a longer Retry-After means giving up now
+    robots: bool = True
+    robots_timeout: float = 10.0
+    robots_max_bytes: int = 500 * 1024
+    max_crawl_delay: float = 30.0       # robots.txt Crawl-delay is honoured up to this
+    circuit_breaker: int = 5            # consecutive network failures before a host's other URLs are given up
+    max_urls_per_host_key: int = 500    # giant hosts are split into several keys (each slower by the key count)
+    warc_dir: Optional[str] = None      # keep raw responses as WARC + outcomes, and resume from them
+    warc_rotate: int = 1000             # outcomes per committed WARC/outcomes file pair
+    resume_retry: Tuple[str, ...] = ()  # outcomes a rerun fetches again instead of replaying, e.g. ("timeout",)
+
+    def __post_init__(self):
+        if self.per_host_concurrency < 1 or self.global_concurrency < 1 or self.max_urls_per_host_key < 1:
+            raise ValueError("fetch concurrency and max_urls_per_host_key must be >= 1")
+
+
+class Capture(NamedTuple):
+    """The HTTP exchange behind an ok Page, for the WARC writer."""
+    request_headers: Tuple[Tuple[str, str], ...]
+    status_line: str                    # "200 OK"
+    response_headers: Tuple[Tuple[str, str], ...]
+
+
+class FetchResult(NamedTuple):
+    outcome: str                        # "ok" or a DROP_REASONS entry
+    page: Optional[Page] = None         # set when outcome == "ok"
+    detail: str = ""
+    capture: Optional[Capture] = None
+    network: bool = True                # False if decided without sending anything (breaker, address checks)
+
+
+def make_session(cfg: FetchConfig) -> requests.Session:
+    """One pooled Session per worker, shared by its threads. No cookie memory across pages (a days-long crawl
+    would hoard every site's cookies); cookies live only along one page's redirect chain."""
+    s = requests.Session()
+    s.trust_env = False                 # no surprises from HTTP_PROXY / NO_PROXY / .netrc
+    s.verify = cfg.verify_tls
+    s.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    pool = dict(pool_connections=max(10, cfg.global_concurrency), pool_maxsize=max(10, cfg.global_concurrency),
+                max_retries=0)
+    adapter = requests.adapters.HTTPAdapter(**pool) if cfg.allow_private or cfg.http_proxy else GuardedAdapter(**pool)
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    if cfg.http_proxy:
+        s.proxies = {"http": cfg.http_proxy, "https": cfg.http_proxy}
+    s.headers.update({"User-Agent": cfg.user_agent, "Accept-Encoding": "gzip, deflate",
+                      "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5", "Accept-Language": "en"})
+    return s
+
+
+class _Ctx(NamedTuple):
+    """What one host's fetching shares between pages (all thread-safe)."""
+    session: requests.Session
+    cfg: FetchConfig
+    rules: LinkRules
+    pacer: Pacer
+    resolver: Resolver
+    robots: Optional[RobotsCache]
+    key_host: str = ""
+    n_keys: int = 1
+
+
+def _delay(ctx: _Ctx, url: str, host: str) -> float:
+    delay = ctx.cfg.min_delay
+    if ctx.robots is not None:
+        delay = max(delay, min(ctx.robots.crawl_delay(url), ctx.cfg.max_crawl_delay))
+    return delay * (ctx.n_keys if host == ctx.key_host else 1)
+
+
+def _get_robots(ctx: _Ctx, robots_url: str) -> Tuple[int, bytes, str, str]:
+    """RobotsGetter: /robots.txt through the same session, proxy, checks and pacing, with its own timeout."""
+    cfg = ctx.cfg
+    url, jar = robots_url, requests.cookies.RequestsCookieJar()
+    deadline = time.monotonic() + cfg.robots_timeout
+    for _ in range(6):                  # RFC 9309: follow at least five redirects
+        host = host_of(url)
+        bad = check_host(host, cfg.allow_private, bool(cfg.http_proxy), ctx.resolver)
+        if bad:
+            return 0, b"", bad[0], bad[1]
+        with ctx.pacer.slot(host, _delay(ctx, url, host)):
+            left = max(0.1, deadline - time.monotonic())
+            try:
+                with send(ctx.session, url, jar, (min(cfg.connect_timeout, left), min(cfg.read_timeout, left))) as r:
+                    location = r.headers.get("Location")
+                    if r.status_code in REDIRECTS and location:
+                        requests.cookies.extract_cookies_to_jar(jar, r.request, r.raw)
+                        url = urljoin(url, location)
+                        if urlsplit(url).scheme not in ("http", "https"):
+                            return 0, b"", "bad_redirect", url[:200]
+                        continue
+                    if not 200 <= r.status_code < 300:
+                        return r.status_code, b"", "", ""
+                    body = read_body(r.raw, r.headers.get("Content-Encoding", ""), cfg.robots_max_bytes,
+                                     cfg.robots_max_bytes, deadline, truncate=True)
+                    return r.status_code, body, "", ""
+            except Exception as e:
+                reason, detail = classify(e)
+                return 0, b"", reason, detail
+    return 0, b"", "too_many_redirects", url[:200]
+
+
+def fetch_one(session: requests.Session, link: Union[Link, str], cfg: FetchConfig, rules: LinkRules = LinkRules(),
+              *, pacer: Optional[Pacer] = None, resolver: Optional[Resolver] = None,
+              robots: Optional[RobotsCache] = None, n_keys: int = 1) -> FetchResult:
+    """Fetch one link; never raises. Pass the pacer/resolver/robots cache shared by a worker's threads (fetch_host
+    does); left out, fresh ones are made (robots.txt then is fetched for this call only, if cfg.robots)."""
+    if isinstance(link, str):
+        link = Link(link, host_of(link), 0, (), 0)
+    if robots is None and cfg.robots:
+        robots = RobotsCache(cfg.user_agent)
+    ctx = _Ctx(session, cfg, rules, pacer or Pacer(cfg.per_host_concurrency), resolver or Resolver(), robots,
+               link.host, n_keys)
+    try:
+        return _fetch(ctx, link)
+    except Exception as e:              # a bug or a library surprise: one link lost, the crawl goes on
+        return FetchResult("fetch_error", detail=f"{type(e).__name__}: {e}"[:300])
+
+
+def _fetch(ctx: _Ctx, link: Link) -> FetchResult:
+    cfg = ctx.cfg
+    url = link.url
+    if normalize_url(url) is None:
+        return FetchResult("bad_url", detail=url[:200], network=False)
+    reason = url_drop_reason(url, ctx.rules)
+    if reason:
+        return FetchResult(reason, detail=url[:200], network=False)
+    jar = requests.cookies.RequestsCookieJar()
+    seen = set()                        # (url, cookies) states: the same state twice is a loop
+    hops, attempt, retry_wait, deadline, sent = 0, 0, 0.0, None, False
+    while True:
+        host = host_of(url)
+        bad = check_host(host, cfg.allow_private, bool(cfg.http_proxy), ctx.resolver)
+        if bad:
+            return FetchResult(bad[0], detail=bad[1], network=sent)
+        if ctx.robots is not None:
+            verdict = ctx.robots.verdict(url, lambda u: _get_robots(ctx, u))
+            if verdict:
+                return FetchResult(verdict[0], detail=verdict[1])
+        seen.add((normalize_url(url), tuple(sorted(jar.items()))))
+        with ctx.pacer.slot(host, max(_delay(ctx, url, host), retry_wait)):
+            started = time.monotonic()
+            deadline = deadline or started + cfg.page_timeout
+            left = deadline - started
+            if left <= 0:
+                return FetchResult("timeout", detail=f"page timeout after {hops} redirects")
+            sent = True
+            try:
+                resp = send(ctx.session, url, jar, (min(cfg.connect_timeout, left), min(cfg.read_timeout, left)))
+            except Exception as e:
+                reason, detail = classify(e)
+                return FetchResult(reason, detail=detail)
+            with resp:
+                result, location, retry_wait = _handle(ctx, link, url, resp, deadline, attempt)
+                if location:
+                    requests.cookies.extract_cookies_to_jar(jar, resp.request, resp.raw)
+        if result is not None:
+            return result
+        if retry_wait:                  # a 429/5xx we retry: same URL, after the wait, with a fresh page timeout
+            attempt, deadline = attempt + 1, None
+            continue
+        # A redirect: every hop faces the link rules again.
+        hops += 1
+        if hops > cfg.max_redirects:
+            return FetchResult("too_many_redirects", detail=f"more than {cfg.max_redirects} redirects")
+        url = urljoin(url, location)
+        normalized = normalize_url(url)
+        if normalized is None:
+            return FetchResult("bad_redirect", detail=f"redirect to {url[:200]}")
+        reason = url_drop_reason(normalized, ctx.rules)
+        if reason in AFTER_REDIRECT:
+            return FetchResult(AFTER_REDIRECT[reason], detail=f"redirect to {normalized[:200]}")
+        if reason:
+            return FetchResult("bad_redirect", detail=f"redirect to {normalized[:200]} ({reason})")
+        if (normalized, tuple(sorted(jar.items()))) in seen:
+            return FetchResult("redirect_loop", detail=f"back to {normalized[:200]}")
+        attempt, retry_wait = 0, 0.0
+
+
+def _handle(ctx: _Ctx, link: Link, url: str, resp: requests.Response, deadline: float, attempt: int
+            ) -> Tuple[Optional[FetchResult], Optional[str], float]:
+    """One response: (final result, None, 0) or (None, redirect location, 0) or (None, None, retry wait)."""
+    cfg, status = ctx.cfg, resp.status_code
+    if status in REDIRECTS and resp.headers.get("Location"):
+        return None, resp.headers["Location"], 0.0
+    if status in cfg.retry_statuses:
+        wait = retry_after(resp.headers.get("Retry-After"))
+        if wait is None:
+            wait = cfg.backoff * 2 ** attempt
+        if attempt >= cfg.max_retries:
+            return FetchResult(status_outcome(status), detail=f"HTTP {status} after {attempt} retries"), None, 0.0
+        if wait > cfg.max_retry_wait:
+            return FetchResult(status_outcome(status),
+                               detail=f"HTTP {status}, Retry-After {wait:.0f}s > {cfg.max_retry_wait:.0f}s"), None, 0.0
+        return None, None, max(wait, 1e-3)
+    if not 200 <= status < 300:
+        return FetchResult(status_outcome(status), detail=f"HTTP {status}"), None, 0.0
+    ctype = resp.headers.get("Content-Type", "")
+    bad = check_content_type(ctype, cfg.content_types)
+    if bad:
+        return FetchResult("not_html", detail=bad), None, 0.0
+    length = resp.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > cfg.max_bytes:
+        return FetchResult("too_large", detail=f"Content-Length {length} > {cfg.max_bytes}"), None, 0.0
+    try:
+        body = read_body(resp.raw, resp.headers.get("Content-Encoding", ""), cfg.max_bytes,
+                         cfg.max_decompressed_bytes, deadline)
+    except Exception as e:
+        reason, detail = classify(e)
+        return FetchResult(reason, detail=detail), None, 0.0
+    bad, mtype = sniff_body(ctype, body, cfg.content_types)
+    if bad:
+        return FetchResult("not_html", detail=bad), None, 0.0
+    page = Page(link, normalize_url(url) or url, status, mtype, body, detect_encoding(ctype, body), now())
+    capture = Capture(tuple(resp.request.headers.items()), f"{status} {resp.reason or ''}".strip(),
+                      tuple(resp.raw.headers.items()))
+    return FetchResult("ok", page, capture=capture), None, 0.0
+
+
+def fetch_host(links: Iterable[Link], cfg: FetchConfig, rules: LinkRules = LinkRules(),
+               session: Optional[requests.Session] = None, *, n_keys: int = 1, pacer: Optional[Pacer] = None,
+               resolver: Optional[Resolver] = None, robots: Optional[RobotsCache] = None
+               ) -> Iterator[Tuple[Link, FetchResult]]:
+    """One host's links, sorted by URL, fetched one after another. `n_keys` > 1 when the host was split into
+    that many keys: each key then waits n_keys times the delay, so the host as a whole still sees one request
+    per delay. After `cfg.circuit_breaker` consecutive network failures the remaining links end as
+    "host_unreachable" without a request."""
+    session = session or make_session(cfg)
+    pacer = pacer or Pacer(cfg.per_host_concurrency)
+    resolver = resolver or Resolver()
+    if robots is None and cfg.robots:
+        robots = RobotsCache(cfg.user_agent)
+    failures, last = 0, ""
+    for link in sorted(links, key=lambda l: l.url):
+        if cfg.circuit_breaker and failures >= cfg.circuit_breaker:
+            yield link, FetchResult("host_unreachable", detail=f"{failures} consecutive failures, last: {last}"[:300],
+                                    network=False)
+            continue
+        result = fetch_one(session, link, cfg, rules, pacer=pacer, resolver=resolver, robots=robots, n_keys=n_keys)
+        if result.outcome in BREAKER_FAILURES:
+            failures, last = failures + 1, f"{result.outcome}: {result.detail}"
+        elif result.network:
+            failures = 0
+        yield link, result

@@ -1,0 +1,233 @@
+"""FetchPages: the fetch stage as one Beam transform. Links -> {"pages": Page (ok only), "dropped": Drop}.
+
+Politeness has to hold across workers, so a host is fetched by one DoFn call:
+    Links -> key by host (giant hosts split into host#k keys) -> GroupByKey -> _FetchHosts
+_FetchHosts runs many host groups at once in a thread pool of `global_concurrency`, each host's URLs one after
+another (crawl.fetch.fetch_host). It does not wait for a whole batch of hosts to finish before taking the next:
+each process() call submits one host group and hands on whatever finished meanwhile, so one slow host delays
+nothing but itself; finish_bundle() waits for the rest. Counters (namespace "webtext"): fetch.in, fetch.out,
+fetch.drop.<reason>, so that in == out + sum(drop.*); fetch.resumed counts links replayed from an earlier run
+(also counted in in/out/drop), fetch.warc_unreadable those whose WARC record was lost and which are fetched again.
+
+With `warc_dir` set, every decision is logged there (crawl/warc.py) and a rerun of the same job first joins its
+links with those outcomes: links already decided are replayed from disk (pages read back from the WARC records,
+drops from the outcome log) and only the rest is fetched, plus the outcomes listed in `resume_retry` (e.g.
+timeouts) for a second chance.
+"""
+from __future__ import annotations
+
+import math
+import queue
+from concurrent.futures import ThreadPoolExecutor
+from typing import Tuple
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindows
+from tqdm.auto import tqdm
+
+from crawl.fetch import FetchConfig, FetchResult, Pacer, fetch_host, make_session
+from crawl.links import LinkRules
+from crawl.records import Drop, Link, doc_id_for
+from crawl.robots import RobotsCache
+from crawl.safety import Resolver
+from crawl.steps import DROPPED, counter
+from crawl.warc import Captured, WarcSink, load_page, parse_outcomes, preference
+
+STAGE = "fetch"
+_HOST_DONE = object()
+
+
+def host_key(link: Link, giants: dict, per_key: int) -> Tuple[str, Link]:
+    """(host key, link). A host with more than `per_key` links is spread over ceil(n/per_key) keys by a stable
+    hash of the URL, so reruns and runners agree on which key fetches which URL."""
+    n_keys = max(1, math.ceil(giants.get(link.host, 0) / per_key))
+    k = int(doc_id_for(link.url), 16) % n_keys
+    return f"{link.host}#{k}/{n_keys}", link
+
+
+def _n_keys(key: str) -> int:
+    return int(key.rsplit("/", 1)[1])
+
+
+class _Counts:
+    """fetch.in / out / drop.<reason> counters, created once per reason (main thread only: Beam metrics live in
+    the thread that runs the DoFn, increments from pool threads would be lost)."""
+
+    def __init__(self):
+        self._c = {}
+
+    def inc(self, name: str, n: int = 1):
+        c = self._c.get(name)
+        if c is None:
+            c = self._c[name] = counter(STAGE, name)
+        c.inc(n)
+
+    def result(self, link: Link, result: FetchResult):
+        if result.outcome == "ok":
+            self.inc("out")
+            return result.page
+        self.inc(f"drop.{result.outcome}")
+        return beam.pvalue.TaggedOutput(DROPPED, Drop(STAGE, result.outcome, link.url, result.detail[:500]))
+
+
+class _FetchHosts(beam.DoFn):
+    def __init__(self, cfg: FetchConfig, rules: LinkRules, quiet: bool):
+        self.cfg, self.rules, self.quiet = cfg, rules, quiet
+
+    def setup(self):
+        cfg = self.cfg
+        self.session = make_session(cfg)
+        self.pacer, self.resolver = Pacer(cfg.per_host_concurrency), Resolver()
+        self.robots = RobotsCache(cfg.user_agent) if cfg.robots else None
+        self.pool = ThreadPoolExecutor(cfg.global_concurrency, thread_name_prefix="fetch")
+        self.bar = tqdm(desc="fetch", unit="url", disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
+        self.counts = _Counts()
+
+    def start_bundle(self):
+        self.done, self.inflight = queue.Queue(), 0
+        self.sink = WarcSink(self.cfg.warc_dir, self.cfg.warc_rotate) if self.cfg.warc_dir else None
+
+    def _run_host(self, links, n_keys, done, sink):
+        try:
+            for link, result in fetch_host(links, self.cfg, self.rules, self.session, n_keys=n_keys,
+                                           pacer=self.pacer, resolver=self.resolver, robots=self.robots):
+                if sink is not None:
+                    sink.add(link, result)
+                done.put((link, result))
+        except BaseException as e:      # the WARC disk failed, or a bug: fail the bundle, Beam retries it
+            done.put(e)
+        finally:
+            done.put(_HOST_DONE)
+
+    def _drain(self, wait_for_host: bool):
+        """Finished (link, result) pairs; with wait_for_host, block until at least one host group is done."""
+        while True:
+            try:
+                item = self.done.get(block=wait_for_host)
+            except queue.Empty:
+                return
+            if item is _HOST_DONE:
+                self.inflight -= 1
+                wait_for_host = False
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                self.bar.update(1)
+                yield self.counts.result(*item)
+
+    def process(self, kv):
+        key, links = kv
+        links = list(links)
+        self.counts.inc("in", len(links))
+        while self.inflight >= self.cfg.global_concurrency:     # backpressure: never queue more than we run
+            yield from self._drain(wait_for_host=True)
+        self.inflight += 1
+        self.pool.submit(self._run_host, links, _n_keys(key), self.done, self.sink)
+        yield from self._drain(wait_for_host=False)
+
+    def finish_bundle(self):
+        while self.inflight > 0:
+            for out in self._drain(wait_for_host=True):
+                if isinstance(out, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
+                else:
+                    yield GlobalWindows.windowed_value(out)
+        if self.sink is not None:
+            self.sink.close()
+
+    def teardown(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.bar.close()
+
+
+# ------------------------------------------------------------------------------------------------ resume
+class _SplitResumed(beam.DoFn):
+    """Links with a prior outcome go to replay, unless that outcome is one the config wants fetched again."""
+
+    def __init__(self, retry: Tuple[str, ...]):
+        self.retry = frozenset(retry)
+
+    def process(self, kv):
+        _, grouped = kv
+        prior = min(grouped["prior"], key=preference, default=None)
+        for link in grouped["link"]:
+            if prior is not None and prior.outcome not in self.retry:
+                yield beam.pvalue.TaggedOutput("resumed", (link, prior))
+            else:
+                yield link
+
+
+class _Replay(beam.DoFn):
+    """Links decided by an earlier run: the page from its WARC record, or the recorded drop. No network."""
+
+    def __init__(self, warc_dir: str):
+        self.warc_dir = warc_dir
+
+    def setup(self):
+        self.counts = _Counts()
+
+    def process(self, item: Tuple[Link, Captured]):
+        link, rec = item
+        if rec.outcome == "ok":
+            try:
+                page = load_page(self.warc_dir, rec, link)
+            except Exception:           # a lost or damaged WARC file: fetch the link again
+                self.counts.inc("warc_unreadable")
+                yield beam.pvalue.TaggedOutput("refetch", link)
+                return
+            result = FetchResult("ok", page)
+        else:
+            result = FetchResult(rec.outcome, detail=rec.detail)
+        self.counts.inc("in")
+        self.counts.inc("resumed")
+        yield self.counts.result(link, result)
+
+
+def _read_outcomes(readable_file):
+    with readable_file.open(compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        text = f.read().decode("utf-8")
+    for rec in parse_outcomes(text.splitlines()):
+        yield rec.url, rec
+
+
+class FetchPages(beam.PTransform):
+    """Links -> {"pages": PCollection[Page], "dropped": PCollection[Drop]} (tagged like HarvestLinks)."""
+
+    def __init__(self, cfg: FetchConfig = FetchConfig(), rules: LinkRules = LinkRules(), quiet: bool = False):
+        super().__init__()
+        self.cfg, self.rules, self.quiet = cfg, rules, quiet
+
+    def expand(self, links):
+        cfg = self.cfg
+        todo, replayed = links, None
+        if cfg.warc_dir:
+            prior = (links.pipeline
+                     | "MatchOutcomes" >> fileio.MatchFiles(FileSystems.join(cfg.warc_dir, "outcomes-*.jsonl"),
+                                                            empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+                     | "ReadOutcomes" >> fileio.ReadMatches()
+                     | "ParseOutcomes" >> beam.FlatMap(_read_outcomes))
+            split = ({"link": links | "ByURL" >> beam.Map(lambda l: (l.url, l)), "prior": prior}
+                     | "JoinPrior" >> beam.CoGroupByKey()
+                     | "SplitResumed" >> beam.ParDo(_SplitResumed(cfg.resume_retry)).with_outputs(
+                         "resumed", main="todo"))
+            replayed = split.resumed | "Replay" >> beam.ParDo(_Replay(cfg.warc_dir)).with_outputs(
+                DROPPED, "refetch", main="pages")
+            todo = (split.todo, replayed.refetch) | "ToFetch" >> beam.Flatten()
+        per_key = cfg.max_urls_per_host_key
+        giants = (todo
+                  | "Host" >> beam.Map(lambda l: l.host)
+                  | "CountPerHost" >> beam.combiners.Count.PerElement()
+                  | "GiantHosts" >> beam.Filter(lambda kv: kv[1] > per_key))
+        fetched = (todo
+                   | "HostKey" >> beam.Map(host_key, giants=beam.pvalue.AsDict(giants), per_key=per_key)
+                   | "GroupByHost" >> beam.GroupByKey()
+                   | "FetchHosts" >> beam.ParDo(_FetchHosts(cfg, self.rules, self.quiet)).with_outputs(
+                       DROPPED, main="pages"))
+        if replayed is None:
+            return {"pages": fetched.pages, DROPPED: fetched[DROPPED]}
+        pages = (fetched.pages, replayed.pages) | "FlattenPages" >> beam.Flatten()
+        dropped = (fetched[DROPPED], replayed[DROPPED]) | "FlattenDrops" >> beam.Flatten()
+        return {"pages": pages, DROPPED: dropped}

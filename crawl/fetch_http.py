@@ -1,0 +1,121 @@
+"""HTTP plumbing for crawl/fetch.py: per-host pacing, exception -> outcome, Retry-After, stale-connection retry."""
+from __future__ import annotations
+
+import email.utils
+import http.client
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Optional, Tuple
+
+import requests
+import urllib3
+
+from crawl.fetch_content import BodyError
+from crawl.safety import PrivateAddressError
+
+
+class Pacer:
+    """Per-host spacing shared by the threads of one worker: at most `concurrency` requests in flight per host,
+    and each starts no earlier than `delay` after the previous response on that host ended."""
+
+    def __init__(self, concurrency: int = 1, max_hosts: int = 100_000):
+        self.concurrency, self.max_hosts = concurrency, max_hosts
+        self._hosts = {}                # host -> [semaphore, last response end, requests in flight]
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, host: str, delay: float):
+        with self._lock:
+            entry = self._hosts.get(host)
+            if entry is None:
+                if len(self._hosts) >= self.max_hosts:     # forget hosts idle for a while
+                    cutoff = time.monotonic() - 600
+                    self._hosts = {h: e for h, e in self._hosts.items() if e[2] or e[1] > cutoff}
+                entry = self._hosts[host] = [threading.Semaphore(self.concurrency), float("-inf"), 0]
+            entry[2] += 1
+        entry[0].acquire()
+        try:
+            wait = entry[1] + delay - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            yield
+        finally:
+            entry[1] = time.monotonic()
+            entry[0].release()
+            with self._lock:
+                entry[2] -= 1
+
+
+def classify(e: BaseException) -> Tuple[str, str]:
+    """Outcome for an exception raised while requesting or reading."""
+    detail = f"{type(e).__name__}: {e}"[:300]
+    if isinstance(e, PrivateAddressError):
+        return "private_address", str(e)
+    if isinstance(e, BodyError):
+        return e.reason, e.detail
+    if isinstance(e, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, socket.timeout, TimeoutError)):
+        return "timeout", detail
+    if isinstance(e, requests.exceptions.SSLError):
+        return "tls_error", detail
+    if isinstance(e, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                      requests.exceptions.MissingSchema, urllib3.exceptions.LocationParseError)):
+        return "bad_url", detail
+    if isinstance(e, requests.exceptions.ConnectionError):
+        cause = e
+        while cause is not None:        # requests wraps urllib3 wraps socket: look for the name failure
+            if isinstance(cause, (urllib3.exceptions.NameResolutionError, socket.gaierror)):
+                return "dns_error", detail
+            cause = cause.__cause__ or cause.__context__ or (cause.args[0] if cause.args and
+                                                              isinstance(cause.args[0], BaseException) else None)
+        return "connection_error", detail
+    if isinstance(e, (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError,
+                      http.client.HTTPException, OSError)):
+        return "connection_error", detail
+    return "fetch_error", detail
+
+
+def retry_after(value: Optional[str]) -> Optional[float]:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def now() -> float:
+    """Wall time rounded to the microsecond, so it survives a WARC-Date round trip unchanged."""
+    return datetime.fromtimestamp(time.time(), timezone.utc).timestamp()
+
+
+def status_outcome(status: int) -> str:
+    return "http_429" if status == 429 else "http_4xx" if 400 <= status < 500 else \
+        "http_5xx" if status >= 500 else "bad_redirect" if 300 <= status < 400 else "fetch_error"
+
+
+def stale(e: BaseException) -> bool:
+    """The peer closed a kept-alive connection just as we reused it (no response byte came back)."""
+    while e is not None:
+        if isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
+            return True
+        e = e.__cause__ or e.__context__ or (e.args[0] if e.args and isinstance(e.args[0], BaseException) else None)
+    return False
+
+
+def send(session: requests.Session, url: str, jar, timeout) -> requests.Response:
+    """GET without following redirects; one immediate second try when a pooled connection turned out stale, as
+    browsers do (a server closing an idle keep-alive connection races with our reuse of it)."""
+    try:
+        return session.get(url, stream=True, allow_redirects=False, cookies=jar, timeout=timeout)
+    except requests.exceptions.ConnectionError as e:
+        if not stale(e):
+            raise
+    return session.get(url, stream=True, allow_redirects=False, cookies=jar, timeout=timeout)

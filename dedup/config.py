@@ -1,0 +1,58 @@
+"""Dedup settings and the survivor rule shared by exact and near-duplicate removal."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional, Tuple
+
+STAGE = "dedup"   # counter/Drop stage name: dedup.in == dedup.out + drop.exact_duplicate + drop.near_duplicate
+
+# What moves through the dedup shuffles instead of whole documents: (doc_id, karma). Plain tuples make
+# deterministic Beam keys, and tuple order sorts by doc_id first.
+Member = Tuple[str, int]
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    exact: bool = True               # drop documents whose normalized text is identical
+    near: bool = True                # drop near-duplicates (MinHash LSH)
+    threshold: float = 0.8           # Jaccard similarity of word shingle sets that counts as near-duplicate
+    num_perm: int = 128              # permutation budget; the signature uses bands * rows <= num_perm of them
+    bands: Optional[int] = None      # override the LSH banding (give both bands and rows) ...
+    rows: Optional[int] = None       # ... instead of deriving it from threshold and num_perm
+    shingle_size: int = 5            # word n-grams, as datatrove
+    seed: int = 1                    # seed of the MinHash permutations (fixed: same ids -> same clusters)
+    verify_candidates: bool = True   # keep an LSH candidate pair only if its estimated Jaccard >= threshold
+    max_rounds: int = 10             # large-star/small-star rounds for connected components (~log^2 diameter)
+    max_bucket: int = 1000           # LSH buckets larger than this are verified against leaders, not all pairs
+
+    def __post_init__(self):
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("give both bands and rows, or neither")
+        if self.bands is not None and (self.bands < 1 or self.rows < 1):
+            raise ValueError("bands and rows must be >= 1")
+        if self.shingle_size < 1 or self.num_perm < 1 or self.max_rounds < 1 or self.max_bucket < 2:
+            raise ValueError("shingle_size, num_perm, max_rounds must be >= 1 and max_bucket >= 2")
+
+    def lsh(self) -> Tuple[int, int]:
+        """(bands, rows): the override, or the S-curve optimum for threshold within num_perm."""
+        if self.bands is not None:
+            return self.bands, self.rows
+        from dedup.minhash import lsh_params   # local import: minhash imports this module
+        return lsh_params(self.threshold, self.num_perm)
+
+
+def survivor_key(member) -> Tuple[int, str]:
+    """Sort key of the survivor rule: highest karma first, then smallest doc_id."""
+    if hasattr(member, "doc_id"):
+        return -member.karma, member.doc_id
+    return -member[1], member[0]
+
+
+def pick_survivor(members: Iterable):
+    """The one document of a duplicate group that is kept: highest karma, ties -> smallest doc_id.
+
+    Accepts Documents (or anything with .doc_id/.karma) or (doc_id, karma) pairs; returns the same kind.
+    """
+    return min(members, key=survivor_key)

@@ -1,0 +1,82 @@
+"""Deduplicate: Documents -> unique Documents + Drops (stage "dedup"), as one composite Beam transform.
+
+    documents -> Sketch (doc_id, karma, fingerprint, signature)          one pass, the only CPU-heavy step
+              -> ExactDuplicates: GroupByKey fingerprint, keep the best   decisions "exact_duplicate"
+              -> NearDuplicates: LSH bands, verify, components, survivor  decisions "near_duplicate"
+    documents + decisions -> CoGroupByKey doc_id -> kept | Drop           the only shuffle of whole documents
+
+Only sketches (a few hundred bytes) travel through the dedup shuffles; documents are joined back once, by
+doc_id, at the end. Every decision is a function of sets (fingerprint groups, buckets, components) and the
+survivor rule (highest karma, then smallest doc_id), so the output does not depend on bundle order or runner.
+Counters are taken at the join, where every input document is seen exactly once:
+dedup.in == dedup.out + dedup.drop.exact_duplicate + dedup.drop.near_duplicate.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+
+from crawl.records import Drop
+from crawl.steps import DROPPED, counter
+from dedup.config import STAGE, DedupConfig
+from dedup.exact import DECISIONS, EXACT, ExactDuplicates
+from dedup.minhash import sketch
+from dedup.near import NearDuplicates
+
+
+class Deduplicate(beam.PTransform):
+    """PCollection[Document] -> {"documents": unique Documents, "dropped": Drop(stage="dedup", ...)}."""
+
+    def __init__(self, cfg: DedupConfig = DedupConfig()):
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, docs):
+        cfg = self.cfg
+        decisions = []
+        if cfg.exact or cfg.near:
+            sketches = docs | "Sketch" >> beam.Map(sketch, cfg)
+            if cfg.exact:
+                exact = sketches | "Exact" >> ExactDuplicates()
+                sketches = exact.survivors
+                decisions.append(exact[DECISIONS])
+            if cfg.near:
+                decisions.append(sketches | "Near" >> NearDuplicates(cfg))
+        decisions = (decisions or [docs.pipeline | "NoDecisions" >> beam.Create([])]) | "AllDecisions" >> beam.Flatten()
+        kept = ({"doc": docs | "KeyByDocId" >> beam.Map(lambda d: (d.doc_id, d)), "decision": decisions}
+                | "JoinDecisions" >> beam.CoGroupByKey()
+                | "Apply" >> beam.ParDo(_Apply()).with_outputs(DROPPED, main="documents"))
+        return {"documents": kept.documents, DROPPED: kept[DROPPED]}
+
+
+class _Apply(beam.DoFn):
+    """Per doc_id: drop it if a decision names it, else keep it. Counts in/out/drop.<reason>."""
+
+    def setup(self):
+        self._counters = {}
+
+    def count(self, name, n=1):
+        c = self._counters.get(name)
+        if c is None:
+            c = self._counters[name] = counter(STAGE, name)
+        c.inc(n)
+
+    def process(self, kv):
+        doc_id, joined = kv
+        docs = list(joined["doc"])
+        if not docs:
+            return
+        self.count("in", len(docs))
+        decisions = sorted(set(joined["decision"]))
+        if decisions:
+            reason, survivor = decisions[0]
+            for d in docs:
+                self.count(f"drop.{reason}")
+                yield beam.pvalue.TaggedOutput(DROPPED, Drop(STAGE, reason, d.url, f"survivor={survivor}"))
+            return
+        # one doc_id is one normalized URL: if it came twice, keep the better copy
+        keep, *same_url = sorted(docs, key=lambda d: (-d.karma, d.text, d))
+        self.count("out")
+        yield keep
+        for d in same_url:
+            self.count(f"drop.{EXACT}")
+            yield beam.pvalue.TaggedOutput(DROPPED, Drop(STAGE, EXACT, d.url, f"survivor={doc_id} (same doc_id)"))

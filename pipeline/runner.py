@@ -1,0 +1,59 @@
+"""Run the pipeline and account for it: stats.json + the stats folded into manifest.json, and a table."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Optional
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.build import build
+from pipeline.config import Config, ConfigError
+from pipeline.shards import MANIFEST
+from pipeline.stats import counters_from_result, format_table, stage_stats, unbalanced, write_stats
+
+
+def check_inputs(cfg: Config) -> None:
+    for pattern in cfg.run.inputs:
+        try:
+            matched = FileSystems.match([pattern])[0].metadata_list
+        except Exception:   # Beam raises BeamIOError for unreadable locations
+            matched = []
+        if not matched:
+            raise ConfigError(f"no input file matches {pattern!r}; check the path given to --input")
+
+
+def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optional[str] = None,
+        echo=print) -> dict:
+    """Build and run the pipeline to completion; returns {"stages": ..., "seconds": ...}."""
+    if warc_input is None:
+        check_inputs(cfg)
+    FileSystems.mkdirs(out_dir) if not FileSystems.exists(out_dir) else None
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)   # Beam's INFO chatter hides the progress bars
+    start = time.time()
+    p = beam.Pipeline(options=options)
+    build(p, cfg, out_dir, warc_input=warc_input)
+    result = p.run()
+    result.wait_until_finish()
+    seconds = time.time() - start
+
+    stats = stage_stats(counters_from_result(result))
+    extra = {"seconds": round(seconds, 2), "unbalanced": unbalanced(stats)}
+    write_stats(FileSystems.join(out_dir, "stats.json"), stats, extra)
+    manifest_path = FileSystems.join(out_dir, MANIFEST)
+    if FileSystems.exists(manifest_path):   # fold the stats into the manifest, which stays the last file written
+        with FileSystems.open(manifest_path) as f:
+            manifest = json.loads(f.read())
+        manifest["stats"] = {"stages": stats, **extra}
+        tmp = FileSystems.join(out_dir, ".tmp-" + MANIFEST)
+        with FileSystems.create(tmp) as f:
+            f.write(json.dumps(manifest, indent=2).encode())
+        FileSystems.delete([manifest_path])
+        FileSystems.rename([tmp], [manifest_path])
+    echo(format_table(stats))
+    for line in extra["unbalanced"]:
+        echo(f"WARNING: {line}")
+    return {"stages": stats, **extra}

@@ -1,0 +1,67 @@
+"""Per-stage accounting from Beam Metrics: at every stage, in == out + sum(dropped by reason).
+
+Counters are named `<stage>.in`, `<stage>.out`, `<stage>.drop.<reason>` in the "webtext" namespace (see
+crawl/steps.py); anything else (`shards.tokens`, `fetch.retries`, ...) is kept as an extra of its stage.
+"""
+from __future__ import annotations
+
+import json
+from typing import Dict, List
+
+from apache_beam.metrics.metric import MetricsFilter
+
+from crawl.steps import NAMESPACE
+
+STAGES = ("source", "submissions", "links", "fetch", "extract", "quality", "dedup", "shards")
+
+
+def counters_from_result(result) -> Dict[str, int]:
+    """{counter name: value} from a finished PipelineResult (committed where the runner has it)."""
+    out: Dict[str, int] = {}
+    for c in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        value = c.committed if c.committed is not None else c.attempted
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
+    return out
+
+
+def stage_stats(counters: Dict[str, int]) -> Dict[str, dict]:
+    stats: Dict[str, dict] = {}
+    for name, value in counters.items():
+        stage, _, rest = name.partition(".")
+        s = stats.setdefault(stage, {"in": 0, "out": 0, "dropped": {}, "extra": {}})
+        if rest in ("in", "out"):
+            s[rest] += value
+        elif rest.startswith("drop."):
+            s["dropped"][rest[5:]] = s["dropped"].get(rest[5:], 0) + value
+        else:
+            s["extra"][rest] = value
+    order = {s: i for i, s in enumerate(STAGES)}
+    ordered = {}
+    for stage in sorted(stats, key=lambda s: (order.get(s, len(order)), s)):
+        s = stats[stage]
+        s["dropped"] = dict(sorted(s["dropped"].items(), key=lambda kv: (-kv[1], kv[0])))
+        s["balanced"] = s["in"] == s["out"] + sum(s["dropped"].values())
+        ordered[stage] = s
+    return ordered
+
+
+def unbalanced(stats: Dict[str, dict]) -> List[str]:
+    return [f"{name}: in {s['in']} != out {s['out']} + dropped {sum(s['dropped'].values())}"
+            for name, s in stats.items() if not s["balanced"]]
+
+
+def format_table(stats: Dict[str, dict]) -> str:
+    """The end-of-run table: one row per stage, then its drops by reason."""
+    lines = [f"{'stage':<12} {'in':>9} {'out':>9} {'dropped':>9}  by reason", "-" * 78]
+    for name, s in stats.items():
+        dropped = sum(s["dropped"].values())
+        reasons = ", ".join(f"{r} {n}" for r, n in s["dropped"].items()) or "-"
+        mark = "" if s["balanced"] else "   <-- does not add up"
+        lines.append(f"{name:<12} {s['in']:>9,} {s['out']:>9,} {dropped:>9,}  {reasons}{mark}")
+    return "\n".join(lines)
+
+
+def write_stats(path: str, stats: Dict[str, dict], extra: dict | None = None) -> None:
+    from apache_beam.io.filesystems import FileSystems
+    with FileSystems.create(path) as f:
+        f.write(json.dumps({"stages": stats, **(extra or {})}, indent=2).encode())

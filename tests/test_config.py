@@ -1,0 +1,49 @@
+"""TOML config: every section maps to its stage's dataclass; mistakes are one-line ConfigErrors."""
+import re
+
+import pytest
+
+from pipeline.config import ConfigError, load_config, parse_set
+
+
+def test_defaults_and_sections(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[links]\nmin_karma = 5\naggregate = "sum"\ncreated_before = "2017-12-01"\n'
+                    '[fetch]\nmin_delay = 0.5\n[shards]\ntrain_shards = 8\n')
+    cfg = load_config(str(path))
+    assert cfg.links.min_karma == 5 and cfg.links.aggregate == "sum"
+    assert cfg.links.created_before == 1512086400
+    assert cfg.fetch.min_delay == 0.5 and cfg.shards.train_shards == 8
+    assert cfg.reddit is None and load_config().links.min_karma == 3
+    assert cfg.to_dict()["links"]["min_karma"] == 5
+
+
+def test_set_overrides_coerce_types():
+    cfg = load_config(None, parse_set(["links.min_karma=10", "links.drop_nsfw=false",
+                                       "links.blocked_domains=a.com,b.com", "shards.val_fraction=0.5"]))
+    assert cfg.links.min_karma == 10 and cfg.links.drop_nsfw is False
+    assert cfg.links.blocked_domains == ("a.com", "b.com") and cfg.shards.val_fraction == 0.5
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[links]\nmin_karm = 3\n", "unknown config key 'links.min_karm'"),
+    ("[linkz]\nmin_karma = 3\n", "unknown config section [linkz]"),
+    ("[links]\naggregate = 'mean'\n", "aggregate"),
+    ("[links\n", "not valid TOML"),
+    ("[shards]\ntrain_shards = 0\n", "train_shards"),
+])
+def test_mistakes_are_one_line(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)) as e:
+        load_config(str(path))
+    assert "\n" not in str(e.value)
+
+
+def test_missing_file_and_bad_set():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("/nonexistent/c.toml")
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_set(["min_karma=3"])
+    with pytest.raises(ConfigError, match="links.min_karma"):
+        load_config(None, parse_set(["links.min_karma=lots"]))

@@ -1,0 +1,196 @@
+"""FetchPages on FnApiRunner: politeness measured at the server, counters that add up, WARC resume after a kill."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import apache_beam as beam
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+from crawl.fetch import FetchConfig
+from crawl.fetch_beam import FetchPages, host_key
+from crawl.records import Link
+from crawl.warc import iter_warc_pages, read_captured
+from pipeline.loopback_web import LoopbackWeb
+
+COLLECTED = defaultdict(list)      # FnApiRunner runs in this process: sinks can append here
+
+
+def _append(x, name):
+    COLLECTED[name].append(x)      # a module-level function pickles by reference: this is the live dict
+
+
+def _collect(name):
+    return beam.Map(_append, name=name)
+
+
+def _run(links, cfg, tag):
+    COLLECTED.pop(f"{tag}.pages", None), COLLECTED.pop(f"{tag}.drops", None)
+    p = beam.Pipeline(runner=FnApiRunner())
+    out = p | f"Create{tag}" >> beam.Create(links) | FetchPages(cfg, quiet=True)
+    out["pages"] | f"Pages{tag}" >> _collect(f"{tag}.pages")
+    out["dropped"] | f"Drops{tag}" >> _collect(f"{tag}.drops")
+    result = p.run()
+    result.wait_until_finish()
+    counters = defaultdict(int)    # the same counter from several steps (fetch and replay) adds up
+    for c in result.metrics().query()["counters"]:
+        if c.key.metric.namespace == "webtext":
+            counters[c.key.metric.name] += c.committed
+    return COLLECTED[f"{tag}.pages"], COLLECTED[f"{tag}.drops"], counters
+
+
+def _link(url):
+    return Link(url, url.split("/")[2], 5, ("science",), 1_400_000_000, 1)
+
+
+def _page_html(url):
+    return f"<!doctype html><html><body><p>Article at {url}.</p></body></html>"
+
+
+def test_host_key_splits_giant_hosts_stably():
+    links = [_link(f"http://giant.example/{i}") for i in range(1000)]
+    keys = [host_key(l, {"giant.example": 1000}, 300)[0] for l in links]
+    assert set(keys) == {f"giant.example#{k}/4" for k in range(4)}
+    assert max(keys.count(k) for k in set(keys)) < 330                # about 250 each
+    assert keys == [host_key(l, {"giant.example": 1000}, 300)[0] for l in links]
+    assert host_key(_link("http://small.example/"), {"giant.example": 1000}, 300)[0] == "small.example#0/1"
+
+
+def test_politeness_and_counters():
+    delay = 0.3
+    with LoopbackWeb() as web:
+        links = []
+        for h in range(4):
+            for i in range(4):
+                url = f"http://site{h}.example/a{i}"
+                web.add(url, _page_html(url))
+                links.append(_link(url))
+        web.add_robots("site0.example", "User-agent: *\nDisallow: /a3\n")
+        web.add_redirect("http://site1.example/a3", "https://en.wikipedia.org/wiki/Politeness")
+        web.add("http://site2.example/a3", b"\x89PNG\r\n\x1a\n\0\0", content_type="image/png")
+        links.append(_link("http://site3.example/missing"))
+        cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=delay, read_timeout=2, global_concurrency=8)
+        t0 = time.monotonic()
+        pages, drops, counters = _run(links, cfg, "polite")
+        took = time.monotonic() - t0
+        log = list(web.log)
+
+    # Every link ends in exactly one named outcome, and the counters say the same.
+    assert counters["fetch.in"] == len(links) == 17
+    assert counters["fetch.out"] == len(pages) == 13
+    assert counters["fetch.in"] == counters["fetch.out"] + sum(v for k, v in counters.items() if k.startswith("fetch.drop."))
+    assert sorted((d.reason, d.url) for d in drops) == [
+        ("http_4xx", "http://site3.example/missing"), ("not_html", "http://site2.example/a3"),
+        ("robots_disallowed", "http://site0.example/a3"), ("wikipedia_after_redirect", "http://site1.example/a3")]
+    assert all(d.stage == "fetch" for d in drops)
+    assert {p.link.url: p.body for p in pages} == {l.url: _page_html(l.url).encode() for l in links
+                                                   if l.url.endswith(("a0", "a1", "a2"))} | {
+        "http://site3.example/a3": _page_html("http://site3.example/a3").encode()}
+
+    # Politeness, measured at the server: one host's requests (robots.txt included) at least `delay` apart ...
+    starts = defaultdict(list)
+    for t, _, host, _ in log:
+        starts[host].append(t)
+    assert set(starts) == {f"site{h}.example" for h in range(4)}
+    for host, ts in starts.items():
+        gaps = [b - a for a, b in zip(ts, ts[1:])]
+        assert min(gaps) >= delay, (host, gaps)
+    # ... while different hosts are fetched at the same time.
+    assert max(ts[0] for ts in starts.values()) < min(ts[-1] for ts in starts.values())
+    assert took < 4 * 5 * delay                                        # far below hosts one after another
+
+
+RESUME_SCRIPT = r"""
+import json, sys
+import apache_beam as beam
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from crawl.fetch import FetchConfig
+from crawl.fetch_beam import FetchPages
+from crawl.records import Link
+args = json.loads(sys.argv[1])
+links = [Link(*l[:3], tuple(l[3]), *l[4:]) for l in args["links"]]
+cfg = FetchConfig(**args["cfg"])
+p = beam.Pipeline(runner=FnApiRunner())
+_ = p | beam.Create(links) | FetchPages(cfg, quiet=True)
+p.run().wait_until_finish()
+"""
+
+
+def test_warc_resume_after_kill(tmp_path):
+    warc_dir = str(tmp_path / "warc")
+    with LoopbackWeb() as web:
+        links = []
+        for h in range(3):
+            for i in range(8):
+                url = f"http://news{h}.example/story{i}"
+                if i != 5:
+                    web.add(url, _page_html(url))                    # story5 is a 404 everywhere
+                links.append(_link(url))
+        cfg = dict(http_proxy=web.proxy_url, min_delay=0.15, read_timeout=2, warc_dir=warc_dir, warc_rotate=1)
+
+        # Run 1 in a subprocess, killed (SIGKILL: no cleanup at all) after about half the pages were requested.
+        env = dict(os.environ, PYTHONPATH=os.getcwd())
+        proc = subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT,
+                                 json.dumps({"links": [list(l) for l in links], "cfg": cfg})], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while sum(1 for e in web.log if "story" in e[3]) < 12 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        decided = read_captured(warc_dir)
+        assert 0 < len(decided) < len(links)
+        assert all(rec.outcome in ("ok", "http_4xx") for rec in decided.values())
+
+        # Run 2: the same job. Only what run 1 did not commit goes to the network.
+        n = len(web.log)
+        pages, drops, counters = _run(links, FetchConfig(**cfg), "resume")
+        second = [f"http://{host}{path}" for _, _, host, path in web.log[n:] if "story" in path]
+
+    assert sorted(second) == sorted(l.url for l in links if l.url not in decided)
+    assert counters["fetch.resumed"] == len(decided)
+    assert counters["fetch.in"] == 24 and counters["fetch.out"] == len(pages) == 21
+    assert sorted((d.reason, d.url) for d in drops) == sorted(
+        ("http_4xx", f"http://news{h}.example/story5") for h in range(3))
+    # The final pages are those of an uninterrupted crawl ...
+    assert {p.link.url: (p.final_url, p.status, p.content_type, p.body, p.encoding, p.link) for p in pages} == {
+        l.url: (l.url, 200, "text/html", _page_html(l.url).encode(), "utf-8", l) for l in links if "story5" not in l.url}
+    # ... and the WARC directory alone rebuilds them exactly, provenance included (what `extract --warc` uses).
+    assert sorted(iter_warc_pages(warc_dir)) == sorted(pages)
+    assert sorted(iter_warc_pages(warc_dir, links[:4])) == sorted(p for p in pages if p.link in links[:4])
+
+
+def test_resume_retries_chosen_outcomes_and_refetches_lost_warcs(tmp_path):
+    warc_dir = str(tmp_path / "warc")
+    links = [_link(f"http://retry.example/{name}") for name in ("a", "b", "flaky")]
+    with LoopbackWeb() as web:
+        for name in ("a", "b"):
+            web.add(f"http://retry.example/{name}", _page_html(name))
+        web.add("http://retry.example/flaky", "down", status=503)
+        cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=0.0, max_retries=0, warc_dir=warc_dir)
+        pages, drops, _ = _run(links, cfg, "first")
+        assert len(pages) == 2 and [d.reason for d in drops] == ["http_5xx"]
+
+        # Rerun: replayed by default, fetched again when the config lists the outcome in resume_retry.
+        web.add("http://retry.example/flaky", _page_html("flaky"))
+        n = len(web.log)
+        pages, drops, counters = _run(links, cfg, "replay")
+        assert len(web.log) == n and [d.reason for d in drops] == ["http_5xx"] and counters["fetch.resumed"] == 3
+        pages, drops, counters = _run(links, FetchConfig(**{**cfg.__dict__, "resume_retry": ("http_5xx",)}), "retry")
+        assert [e[3] for e in web.log[n:] if e[3] != "/robots.txt"] == ["/flaky"]
+        assert len(pages) == 3 and not drops and counters["fetch.resumed"] == 2
+        assert read_captured(warc_dir)["http://retry.example/flaky"].outcome == "ok"    # ok wins over the old 5xx
+
+        # Lost WARC files: their pages are fetched again instead of being lost or failing the job.
+        for name in os.listdir(warc_dir):
+            if name.startswith("fetch-"):
+                os.remove(os.path.join(warc_dir, name))
+        n = len(web.log)
+        pages, drops, counters = _run(links, cfg, "lost")
+        assert counters["fetch.warc_unreadable"] == 3
+        assert sorted(e[3] for e in web.log[n:] if e[3] != "/robots.txt") == ["/a", "/b", "/flaky"]
+        assert len(pages) == 3 and not drops
+        assert counters["fetch.in"] == 3 == counters["fetch.out"]

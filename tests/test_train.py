@@ -1,0 +1,157 @@
+"""The trainer end to end on CPU: real shards -> tiny GPT-2 -> loss goes down; exact resume; checkpoint, log, plot;
+user mistakes; sampling; DDP under torchrun (gloo) matching one process."""
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pydoc_data.topics
+import pytest
+import torch
+
+from pipeline.shards import TokenizedDoc, write_manifest, write_shard
+from pipeline.tokenize import encode_document
+from train import sample, train
+from train.checkpoint import load_checkpoint
+
+# small enough for ~30 ms steps on a 2-core CPU; the vocabulary stays GPT-2's full 50257
+TINY = ["--n-embd", "32", "--block-size", "32", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """Python's bundled English prose (pydoc topics), one document per topic, as real pipeline shards."""
+    out = tmp_path_factory.mktemp("shards")
+    docs = [TokenizedDoc(hashlib.blake2b(name.encode(), digest_size=8).hexdigest(), f"https://docs.python.org/{name}",
+                         np.array(encode_document(text), np.uint16), 3, ("Python",), 1_500_000_000)
+            for name, text in sorted(pydoc_data.topics.topics.items())]
+    infos = [write_shard(str(out), "train", i, 2, [d for j, d in enumerate(docs) if j % 10 and j % 2 == i])
+             for i in range(2)]
+    infos.append(write_shard(str(out), "val", 0, 1, docs[::10]))
+    write_manifest(str(out), infos, config={})
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(shards, tmp_path_factory):
+    """One smoke run: 300 steps from a TOML config plus command-line overrides."""
+    out = tmp_path_factory.mktemp("run")
+    toml = out / "tiny.toml"
+    toml.write_text('base = "tiny"\nn_embd = 32\nblock_size = 32\nbatch_size = 4\nlr = 3e-3\neval_interval = 100\n')
+    rc = train.main(["--config", str(toml), "--data", str(shards), "--out", str(out), "--max-steps", "300",
+                     "--log-interval", "25", "--quiet"])
+    assert rc == 0
+    return out
+
+
+def _log(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_smoke_run_lowers_val_loss(run):
+    records = _log(run)
+    val = [(r["step"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
+    assert [s for s, _ in val] == [0, 100, 200, 300]
+    assert abs(val[0][1] - math.log(50257)) < 0.3  # untrained: about uniform over the vocabulary
+    assert val[-1][1] < val[0][1] - 3.0  # clearly learned something (~10.8 -> ~6.x)
+    assert val[-1][1] < val[1][1]
+
+
+def test_log_has_one_record_per_logged_step(run):
+    records = _log(run)
+    trained = [r for r in records if r["step"] > 0]
+    assert [r["step"] for r in trained] == list(range(25, 301, 25))
+    for r in trained:
+        assert {"step", "loss", "lr", "tokens_per_s", "mfu"} <= r.keys()
+        assert r["mfu"] is None  # CPU: no known peak
+        assert r["tokens_per_s"] > 0 and 0 < r["lr"] <= 3e-3 and math.isfinite(r["loss"])
+    assert trained[-1]["lr"] == pytest.approx(3e-4, rel=1e-3)  # the cosine ends at min_lr (tiny preset)
+
+
+def test_checkpoint_holds_everything(run):
+    ckpt = load_checkpoint(run / "ckpt.pt")  # weights_only: plain data, no pickled code
+    assert ckpt["step"] == 300
+    assert {"model", "optimizer", "step", "config", "rng", "loader"} <= ckpt.keys()
+    assert ckpt["config"]["n_embd"] == 32 and ckpt["config"]["max_steps"] == 300 and ckpt["config"]["n_layer"] == 2
+    assert ckpt["loader"]["batch"] == 300  # one micro-batch per step
+    assert set(ckpt["rng"][0]) == {"python", "numpy", "torch", "cuda"}
+    assert "transformer.h.1.attn.c_attn.weight" in ckpt["model"]
+    assert len(ckpt["optimizer"]["state"]) == len(list(p for p in ckpt["model"] if p != "lm_head.weight"))
+    assert not list(run.glob(".*tmp*"))  # atomic writes leave no temporaries
+
+
+def test_loss_plot_is_written(run):
+    png = (run / "loss.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_sample_continues_the_prompt_deterministically(run, capsys):
+    args = ["--ckpt", str(run / "ckpt.pt"), "--prompt", "The class", "--max-new-tokens", "12", "--seed", "3"]
+    assert sample.main(args) == 0
+    first = capsys.readouterr().out
+    assert sample.main(args) == 0
+    assert capsys.readouterr().out == first
+    assert first.startswith("The class") and len(first) > len("The class\n")
+    assert sample.main(["--ckpt", str(run / "missing.pt")]) == 2
+
+
+def test_resume_continues_exactly(shards, tmp_path):
+    """2N steps straight == N steps, stop, --resume, N more: same losses bit for bit, same weights."""
+    common = ["--config", "tiny", "--data", str(shards), *TINY, "--dropout", "0.1", "--tokens-per-step", "256",
+              "--lr-decay-steps", "12", "--warmup-steps", "3", "--log-interval", "1", "--eval-interval", "6",
+              "--ckpt-interval", "100", "--quiet"]  # 256 tokens = 2 micro-batches of 4x32: accumulation too
+    assert train.main([*common, "--out", str(tmp_path / "a"), "--max-steps", "12"]) == 0
+    assert train.main([*common, "--out", str(tmp_path / "b"), "--max-steps", "6"]) == 0
+    assert train.main([*common, "--out", str(tmp_path / "b"), "--max-steps", "12", "--resume"]) == 0
+    a, b = _log(tmp_path / "a"), _log(tmp_path / "b")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(13))
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert [r.get("val_loss") for r in a] == [r.get("val_loss") for r in b]
+    ca, cb = load_checkpoint(tmp_path / "a" / "ckpt.pt"), load_checkpoint(tmp_path / "b" / "ckpt.pt")
+    assert all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
+    assert ca["loader"] == cb["loader"] and ca["loader"]["batch"] == 24
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{missing}", "--out", "{out}"], "does not exist"),
+    (["--data", "{empty}", "--out", "{out}"], "no manifest.json"),
+    (["--data", "{shards}", "--out", "{out}", "--config", "gpt5"], "unknown config"),
+    (["--data", "{shards}", "--out", "{out}", "--config", "{bad_toml}"], "unknown config key 'learning_rate'"),
+    (["--data", "{shards}", "--out", "{out}", "--no-such-flag", "1"], "unrecognized arguments"),
+    (["--data", "{shards}", "--out", "{out}", "--lr", "fast"], "invalid float value"),
+    (["--data", "{shards}", "--out", "{out}", "--resume"], "no checkpoint"),
+    (["--data", "{shards}", "--out", "{out}", "--config", "tiny", "--tokens-per-step", "1000"], "not a multiple"),
+    (["--data", "{shards}", "--out", "{out}", "--config", "tiny", "--block-size", "100000"], "block_size"),
+])
+def test_user_mistakes_exit_2_with_one_line(shards, tmp_path, capsys, args, message):
+    (tmp_path / "empty").mkdir()
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text('base = "tiny"\nlearning_rate = 0.1\n')
+    paths = dict(missing=tmp_path / "nope", empty=tmp_path / "empty", shards=shards, out=tmp_path / "out",
+                 bad_toml=bad_toml)
+    assert train.main([a.format(**paths) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_ddp_two_processes_match_one(shards, tmp_path):
+    """torchrun with 2 CPU processes (gloo) x batch 2 sees the same global batches as 1 process x batch 4, so the
+    losses agree up to float rounding; rank-strided data and gradient all-reduce both have to be right for that."""
+    common = ["--config", "tiny", "--data", str(shards), "--n-embd", "32", "--block-size", "32", "--max-steps", "4",
+              "--log-interval", "1", "--eval-interval", "0", "--quiet"]
+    assert train.main([*common, "--out", str(tmp_path / "one"), "--batch-size", "4"]) == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "train.train",
+         *common, "--out", str(tmp_path / "two"), "--batch-size", "2", "--device", "cpu"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
+    assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2, 3, 4]
+    np.testing.assert_allclose([r["loss"] for r in two], [r["loss"] for r in one], rtol=1e-5)
+    assert load_checkpoint(tmp_path / "two" / "ckpt.pt")["world_size"] == 2

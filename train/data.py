@@ -1,0 +1,134 @@
+"""Batches of token windows read straight from the memory-mapped Arrow shards.
+
+Each shard's tokens are one flat uint16 buffer (documents back to back, each ending in EOT); the trainer never
+copies it, only the B windows of T+1 tokens it needs per micro-batch. A window is drawn from all "starts" of all
+shards of a split, uniformly, and never crosses a shard boundary:
+  - sampling="random": every position that leaves room for T+1 tokens (nanoGPT's sampler);
+  - sampling="document": only positions where a document begins.
+
+Determinism without state: global batch n is a pure function of (seed, n). For random sampling, batch n is
+world_size*B starts drawn from a generator seeded with (seed, n); for document sampling, sample k (of the whole
+run) is element k mod D of the epoch's permutation of the D document starts, epoch = k // D, so every document
+is read once per epoch. Process `rank` takes every world_size-th sample (rank-strided), so processes read
+disjoint samples and the union over processes is the same global batch whatever the world size. The loader's
+position is the counter n: that is all a checkpoint needs to continue exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.shards import read_manifest, shard_paths, shard_tokens
+
+
+class TokenWindows:
+    """All window starts of one split: (shard, offset) addressed by one global index 0..num_starts-1."""
+
+    def __init__(self, data_dir: str | Path, split: str, block_size: int, sampling: str = "random"):
+        self.block_size = block_size
+        self.buffers: list[np.ndarray] = []  # uint16 views on the memory maps
+        self.doc_starts: list[np.ndarray] = []  # document mode: int64 starts with room for a window
+        counts = []
+        read_manifest(data_dir)  # raises FileNotFoundError with a clear message when there is none
+        for path in shard_paths(data_dir, split):
+            tokens, offsets = shard_tokens(path)
+            last_start = len(tokens) - (block_size + 1)  # a window needs T+1 tokens (inputs and shifted targets)
+            if last_start < 0:
+                continue  # a shard shorter than one window holds nothing we can use
+            self.buffers.append(tokens)
+            if sampling == "document":
+                starts = offsets[:-1]
+                starts = starts[starts <= last_start]
+                self.doc_starts.append(starts)
+                counts.append(len(starts))
+            else:
+                counts.append(last_start + 1)
+        self.sampling = sampling
+        self.cum = np.cumsum(np.asarray(counts, dtype=np.int64))  # starts in shards 0..i
+        self.num_starts = int(self.cum[-1]) if len(counts) else 0
+        self.num_tokens = sum(len(b) for b in self.buffers)
+
+    def locate(self, starts: np.ndarray) -> list[tuple[int, int]]:
+        """(shard number, token position in that shard) of each global start index."""
+        shard = np.searchsorted(self.cum, starts, side="right")  # first shard whose cumulative count exceeds it
+        local = starts - np.concatenate([[0], self.cum])[shard]
+        if self.sampling == "document":
+            return [(s, int(self.doc_starts[s][i])) for s, i in zip(shard.tolist(), local.tolist())]
+        return list(zip(shard.tolist(), local.tolist()))
+
+    def windows(self, starts: np.ndarray) -> torch.Tensor:
+        """(B, T+1) int64 tokens of the windows at global start indices `starts` (copies only these tokens)."""
+        rows = [self.buffers[s][pos : pos + self.block_size + 1] for s, pos in self.locate(starts)]
+        return torch.from_numpy(np.stack(rows).astype(np.int64))
+
+
+def _to_device(batch: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if device.type == "cuda":  # pinned host memory lets the copy overlap with compute
+        batch = batch.pin_memory().to(device, non_blocking=True)
+    else:
+        batch = batch.to(device)
+    return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()  # inputs (B, T), targets: the next token at each position
+
+
+class TrainLoader:
+    """Endless, deterministic, rank-strided micro-batches (x, y) of shape (B, T) from the train split."""
+
+    def __init__(self, data_dir, batch_size: int, block_size: int, *, sampling: str = "random", seed: int = 1337,
+                 rank: int = 0, world_size: int = 1, split: str = "train"):
+        self.data = TokenWindows(data_dir, split, block_size, sampling)
+        if self.data.num_starts == 0:
+            raise ValueError(f"no {split} shard in {data_dir} holds a window of block_size+1 = {block_size + 1} tokens")
+        self.B, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.batch = 0  # global batches drawn so far: the loader's whole position
+        self._perm_epoch, self._perm = -1, None
+
+    def starts(self, n: int) -> np.ndarray:
+        """Global window indices of global batch n that this process reads (a pure function of seed, n, rank)."""
+        B, W, D = self.B, self.world_size, self.data.num_starts
+        if self.data.sampling == "random":
+            draw = np.random.default_rng([self.seed, n]).integers(0, D, size=W * B)
+            return draw[self.rank :: W]
+        k = n * W * B + np.arange(B) * W + self.rank  # this process's sample numbers within the whole run
+        out = np.empty(B, dtype=np.int64)
+        for j, kj in enumerate(k.tolist()):
+            epoch = kj // D
+            if epoch != self._perm_epoch:  # one permutation per epoch, cached
+                self._perm_epoch, self._perm = epoch, np.random.default_rng([self.seed, epoch]).permutation(D)
+            out[j] = self._perm[kj % D]
+        return out
+
+    def next_batch(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.data.windows(self.starts(self.batch))
+        self.batch += 1
+        return _to_device(batch, torch.device(device))
+
+    def state_dict(self) -> dict:
+        return {"batch": self.batch, "seed": self.seed, "sampling": self.data.sampling}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batch = int(state["batch"])
+
+
+class ValSet:
+    """A fixed set of val windows, evenly spaced over the val split, the same every evaluation and every run."""
+
+    def __init__(self, data_dir, batch_size: int, block_size: int, num_batches: int, *, rank: int = 0,
+                 world_size: int = 1, split: str = "val"):
+        self.data = TokenWindows(data_dir, split, block_size, "random")
+        self.B = batch_size
+        self.starts: list[np.ndarray] = []
+        if self.data.num_starts and num_batches > 0:
+            n = num_batches * batch_size * world_size
+            grid = np.linspace(0, self.data.num_starts - 1, n).astype(np.int64)
+            mine = grid[rank::world_size]  # disjoint windows per process
+            self.starts = [mine[i * batch_size : (i + 1) * batch_size] for i in range(num_batches)]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batches(self, device: torch.device | str = "cpu"):
+        for starts in self.starts:
+            yield _to_device(self.data.windows(starts), torch.device(device))

@@ -1,0 +1,86 @@
+"""webtext sample: continue a prompt with a trained checkpoint.
+
+    webtext sample --ckpt OUT/ckpt.pt --prompt "The meaning of life is" [--max-new-tokens 100] [--temperature 0.8]
+                   [--top-k 200] [--seed 1337] [--num-samples 1] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from pipeline.tokenize import EOT, TokenizerUnavailable, decode, get_encoding
+from train.checkpoint import load_checkpoint
+from train.config import UsageError
+from train.model import GPT, GPTConfig
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="webtext sample", description="Sample text from a trained webtext GPT-2 checkpoint.")
+    p.add_argument("--ckpt", required=True, help="checkpoint written by `webtext train` (OUT/ckpt.pt)")
+    p.add_argument("--prompt", default="", help="text to continue; empty starts a fresh document")
+    p.add_argument("--max-new-tokens", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=200, help="sample among the k most likely tokens; 0 = all")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    return p
+
+
+def load_model(ckpt_path: str | Path, device: str | torch.device = "cpu") -> GPT:
+    ckpt = load_checkpoint(ckpt_path)
+    cfg = GPTConfig(**{f.name: ckpt["config"][f.name] for f in fields(GPTConfig)})
+    model = GPT(cfg)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+def generate_text(model: GPT, prompt: str, max_new_tokens: int, temperature: float = 0.8, top_k: int | None = 200,
+                  seed: int = 1337, num_samples: int = 1) -> list[str]:
+    """num_samples continuations of prompt (prompt included), decoded with the GPT-2 tokenizer."""
+    device = next(model.parameters()).device
+    prompt_ids = get_encoding().encode_ordinary(prompt) or [EOT]  # EOT: "a new document starts here"
+    generator = torch.Generator(device=device).manual_seed(seed)
+    idx = torch.tensor([prompt_ids] * num_samples, dtype=torch.long, device=device)
+    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k or None, generator=generator)
+    skip = 0 if prompt else 1  # do not print the EOT we started from
+    return [decode(row[skip:].tolist()) for row in out]
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if not Path(args.ckpt).is_file():
+            raise UsageError(f"checkpoint {args.ckpt} does not exist")
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise UsageError("--device cuda, but torch sees no CUDA device")
+        if args.max_new_tokens < 0 or args.num_samples < 1:
+            raise UsageError("--max-new-tokens must be >= 0 and --num-samples >= 1")
+        device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+        model = load_model(args.ckpt, device)
+        samples = generate_text(model, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed,
+                                args.num_samples)
+    except (UsageError, TokenizerUnavailable) as e:
+        print(f"webtext sample: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    for i, text in enumerate(samples):
+        if len(samples) > 1:
+            print(f"--- sample {i + 1}")
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
