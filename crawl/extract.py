@@ -1,30 +1,35 @@
-"""Pages -> Documents: main text with trafilatura, then the cheap document rules (length, English, Wikipedia).
+"""Pages -> Documents: main text with trafilatura, then the cheap document rules (Wikipedia, length, English).
 
 trafilatura's settings are fixed for determinism (`deduplicate=False`: its LRU-based dedup depends on call order;
-we dedup ourselves). trafilatura can run unbounded on pathological HTML, so by default each page is extracted in
-a helper process with a wall-clock limit: a page over the limit is dropped as `extract_timeout` and the helper is
-replaced, instead of one page holding a worker.
+we dedup ourselves). Extraction is most of the CPU cost of the whole pipeline and can run unbounded on
+pathological HTML, so pages go in batches to a pool of worker processes: the pool uses every core a Beam worker
+has, and each page runs under a wall-clock alarm (`extract_timeout`). A worker stuck where the alarm cannot
+reach it (inside C code) is killed from outside after a grace period and the pool is replaced.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 import re
+import signal
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import apache_beam as beam
 
 from crawl.links import is_wikipedia
-from crawl.records import Document, Drop, Page, doc_id_for
+from crawl.records import Document, Page, doc_id_for
 from crawl.steps import DROPPED, Step
 
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    timeout: Optional[float] = 20.0   # seconds per page; None/0 extracts in-process with no bound
+    timeout: Optional[float] = 20.0   # seconds per page; None/0: extract in the calling thread with no bound
+    processes: int = 0                # extraction processes per Beam worker; 0: decided by runner.py
+    batch_size: int = 64              # pages handed to the pool at once
     min_chars: int = 200              # cheap early cut before language ID; the word-level rules are in quality
-    language: str = "en"              # GPT-2 removed non-English pages
+    language: str = "en"              # GPT-2 removed non-English pages; "" keeps every language
     min_language_score: float = 0.65  # py3langid normalized probability of `language`
     language_chars: int = 10_000      # identify on the first N chars (plenty, and bounded)
     include_tables: bool = False
@@ -75,74 +80,102 @@ class ExtractTimeout(Exception):
     pass
 
 
-def _context():
-    # forkserver: children fork from a clean single-threaded server that has imported trafilatura once (cheap
-    # restarts, safe beside Beam's threads), and unlike spawn it does not re-run the caller's __main__.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["crawl.extract", "trafilatura"])
-    return ctx
-
-
-class BoundedExtractor:
-    """Runs extract_text in one helper process so a pathological page can be abandoned after `timeout` s."""
-
-    def __init__(self, timeout: Optional[float], **options):
-        self.timeout, self.options, self._pool = timeout, options, None
-
-    def __call__(self, html, url: str = "") -> Optional[str]:
-        if not self.timeout:
-            return extract_text(html, url, **self.options)
-        if self._pool is None:
-            self._pool = cf.ProcessPoolExecutor(1, mp_context=_context())
-        future = self._pool.submit(extract_text, html, url, **self.options)
-        try:
-            return future.result(timeout=self.timeout)
-        except cf.TimeoutError:
-            self.close()
-            raise ExtractTimeout() from None
-        except cf.process.BrokenProcessPool:
-            # The helper died (killed, out of memory, or could not start at all, e.g. a caller whose __main__
-            # cannot be re-imported): extract this page in-process and keep the bound for the next one.
-            self.close()
-            return extract_text(html, url, **self.options)
-
-    def close(self):
-        if self._pool is not None:
-            for proc in list(getattr(self._pool, "_processes", {}).values()):
-                proc.terminate()   # the stuck worker; shutdown alone would wait for it
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-
-def document_from_page(page: Page, cfg: ExtractConfig, extractor=None) -> Union[Document, str]:
-    """The Document of a fetched page, or the reason it is dropped."""
+def document_from_page(page: Page, cfg: ExtractConfig) -> Union[Document, Tuple[str, str]]:
+    """The Document of a fetched page, or (drop reason, detail)."""
     if is_wikipedia(page.final_url) or is_wikipedia(page.link.url):
-        return "wikipedia"
-    extractor = extractor or (lambda html, url: extract_text(html, url, cfg.include_tables, cfg.favor_precision))
+        return "wikipedia", page.final_url
     try:
-        text = extractor(decode_body(page), page.final_url)
+        text = extract_text(decode_body(page), page.final_url, cfg.include_tables, cfg.favor_precision)
     except ExtractTimeout:
-        return "extract_timeout"
-    except Exception:  # trafilatura/lxml raise many kinds on broken markup; the page is dropped, the run goes on
-        return "extract_error"
+        return "extract_timeout", f"> {cfg.timeout} s"
+    except Exception as e:  # lxml/trafilatura raise many kinds on broken markup: drop the page, keep going
+        return "extract_error", f"{type(e).__name__}: {e}"
     text = (text or "").strip()
     if not text:
-        return "no_main_text"
+        return "no_main_text", ""
     if len(text) < cfg.min_chars:
-        return "too_short"
+        return "too_short", f"{len(text)} chars"
+    lang, score = "", 0.0
     if cfg.language:
         lang, score = identify_language(text, cfg.language_chars)
         if lang != cfg.language or score < cfg.min_language_score:
-            return "not_english" if cfg.language == "en" else "wrong_language"
-    else:
-        lang, score = "", 0.0
+            return ("not_english" if cfg.language == "en" else "wrong_language"), f"{lang} {score:.2f}"
     link = page.link
     return Document(doc_id=doc_id_for(link.url), url=link.url, text=text, title=page_title(page.body),
                     karma=link.karma, subreddits=link.subreddits, created_utc=link.created_utc,
                     lang=lang, lang_score=round(score, 4))
 
 
-class _Extract(Step):
+def _on_alarm(signum, frame):
+    raise ExtractTimeout()
+
+
+def _document_with_alarm(page: Page, cfg: ExtractConfig):
+    """Runs in a pool worker's main thread, where a SIGALRM can interrupt a runaway extraction."""
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, cfg.timeout)
+    try:
+        return document_from_page(page, cfg)
+    except ExtractTimeout:   # fired outside trafilatura (e.g. during language ID)
+        return "extract_timeout", f"> {cfg.timeout} s"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _pool_context():
+    # forkserver: workers fork from a clean single-threaded server that imported trafilatura once (cheap
+    # replacements, safe beside Beam's threads), and unlike spawn it does not re-run the caller's __main__.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["crawl.extract", "trafilatura", "py3langid.langid"])
+    return ctx
+
+
+class ExtractPool:
+    """Extracts batches of pages on `processes` worker processes, each page under cfg.timeout."""
+
+    GRACE = 10.0   # seconds past the alarm before a worker counts as wedged and the pool is replaced
+
+    def __init__(self, cfg: ExtractConfig, processes: int):
+        self.cfg, self.processes, self._pool = cfg, max(1, processes), None
+
+    def map(self, pages: List[Page]) -> list:
+        if not self.cfg.timeout:
+            return [document_from_page(p, self.cfg) for p in pages]
+        if self._pool is None:
+            self._pool = cf.ProcessPoolExecutor(self.processes, mp_context=_pool_context())
+        try:
+            futures = [self._pool.submit(_document_with_alarm, p, self.cfg) for p in pages]
+        except cf.process.BrokenProcessPool:
+            self.close()
+            return self.map(pages)
+        results = []
+        for i, future in enumerate(futures):
+            try:
+                # Futures finish roughly in order, so waiting timeout+grace per result bounds a wedged worker.
+                results.append(future.result(timeout=self.cfg.timeout + self.GRACE))
+            except cf.TimeoutError:
+                self.close()
+                results.append(("extract_timeout", f"worker killed after {self.cfg.timeout + self.GRACE} s"))
+                return results + self.map(pages[i + 1:])
+            except cf.process.BrokenProcessPool:   # a worker died (e.g. out of memory) on some page of the batch
+                self.close()
+                results.append(("extract_error", "extraction worker died"))
+                return results + self.map(pages[i + 1:])
+        return results
+
+    def close(self):
+        if self._pool is not None:
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.terminate()   # a wedged worker would make shutdown wait forever
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def default_processes() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class _ExtractBatch(Step):
     stage = "extract"
 
     def __init__(self, cfg: ExtractConfig):
@@ -150,17 +183,17 @@ class _Extract(Step):
         self.cfg = cfg
 
     def setup(self):
-        self.extractor = BoundedExtractor(self.cfg.timeout, include_tables=self.cfg.include_tables,
-                                          favor_precision=self.cfg.favor_precision)
+        self.pool = ExtractPool(self.cfg, self.cfg.processes or default_processes())
 
     def teardown(self):
-        self.extractor.close()
+        self.pool.close()
 
-    def apply(self, page: Page):
-        result = document_from_page(page, self.cfg, self.extractor)
-        if isinstance(result, str):
-            return self.drop(result, page.link.url, page.final_url if page.final_url != page.link.url else "")
-        return result
+    def process(self, pages: List[Page]):
+        self.count("in", len(pages))
+        for page, result in zip(pages, self.pool.map(pages)):
+            if not isinstance(result, Document):   # (reason, detail)
+                result = self.drop(result[0], page.link.url, result[1])
+            yield from self.emit(result)
 
 
 class ExtractDocuments(beam.PTransform):
@@ -171,5 +204,7 @@ class ExtractDocuments(beam.PTransform):
         self.cfg = cfg
 
     def expand(self, pages):
-        out = pages | "Extract" >> beam.ParDo(_Extract(self.cfg)).with_outputs(DROPPED, main="documents")
+        out = (pages
+               | "Batch" >> beam.BatchElements(min_batch_size=self.cfg.batch_size, max_batch_size=self.cfg.batch_size)
+               | "Extract" >> beam.ParDo(_ExtractBatch(self.cfg)).with_outputs(DROPPED, main="documents"))
         return {"documents": out.documents, DROPPED: out[DROPPED]}

@@ -83,7 +83,7 @@ class _FetchHosts(beam.DoFn):
         self.pacer, self.resolver = Pacer(cfg.per_host_concurrency), Resolver()
         self.robots = RobotsCache(cfg.user_agent) if cfg.robots else None
         self.pool = ThreadPoolExecutor(cfg.global_concurrency, thread_name_prefix="fetch")
-        self.bar = tqdm(desc="fetch", unit="url", disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
+        self.bar = None                 # made at the first host group: idle workers show no bar
         self.counts = _Counts()
 
     def start_bundle(self):
@@ -121,6 +121,8 @@ class _FetchHosts(beam.DoFn):
     def process(self, kv):
         key, links = kv
         links = list(links)
+        if self.bar is None:
+            self.bar = tqdm(desc="fetch", unit="url", disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
         self.counts.inc("in", len(links))
         while self.inflight >= self.cfg.global_concurrency:     # backpressure: never queue more than we run
             yield from self._drain(wait_for_host=True)
@@ -140,7 +142,8 @@ class _FetchHosts(beam.DoFn):
 
     def teardown(self):
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 # ------------------------------------------------------------------------------------------------ resume

@@ -31,9 +31,10 @@ class Pacer:
         with self._lock:
             entry = self._hosts.get(host)
             if entry is None:
-                if len(self._hosts) >= self.max_hosts:     # forget hosts idle for a while
+                if len(self._hosts) >= self.max_hosts:     # forget hosts idle for ten minutes
                     cutoff = time.monotonic() - 600
                     self._hosts = {h: e for h, e in self._hosts.items() if e[2] or e[1] > cutoff}
+                    self.max_hosts = max(self.max_hosts, 2 * len(self._hosts))   # amortized: no scan per host
                 entry = self._hosts[host] = [threading.Semaphore(self.concurrency), float("-inf"), 0]
             entry[2] += 1
         entry[0].acquire()
@@ -47,6 +48,15 @@ class Pacer:
             entry[0].release()
             with self._lock:
                 entry[2] -= 1
+
+
+def _chain(e: BaseException, limit: int = 10):
+    """An exception and what it wraps: requests wraps urllib3 (in args or __cause__), which wraps socket errors."""
+    for _ in range(limit):
+        if e is None:
+            return
+        yield e
+        e = e.__cause__ or e.__context__ or (e.args[0] if e.args and isinstance(e.args[0], BaseException) else None)
 
 
 def classify(e: BaseException) -> Tuple[str, str]:
@@ -64,12 +74,8 @@ def classify(e: BaseException) -> Tuple[str, str]:
                       requests.exceptions.MissingSchema, urllib3.exceptions.LocationParseError)):
         return "bad_url", detail
     if isinstance(e, requests.exceptions.ConnectionError):
-        cause = e
-        while cause is not None:        # requests wraps urllib3 wraps socket: look for the name failure
-            if isinstance(cause, (urllib3.exceptions.NameResolutionError, socket.gaierror)):
-                return "dns_error", detail
-            cause = cause.__cause__ or cause.__context__ or (cause.args[0] if cause.args and
-                                                              isinstance(cause.args[0], BaseException) else None)
+        if any(isinstance(c, (urllib3.exceptions.NameResolutionError, socket.gaierror)) for c in _chain(e)):
+            return "dns_error", detail
         return "connection_error", detail
     if isinstance(e, (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError,
                       http.client.HTTPException, OSError)):
@@ -103,11 +109,8 @@ def status_outcome(status: int) -> str:
 
 def stale(e: BaseException) -> bool:
     """The peer closed a kept-alive connection just as we reused it (no response byte came back)."""
-    while e is not None:
-        if isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
-            return True
-        e = e.__cause__ or e.__context__ or (e.args[0] if e.args and isinstance(e.args[0], BaseException) else None)
-    return False
+    return any(isinstance(c, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+               for c in _chain(e))
 
 
 def send(session: requests.Session, url: str, jar, timeout) -> requests.Response:

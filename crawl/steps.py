@@ -50,7 +50,10 @@ class Step(beam.DoFn):
 
     def process(self, element):
         self.count("in")
-        result = self.apply(element)
+        yield from self.emit(self.apply(element))
+
+    def emit(self, result):
+        """Count one result of apply() and route it: a Drop to `dropped`, anything else to the main output."""
         if isinstance(result, Drop):
             self.count(f"drop.{result.reason}")
             yield beam.pvalue.TaggedOutput(DROPPED, result)

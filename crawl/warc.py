@@ -19,6 +19,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Dict, Iterable, Iterator, NamedTuple, Optional
 
+import apache_beam as beam
+from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from warcio.archiveiterator import ArchiveIterator
@@ -230,6 +232,13 @@ def iter_warc_pages(warc_dir: str, links: Optional[Iterable[Link]] = None) -> It
             yield load_page(warc_dir, rec, wanted[url] if wanted else None)
 
 
+def _response_pages(warc_path: str) -> Iterator[Page]:
+    with FileSystems.open(warc_path, compression_type=RAW) as f:
+        for record in ArchiveIterator(f):
+            if record.rec_type == "response" and record.rec_headers.get_header(LINK_HEADER):
+                yield _page_from_record(record, None)
+
+
 def _scan_warcs(warc_dir: str, wanted: Optional[Dict[str, Link]]) -> Iterator[Page]:
     try:
         files = sorted(m.path for m in FileSystems.match([_join(warc_dir, "fetch-*.warc.gz")])[0].metadata_list)
@@ -237,11 +246,44 @@ def _scan_warcs(warc_dir: str, wanted: Optional[Dict[str, Link]]) -> Iterator[Pa
         return
     pages = {}
     for path in files:
-        with FileSystems.open(path, compression_type=RAW) as f:
-            for record in ArchiveIterator(f):
-                if record.rec_type == "response" and record.rec_headers.get_header(LINK_HEADER):
-                    page = _page_from_record(record, None)
-                    if wanted is None or page.link.url in wanted:
-                        pages.setdefault(page.link.url, page._replace(link=wanted[page.link.url]) if wanted else page)
+        for page in _response_pages(path):
+            if wanted is None or page.link.url in wanted:
+                pages.setdefault(page.link.url, page._replace(link=wanted[page.link.url]) if wanted else page)
     for url in sorted(pages):
         yield pages[url]
+
+
+# ---------------------------------------------------------------------------------------------- Beam
+def _ok_outcomes(readable_file) -> Iterator:
+    with readable_file.open(compression_type=RAW) as f:
+        lines = f.read().decode("utf-8").splitlines()
+    for rec in parse_outcomes(lines):
+        if rec.outcome == "ok" and rec.warc:
+            yield rec.url, rec
+
+
+class ReadWarcPages(beam.PTransform):
+    """PBegin -> PCollection[Page]: what `iter_warc_pages(warc_dir)` yields, read in parallel, one Page per URL,
+    so extraction can be rerun with no network (`webtext extract --warc DIR`)."""
+
+    def __init__(self, warc_dir: str):
+        super().__init__()
+        self.warc_dir = warc_dir
+
+    def expand(self, pbegin):
+        warc_dir = self.warc_dir
+        if outcome_files(warc_dir):
+            return (pbegin
+                    | "MatchOutcomes" >> fileio.MatchFiles(_join(warc_dir, "outcomes-*.jsonl"))
+                    | "ReadOutcomes" >> fileio.ReadMatches()
+                    | "OkOutcomes" >> beam.FlatMap(_ok_outcomes)
+                    | "OnePerURL" >> beam.CombinePerKey(lambda recs: min(recs, key=preference))
+                    | "LoadPages" >> beam.Map(lambda kv: load_page(warc_dir, kv[1])))
+        # No outcome logs (WARCs from elsewhere, or copied alone): every response record with a WebText-Link.
+        return (pbegin
+                | "MatchWarcs" >> fileio.MatchFiles(_join(warc_dir, "fetch-*.warc.gz"))
+                | "Paths" >> beam.Map(lambda m: m.path)
+                | "Responses" >> beam.FlatMap(_response_pages)
+                | "ByURL" >> beam.Map(lambda page: (page.link.url, page))
+                | "OnePagePerURL" >> beam.CombinePerKey(lambda pages: min(pages, key=lambda p: (p.fetched_at, p.final_url)))
+                | "Pages" >> beam.Values())

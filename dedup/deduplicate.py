@@ -62,21 +62,17 @@ class _Apply(beam.DoFn):
 
     def process(self, kv):
         doc_id, joined = kv
-        docs = list(joined["doc"])
-        if not docs:
-            return
-        self.count("in", len(docs))
+        docs = sorted(joined["doc"], key=lambda d: (-d.karma, d.text, d))
         decisions = sorted(set(joined["decision"]))
+        self.count("in", len(docs))
         if decisions:
             reason, survivor = decisions[0]
-            for d in docs:
-                self.count(f"drop.{reason}")
-                yield beam.pvalue.TaggedOutput(DROPPED, Drop(STAGE, reason, d.url, f"survivor={survivor}"))
-            return
-        # one doc_id is one normalized URL: if it came twice, keep the better copy
-        keep, *same_url = sorted(docs, key=lambda d: (-d.karma, d.text, d))
-        self.count("out")
-        yield keep
-        for d in same_url:
-            self.count(f"drop.{EXACT}")
-            yield beam.pvalue.TaggedOutput(DROPPED, Drop(STAGE, EXACT, d.url, f"survivor={doc_id} (same doc_id)"))
+            drops = [(reason, f"survivor={survivor}", d) for d in docs]
+        else:   # kept; one doc_id is one normalized URL: if it came twice, keep the better copy
+            drops = [(EXACT, f"survivor={doc_id} (same doc_id)", d) for d in docs[1:]]
+            if docs:
+                self.count("out")
+                yield docs[0]
+        for reason, detail, d in drops:
+            self.count(f"drop.{reason}")
+            yield beam.pvalue.TaggedOutput(DROPPED, Drop(STAGE, reason, d.url, detail))

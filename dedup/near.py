@@ -87,12 +87,10 @@ def bucket_edges(members: Iterable[Tuple[Member, np.ndarray]], threshold: float 
 
 
 def _band_records(sk, bands: int, rows: int, verify: bool):
-    if not sk.sig:
-        return                                       # no words: nothing to compare
-    member = (sk.doc_id, sk.karma)
-    payload = sk.sig if verify else b""
-    for key in band_keys(sig_array(sk.sig), bands, rows):
-        yield key, (member, payload)
+    """((band, hash), ((doc_id, karma), signature bytes or b"")) per band; none for a text without words."""
+    keys = band_keys(sig_array(sk.sig), bands, rows) if sk.sig else []
+    payload = ((sk.doc_id, sk.karma), sk.sig if verify else b"")
+    return [(key, payload) for key in keys]
 
 
 class _BucketEdges(beam.DoFn):

@@ -96,7 +96,10 @@ def _coerce(cls, key: str, value):
     if origin in (tuple, typing.Tuple) or hint in (tuple,):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        return tuple(value)
+        item = (typing.get_args(hint) or (None,))[0]
+        if item in (int, float):   # e.g. --set fetch.retry_statuses=429,503
+            value = [item(v) for v in value]
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
     if isinstance(value, str):
         if hint is bool:
             if value.lower() in ("1", "true", "yes", "on"):

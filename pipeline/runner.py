@@ -1,6 +1,7 @@
 """Run the pipeline and account for it: stats.json + the stats folded into manifest.json, and a table."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -8,8 +9,9 @@ from typing import Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from crawl.extract import default_processes
 from pipeline.build import build
 from pipeline.config import Config, ConfigError
 from pipeline.shards import MANIFEST
@@ -26,11 +28,27 @@ def check_inputs(cfg: Config) -> None:
             raise ConfigError(f"no input file matches {pattern!r}; check the path given to --input")
 
 
+def resolve_processes(cfg: Config, options: PipelineOptions) -> Config:
+    """extract.processes = 0 means: on the local runner, the cores shared among its workers; elsewhere 1, since
+    Dataflow/Spark already run one SDK process per core."""
+    if cfg.extract.processes:
+        return cfg
+    runner = str(options.view_as(StandardOptions).runner or "")
+    if runner.rsplit(".", 1)[-1] in ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner", "PrismRunner"):
+        workers = options.view_as(DirectOptions).direct_num_workers or 1
+        workers = default_processes() if workers <= 0 else workers
+        processes = max(1, default_processes() // workers)
+    else:
+        processes = 1
+    return dataclasses.replace(cfg, extract=dataclasses.replace(cfg.extract, processes=processes))
+
+
 def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optional[str] = None,
         echo=print) -> dict:
     """Build and run the pipeline to completion; returns {"stages": ..., "seconds": ...}."""
     if warc_input is None:
         check_inputs(cfg)
+    cfg = resolve_processes(cfg, options)
     FileSystems.mkdirs(out_dir) if not FileSystems.exists(out_dir) else None
     logging.getLogger("apache_beam").setLevel(logging.ERROR)   # Beam's INFO chatter hides the progress bars
     start = time.time()

