@@ -11,10 +11,15 @@ costs (latency, connection setup) included. Achieved is the whole Beam job for N
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 from collections import defaultdict
 
-import apache_beam as beam
+# Run as a script, bench/ is sys.path[0], and bench/pipeline.py would shadow the pipeline package.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import apache_beam as beam  # noqa: E402
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from crawl.fetch import FetchConfig, fetch_host, make_session

@@ -8,18 +8,23 @@ The step is the trainer's (train.train): bf16 autocast, TF32, fused AdamW with d
 clipping, flash SDPA, optional torch.compile. Tokens are synthetic (uniform random ids), so no shards are needed
 and data loading is not measured. Warmup steps (compilation, allocator, cuDNN autotuning) are excluded; the timed
 steps are bracketed by torch.cuda.synchronize(). MFU = FLOPs per token (6N + 12·L·C·T) x tokens/s / peak dense
-bf16 FLOP/s of the device (H100/H200 989 TFLOP/s, A100 312 TFLOP/s; not reported elsewhere).
+bf16 FLOP/s of the device (H100 SXM/H200 989, H100 PCIe 756, A100 312 TFLOP/s; not reported elsewhere).
 """
 
 import argparse
 import contextlib
+import sys
 import time
+from pathlib import Path
 
-import torch
+# Run as a script, bench/ is sys.path[0], and bench/pipeline.py would shadow the pipeline package.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from train.config import PRESETS, TrainConfig
-from train.model import GPT, peak_flops
-from train.train import keep_freed_memory, make_optimizer
+import torch  # noqa: E402
+
+from train.config import PRESETS, TrainConfig  # noqa: E402
+from train.model import GPT, peak_flops  # noqa: E402
+from train.train import keep_freed_memory, make_optimizer  # noqa: E402
 
 
 def main(argv=None) -> int:

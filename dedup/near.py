@@ -105,14 +105,12 @@ class _BucketEdges(beam.DoFn):
     def process(self, kv):
         _, values = kv
         members = [(m, sig_array(sig)) for m, sig in values]
-        if len(members) < 2:
-            return
         if len(members) > self.cfg.max_bucket:
             self.c_large.inc()
         edges, compared = bucket_edges(members, self.cfg.threshold, self.cfg.verify_candidates, self.cfg.max_bucket)
         self.c_pairs.inc(compared)
         self.c_edges.inc(len(edges))
-        yield from edges
+        return edges
 
 
 # ------------------------------------------------------------------------------------------- components

@@ -274,8 +274,12 @@ def test_deduplicate_is_deterministic_under_shuffled_input(planted):
 
 def test_deduplicate_switches_and_unverified_candidates(planted):
     docs, clusters, distinct, _, _ = planted
-    kept, drops, counters = run_dedup(docs, DedupConfig(near=False), tag="exact")
-    assert len(kept) == len(docs) - 2 and {d.reason for d in drops} == {"exact_duplicate"}
+    again = distinct[2]._replace(karma=1)                               # the same URL twice: one is kept
+    kept, drops, counters = run_dedup(docs + [again], DedupConfig(near=False), tag="exact")
+    assert len(kept) == len(docs) - 2 and {d.reason for d in drops} == {"exact_duplicate"} and len(drops) == 3
+    assert distinct[2] in kept and again not in kept
+    assert ("dedup", "exact_duplicate", again.url, f"survivor={again.doc_id} (same doc_id)") in drops
+    assert counters["dedup.in"] == len(docs) + 1 == len(kept) + counters["dedup.drop.exact_duplicate"]
     kept, drops, counters = run_dedup(docs, DedupConfig(exact=False, near=False), tag="off")
     assert kept == sorted(docs) and drops == [] and counters["dedup.out"] == len(docs)
     # without verification every LSH candidate counts: never fewer drops than with it

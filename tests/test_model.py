@@ -110,5 +110,6 @@ def test_flops_per_token_and_peak():
     assert model.flops_per_token() / 1e9 == pytest.approx(0.855, abs=1e-3)  # nanoGPT's ~0.86 GFLOP/token
     assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12
     assert peak_flops("NVIDIA H200") == 989e12
+    assert peak_flops("NVIDIA H100 PCIe") == 756e12
     assert peak_flops("NVIDIA A100-SXM4-40GB") == 312e12
     assert peak_flops("Tesla T4") is None

@@ -22,6 +22,16 @@ from train.checkpoint import load_checkpoint
 TINY = ["--n-embd", "32", "--block-size", "32", "--batch-size", "4"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain little from a second thread, and on a busy 2-core CI box a 2-thread OpenMP team waiting on a
+    descheduled thread made these tests 5x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     """Python's bundled English prose (pydoc topics), one document per topic, as real pipeline shards."""
@@ -38,11 +48,11 @@ def shards(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(shards, tmp_path_factory):
-    """One smoke run: 300 steps from a TOML config plus command-line overrides."""
+    """One smoke run: 200 steps from a TOML config plus command-line overrides."""
     out = tmp_path_factory.mktemp("run")
     toml = out / "tiny.toml"
-    toml.write_text('base = "tiny"\nn_embd = 32\nblock_size = 32\nbatch_size = 4\nlr = 3e-3\neval_interval = 100\n')
-    rc = train.main(["--config", str(toml), "--data", str(shards), "--out", str(out), "--max-steps", "300",
+    toml.write_text('base = "tiny"\nn_embd = 32\nblock_size = 32\nbatch_size = 4\nlr = 3e-3\neval_interval = 50\n')
+    rc = train.main(["--config", str(toml), "--data", str(shards), "--out", str(out), "--max-steps", "200",
                      "--log-interval", "25", "--quiet"])
     assert rc == 0
     return out
@@ -55,16 +65,16 @@ def _log(out):
 def test_smoke_run_lowers_val_loss(run):
     records = _log(run)
     val = [(r["step"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
-    assert [s for s, _ in val] == [0, 100, 200, 300]
+    assert [s for s, _ in val] == [0, 50, 100, 150, 200]
     assert abs(val[0][1] - math.log(50257)) < 0.3  # untrained: about uniform over the vocabulary
     assert val[-1][1] < val[0][1] - 3.0  # clearly learned something (~10.8 -> ~6.x)
-    assert val[-1][1] < val[1][1]
+    assert val[-1][1] < val[1][1]  # still improving after the first evaluation
 
 
 def test_log_has_one_record_per_logged_step(run):
     records = _log(run)
     trained = [r for r in records if r["step"] > 0]
-    assert [r["step"] for r in trained] == list(range(25, 301, 25))
+    assert [r["step"] for r in trained] == list(range(25, 201, 25))
     for r in trained:
         assert {"step", "loss", "lr", "tokens_per_s", "mfu"} <= r.keys()
         assert r["mfu"] is None  # CPU: no known peak
@@ -74,10 +84,10 @@ def test_log_has_one_record_per_logged_step(run):
 
 def test_checkpoint_holds_everything(run):
     ckpt = load_checkpoint(run / "ckpt.pt")  # weights_only: plain data, no pickled code
-    assert ckpt["step"] == 300
+    assert ckpt["step"] == 200
     assert {"model", "optimizer", "step", "config", "rng", "loader"} <= ckpt.keys()
-    assert ckpt["config"]["n_embd"] == 32 and ckpt["config"]["max_steps"] == 300 and ckpt["config"]["n_layer"] == 2
-    assert ckpt["loader"]["batch"] == 300  # one micro-batch per step
+    assert ckpt["config"]["n_embd"] == 32 and ckpt["config"]["max_steps"] == 200 and ckpt["config"]["n_layer"] == 2
+    assert ckpt["loader"]["batch"] == 200  # one micro-batch per step
     assert set(ckpt["rng"][0]) == {"python", "numpy", "torch", "cuda"}
     assert "transformer.h.1.attn.c_attn.weight" in ckpt["model"]
     assert len(ckpt["optimizer"]["state"]) == len(list(p for p in ckpt["model"] if p != "lm_head.weight"))

@@ -17,25 +17,26 @@ import torch
 CKPT_NAME = "ckpt.pt"
 
 
-def rng_state() -> dict:
-    """This process's RNG states: python, numpy (as lists, not pickled arrays), torch CPU, and CUDA when present."""
+def rng_state(device: torch.device | None = None) -> dict:
+    """This process's RNG states: python, numpy (as lists, not pickled arrays), torch CPU, and the CUDA generator of
+    `device` (only that one: touching every GPU would create a context on each from every process)."""
     np_state = np.random.get_state()
     return {
         "python": random.getstate(),
         "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state(device) if device is not None and device.type == "cuda" else None,
     }
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] is not None and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:

@@ -180,8 +180,9 @@ class GPT(nn.Module):
         return idx
 
 
-# Peak dense bf16 tensor throughput by device name, FLOP/s. MFU is only reported where the peak is known.
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+# Peak dense bf16 tensor throughput by device name (first match wins), FLOP/s. MFU is only reported where the peak
+# is known. The H100 PCIe card runs the same chip at lower clocks.
+PEAK_BF16_FLOPS = {"H100 PCIE": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 def peak_flops(device_name: str) -> float | None:

@@ -179,7 +179,7 @@ def _train(argv: list[str] | None) -> int:
         loader.load_state_dict(ckpt["loader"])
         start_step = int(ckpt["step"])
         if len(ckpt["rng"]) == world_size:
-            set_rng_state(ckpt["rng"][rank])
+            set_rng_state(ckpt["rng"][rank], device)
         else:  # another world size: data order still continues exactly, dropout masks cannot
             torch.manual_seed(cfg.seed + rank + start_step)
         del ckpt
@@ -211,9 +211,9 @@ def _train(argv: list[str] | None) -> int:
     def checkpoint(step: int) -> None:
         states = [None] * world_size
         if ddp:
-            dist.all_gather_object(states, rng_state())
+            dist.all_gather_object(states, rng_state(device))
         else:
-            states = [rng_state()]
+            states = [rng_state(device)]
         if master:
             save_checkpoint(ckpt_path, {
                 "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,

@@ -1,4 +1,4 @@
-"""Throughput of dedup's per-document step (the CPU cost of dedup): python -m dedup.bench [docs] [words]
+"""Throughput of dedup's per-document step (the CPU cost of dedup): python bench/minhash_speed.py [docs] [words]
 
 Documents are slices of real English prose that ships with Python (pydoc_data.topics). Compares our
 signature (cached word hashes -> vectorized shingle hashes -> MinHash with permutations on the outer axis)
