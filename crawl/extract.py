@@ -12,7 +12,6 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import re
-import signal
 import threading
 from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
@@ -35,6 +34,14 @@ class ExtractConfig:
     language_chars: int = 3_000       # identify on the first N chars: same verdicts as 10k on the test pages
     include_tables: bool = False
     favor_precision: bool = False
+
+    def __post_init__(self):
+        if self.timeout is not None and self.timeout < 0:
+            raise ValueError("timeout must be >= 0 seconds (0 or none: no bound)")
+        if self.processes < 0 or self.batch_size < 1 or self.min_chars < 0 or self.language_chars < 1:
+            raise ValueError("processes and min_chars must be >= 0, batch_size and language_chars >= 1")
+        if not 0.0 <= self.min_language_score <= 1.0:
+            raise ValueError("min_language_score must be between 0 and 1")
 
 
 TITLE_RE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
@@ -77,8 +84,9 @@ def identify_language(text: str, chars: int = 10_000) -> Tuple[str, float]:
     return lang, float(score)
 
 
-class ExtractTimeout(Exception):
-    pass
+class ExtractTimeout(BaseException):
+    """The page's time is up. A BaseException, because trafilatura catches Exception in places and would
+    otherwise swallow the alarm and return a partial text that depends on CPU speed."""
 
 
 def document_from_page(page: Page, cfg: ExtractConfig) -> Union[Document, Tuple[str, str]]:
@@ -88,7 +96,7 @@ def document_from_page(page: Page, cfg: ExtractConfig) -> Union[Document, Tuple[
     try:
         text = extract_text(decode_body(page), page.final_url, cfg.include_tables, cfg.favor_precision)
     except ExtractTimeout:
-        return "extract_timeout", f"> {cfg.timeout} s"
+        raise   # reported by the caller that set the alarm
     except Exception as e:  # lxml/trafilatura raise many kinds on broken markup: drop the page, keep going
         return "extract_error", f"{type(e).__name__}: {e}"
     text = (text or "").strip()
@@ -107,35 +115,13 @@ def document_from_page(page: Page, cfg: ExtractConfig) -> Union[Document, Tuple[
                     lang=lang, lang_score=round(score, 4))
 
 
-def _on_alarm(signum, frame):
-    raise ExtractTimeout()
-
-
-def _document_with_alarm(page: Page, cfg: ExtractConfig):
-    """Runs in a pool worker's main thread, where a SIGALRM can interrupt a runaway extraction."""
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, cfg.timeout)
-    try:
-        return document_from_page(page, cfg)
-    except ExtractTimeout:   # fired outside trafilatura (e.g. during language ID)
-        return "extract_timeout", f"> {cfg.timeout} s"
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-
-
 def _pool_context():
     # forkserver: workers fork from a clean single-threaded server that imported trafilatura once (cheap
-    # replacements, safe beside Beam's threads), and unlike spawn it does not re-run the caller's __main__.
+    # replacements, safe beside Beam's threads). Like spawn, it imports the caller's __main__ module in the
+    # server: a script that starts a run needs the usual `if __name__ == "__main__":` guard (see ExtractPool).
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["crawl.extract", "trafilatura", "py3langid.langid"])
+    ctx.set_forkserver_preload(["crawl.extract_worker", "trafilatura", "py3langid.langid"])
     return ctx
-
-
-def _warm_up(cfg: ExtractConfig) -> None:
-    """First-use costs (lxml/trafilatura caches, the language model) paid once per worker, off the clock."""
-    extract_text("<html><body><article><p>warm up</p></article></body></html>")
-    if cfg.language:
-        identify_language("warm up")
 
 
 class ExtractPool:
@@ -147,30 +133,48 @@ class ExtractPool:
         self.cfg, self.processes, self._pool, self._starting = cfg, max(1, processes), None, None
 
     def start_in_background(self) -> None:
-        """Start the workers while earlier work (the fetch) is still running: starting costs about a second."""
+        """Start the workers while earlier work (the fetch) is still running: starting costs about a second.
+        A failure here is left for map(), which starts again and raises with the explanation."""
         if self.cfg.timeout and self._pool is None and self._starting is None:
-            self._starting = threading.Thread(target=self._start, daemon=True)
+            def start():
+                try:
+                    self._start()
+                except RuntimeError:
+                    pass
+            self._starting = threading.Thread(target=start, daemon=True)
             self._starting.start()
 
     def _start(self) -> None:
+        from crawl import extract_worker
         pool = cf.ProcessPoolExecutor(self.processes, mp_context=_pool_context())
-        for _ in range(self.processes):
-            pool.submit(_warm_up, self.cfg)
+        warm = [pool.submit(extract_worker.warm_up, self.cfg) for _ in range(self.processes)]
+        try:
+            cf.wait(warm, timeout=120)
+            ok = all(f.done() and not f.exception() for f in warm)
+        except cf.process.BrokenProcessPool:
+            ok = False
+        if not ok:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise RuntimeError(
+                "extraction workers could not start; if you call webtext from your own script, put the call "
+                "under `if __name__ == \"__main__\":` (worker processes import your main module)")
         self._pool = pool
 
     def map(self, pages: List[Page]) -> list:
-        if not self.cfg.timeout:
+        if not self.cfg.timeout:   # no bound asked for: extract here, no workers
             return [document_from_page(p, self.cfg) for p in pages]
         if self._starting is not None:
             self._starting.join()
             self._starting = None
         if self._pool is None:
             self._start()
+        from crawl import extract_worker
         try:
-            futures = [self._pool.submit(_document_with_alarm, p, self.cfg) for p in pages]
-        except cf.process.BrokenProcessPool:
+            futures = [self._pool.submit(extract_worker.document_with_alarm, p, self.cfg) for p in pages]
+        except cf.process.BrokenProcessPool:   # the pool broke between batches: one fresh start, no loop
             self.close()
-            return self.map(pages)
+            self._start()
+            futures = [self._pool.submit(extract_worker.document_with_alarm, p, self.cfg) for p in pages]
         results = []
         for i, future in enumerate(futures):
             try:

@@ -77,6 +77,18 @@ class FetchConfig:
     def __post_init__(self):
         if self.per_host_concurrency < 1 or self.global_concurrency < 1 or self.max_urls_per_host_key < 1:
             raise ValueError("fetch concurrency and max_urls_per_host_key must be >= 1")
+        for name in ("connect_timeout", "read_timeout", "page_timeout", "robots_timeout", "max_bytes",
+                     "max_decompressed_bytes", "robots_max_bytes", "warc_rotate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0")
+        for name in ("min_delay", "backoff", "max_retry_wait", "max_crawl_delay", "max_retries", "max_redirects",
+                     "circuit_breaker"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.http_proxy is not None:
+            proxy = urlsplit(self.http_proxy)
+            if proxy.scheme not in ("http", "https") or not proxy.hostname:
+                raise ValueError(f"http_proxy must be an http://host:port URL, got {self.http_proxy!r}")
 
 
 class Capture(NamedTuple):

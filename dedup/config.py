@@ -32,6 +32,8 @@ class DedupConfig:
             raise ValueError("give both bands and rows, or neither")
         if self.bands is not None and (self.bands < 1 or self.rows < 1):
             raise ValueError("bands and rows must be >= 1")
+        if not 1 <= self.shingle_size <= 64:
+            raise ValueError(f"shingle_size must be between 1 and 64, got {self.shingle_size}")
         if self.shingle_size < 1 or self.num_perm < 1 or self.max_rounds < 1 or self.max_bucket < 2:
             raise ValueError("shingle_size, num_perm, max_rounds must be >= 1 and max_bucket >= 2")
 

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Optional
 
 import apache_beam as beam
@@ -16,6 +17,18 @@ from pipeline.build import build
 from pipeline.config import Config, ConfigError
 from pipeline.shards import MANIFEST
 from pipeline.stats import counters_from_result, format_table, stage_stats, unbalanced, write_stats
+
+
+def _check_writable_dir(path: str, what: str) -> None:
+    if "://" in path:   # gs://, s3://, ...: the runner's filesystem checks it
+        return
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{what} {path} is a file; give a directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create {what} {path} ({e.strerror}); give a writable directory") from None
 
 
 def check_inputs(cfg: Config) -> None:
@@ -48,13 +61,25 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     """Build and run the pipeline to completion; returns {"stages": ..., "seconds": ...}."""
     if warc_input is None:
         check_inputs(cfg)
+    _check_writable_dir(out_dir, "output directory")
+    if cfg.fetch.warc_dir:
+        _check_writable_dir(cfg.fetch.warc_dir, "WARC directory")
     cfg = resolve_processes(cfg, options)
-    FileSystems.mkdirs(out_dir) if not FileSystems.exists(out_dir) else None
     logging.getLogger("apache_beam").setLevel(logging.ERROR)   # Beam's INFO chatter hides the progress bars
     start = time.time()
-    p = beam.Pipeline(options=options)
+    try:
+        p = beam.Pipeline(options=options)
+    except ValueError as e:   # an unknown --runner, or e.g. DataflowRunner without --project/--temp_location
+        raise ConfigError(" ".join(line.strip() for line in str(e).splitlines() if line.strip())) from None
     build(p, cfg, out_dir, warc_input=warc_input)
-    result = p.run()
+    try:
+        result = p.run()
+    except ValueError as e:
+        if "validation" not in str(e).lower():
+            raise
+        # e.g. DataflowRunner without --project/--temp_location: Beam lists what is missing.
+        missing = " ".join(line.strip() for line in str(e).splitlines()[1:] if line.strip())
+        raise ConfigError(f"the runner's options are incomplete: {missing}") from None
     result.wait_until_finish()
     seconds = time.time() - start
 
@@ -74,4 +99,6 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     echo(format_table(stats))
     for line in extra["unbalanced"]:
         echo(f"WARNING: {line}")
+    if not stats.get("shards", {}).get("out"):
+        echo("WARNING: no document reached the shards; the drop reasons above say where everything went")
     return {"stages": stats, **extra}

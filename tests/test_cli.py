@@ -15,6 +15,12 @@ from pipeline.cli import main
     (["run", "--input", "X", "--out", "OUT", "--config", "/nonexistent.toml"], "config file"),
     (["run", "--input", "X", "--out", "OUT", "--set", "links.min_karm=3"], "unknown config key"),
     (["extract", "--warc", "/nonexistent", "--out", "OUT"], "WARC directory"),
+    (["run", "--input", "X", "--out", "X"], "is a file"),
+    (["run", "--input", "X", "--out", "OUT", "--warc-dir", "X"], "WARC directory X is a file"),
+    (["run", "--input", "X", "--out", "OUT", "--runner", "NoSuchRunner"], "Unexpected pipeline runner"),
+    (["run", "--input", "X", "--out", "OUT", "--set", "fetch.min_delay=-1"], "min_delay"),
+    (["run", "--input", "X", "--out", "OUT", "--http-proxy", "notaurl"], "http_proxy"),
+    (["run", "--input", "X", "--out", "OUT", "--set", "extract.timeout=-1"], "timeout"),
     (["frobnicate"], "unknown command"),
 ])
 def test_one_line_errors(capsys, tmp_path, monkeypatch, argv, message):
