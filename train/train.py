@@ -41,7 +41,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="webtext train", description="Train GPT-2 on webtext token shards.")
     p.add_argument("--config", default=None,
-                   help=f"preset ({', '.join(PRESETS)}) or a .toml file; default gpt2, or the checkpoint's with --resume")
+                   help=f"preset ({', '.join(PRESETS)}) or a .toml file; default gpt2 on a GPU, tiny on CPU, "
+                        "or the checkpoint's with --resume")
     p.add_argument("--data", required=True, help="shard directory (with manifest.json)")
     p.add_argument("--out", required=True, help="run directory: ckpt.pt, log.jsonl, loss.png")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -121,9 +122,14 @@ def evaluate(model, val: ValSet, device, autocast, world_size: int) -> float:
     return _mean_over_ranks(total / len(val), world_size)
 
 
+def default_config_name(device_arg: str) -> str:
+    """Without --config: GPT-2 small where there is a GPU, the tiny model on CPU (a few hundred steps in minutes)."""
+    return "gpt2" if device_arg == "cuda" or (device_arg == "auto" and torch.cuda.is_available()) else "tiny"
+
+
 def _resolve_config(args, overrides: dict, ckpt: dict | None) -> TrainConfig:
     if ckpt is None:
-        return replace(load_config(args.config or "gpt2"), **overrides)
+        return replace(load_config(args.config or default_config_name(args.device)), **overrides)
     saved = {f.name: ckpt["config"][f.name] for f in fields(TrainConfig) if f.name in ckpt["config"]}
     base = TrainConfig(**saved) if args.config is None else load_config(args.config)
     cfg = replace(base, **overrides)
