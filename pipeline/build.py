@@ -17,10 +17,11 @@ import apache_beam as beam
 from crawl.extract import ExtractDocuments
 from crawl.fetch_beam import FetchPages
 from crawl.links import HarvestLinks
-from crawl.quality import QualityFilter
+from crawl.quality import FilterQuality
 from crawl.reddit import ReadReddit
 from crawl.sources import ReadSubmissions
 from crawl.steps import DROPPED
+from crawl.warc import ReadWarcPages
 from dedup import Deduplicate
 from pipeline.config import Config
 from pipeline.write import WriteShards
@@ -30,7 +31,6 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
     """Add the pipeline to `p`. With `warc_input`, pages come from captured WARCs instead of the network."""
     drops = []
     if warc_input:
-        from crawl.warc import ReadWarcPages
         pages = p | "ReadWarc" >> ReadWarcPages(warc_input)
     else:
         submissions = []
@@ -50,9 +50,8 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
         drops += [links[DROPPED], fetched[DROPPED]]
 
     documents = pages | "ExtractDocuments" >> ExtractDocuments(cfg.extract)
-    good = documents["documents"] | "QualityFilter" >> beam.ParDo(QualityFilter(cfg.quality)).with_outputs(
-        DROPPED, main="documents")
-    unique = good.documents | "Deduplicate" >> Deduplicate(cfg.dedup)
+    good = documents["documents"] | "FilterQuality" >> FilterQuality(cfg.quality)
+    unique = good["documents"] | "Deduplicate" >> Deduplicate(cfg.dedup)
     drops += [documents[DROPPED], good[DROPPED], unique[DROPPED]]
 
     _ = unique["documents"] | "WriteShards" >> WriteShards(out_dir, cfg.shards, cfg.to_dict())
