@@ -22,6 +22,8 @@ class DedupConfig:
     shingle_size: int = 5            # word n-grams, as datatrove
     seed: int = 1                    # seed of the MinHash permutations (fixed: same ids -> same clusters)
     verify_candidates: bool = True   # keep an LSH candidate pair only if its estimated Jaccard >= threshold
+    min_recall: float = 0.95         # with verification: banding that makes a pair AT the threshold a candidate
+                                     # with this probability (fewest false candidates among such bandings)
     max_rounds: int = 10             # large-star/small-star rounds for connected components (~log^2 diameter)
     max_bucket: int = 1000           # LSH buckets larger than this are verified against leaders, not all pairs
 
@@ -32,6 +34,8 @@ class DedupConfig:
             raise ValueError("give both bands and rows, or neither")
         if self.bands is not None and (self.bands < 1 or self.rows < 1):
             raise ValueError("bands and rows must be >= 1")
+        if not 0.0 < self.min_recall < 1.0:
+            raise ValueError(f"min_recall must be in (0, 1), got {self.min_recall}")
         if not 1 <= self.shingle_size <= 64:
             raise ValueError(f"shingle_size must be between 1 and 64, got {self.shingle_size}")
         if self.shingle_size < 1 or self.num_perm < 1 or self.max_rounds < 1 or self.max_bucket < 2:
@@ -41,7 +45,11 @@ class DedupConfig:
         """(bands, rows): the override, or the S-curve optimum for threshold within num_perm."""
         if self.bands is not None:
             return self.bands, self.rows
-        from dedup.minhash import lsh_params   # local import: minhash imports this module
+        from dedup.minhash import lsh_params, lsh_params_for_recall   # local: minhash imports this module
+        if self.verify_candidates:
+            # Candidates are checked on the full signature, so a false candidate costs a comparison while a
+            # missed pair is a duplicate left in: bias the banding toward recall.
+            return lsh_params_for_recall(self.threshold, self.num_perm, self.min_recall)
         return lsh_params(self.threshold, self.num_perm)
 
 

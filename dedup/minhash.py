@@ -132,10 +132,11 @@ def signature(text: str, cfg: DedupConfig = DedupConfig()) -> np.ndarray:
 
 
 def signature_of_words(words: List[str], cfg: DedupConfig = DedupConfig()) -> np.ndarray:
+    """num_perm values (at least bands*rows): banding uses the first bands*rows, verification all of them."""
     if not words:
         return np.zeros(0, dtype=np.uint32)
     bands, rows = cfg.lsh()
-    return signature_of_hashes(shingle_hashes(words, cfg.shingle_size), bands * rows, cfg.seed)
+    return signature_of_hashes(shingle_hashes(words, cfg.shingle_size), max(cfg.num_perm, bands * rows), cfg.seed)
 
 
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
@@ -165,6 +166,20 @@ def lsh_params(threshold: float = 0.8, num_perm: int = 128, fp_weight: float = 0
             if err < best_err:
                 best, best_err = (b, r), err
     return best
+
+
+def lsh_params_for_recall(threshold: float = 0.8, num_perm: int = 128, min_recall: float = 0.95) -> Tuple[int, int]:
+    """(bands, rows) with bands*rows <= num_perm and s_curve(threshold) >= min_recall that has the least
+    false-positive area below the threshold (ties: more rows). Falls back to the most sensitive banding."""
+    below = np.linspace(0.0, threshold, 401)
+    best, best_fp = None, float("inf")
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            if s_curve(threshold, b, r) >= min_recall:
+                fp = _trapezoid(s_curve(below, b, r), below)
+                if fp < best_fp - 1e-12:
+                    best, best_fp = (b, r), fp
+    return best or (num_perm, 1)
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> List[Tuple[int, int]]:

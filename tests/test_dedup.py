@@ -88,13 +88,13 @@ def test_signature_is_datasketch_minhash_and_estimates_jaccard():
     bands, rows = CFG.lsh()
     words = normalized_words(TEXTS[0])
     hashes = shingle_hashes(words)
-    reference = MinHash(num_perm=bands * rows, seed=1, hashfunc=int)
+    reference = MinHash(num_perm=CFG.num_perm, seed=1, hashfunc=int)
     reference.update_batch(hashes.tolist())
     sig = signature(TEXTS[0], CFG)
-    assert sig.dtype == np.uint32 and len(sig) == bands * rows == 117
+    assert sig.dtype == np.uint32 and len(sig) == CFG.num_perm == 128 >= bands * rows   # verify on all 128
     assert np.array_equal(sig, reference.hashvalues)
-    assert np.array_equal(signature_of_hashes(hashes, 117, 1, chunk=7), sig)          # chunking changes nothing
-    assert not np.array_equal(signature_of_hashes(hashes, 117, 2), sig)               # the seed matters
+    assert np.array_equal(signature_of_hashes(hashes, 128, 1, chunk=7), sig)          # chunking changes nothing
+    assert not np.array_equal(signature_of_hashes(hashes, 128, 2), sig)               # the seed matters
     assert len(signature(" -- ", CFG)) == 0
     rng = random.Random(1)
     for count in (4, 15, 60):
@@ -112,6 +112,17 @@ def test_lsh_params_follow_the_s_curve_like_datasketch():
     assert 0.2 < s_curve(0.8, b, r) < 0.8
     assert lsh_params(0.9, 128, fp_weight=0.9, fn_weight=0.1)[1] >= lsh_params(0.9, 128)[1]   # fewer false positives
     assert DedupConfig(bands=14, rows=8).lsh() == (14, 8)                # datatrove's banding, as an override
+    assert DedupConfig(verify_candidates=False).lsh() == (9, 13)        # unverified: the balanced optimum
+
+
+def test_verified_banding_favours_recall():
+    """With verification, a pair at the threshold becomes a candidate with >= min_recall probability; the
+    balanced optimum (9 x 13) would find only ~40% of pairs at 0.8 and ~69% at 0.85."""
+    b, r = CFG.lsh()
+    assert CFG.verify_candidates and b * r <= CFG.num_perm
+    assert s_curve(0.8, b, r) >= 0.95 and s_curve(0.85, b, r) >= 0.99
+    assert s_curve(0.5, b, r) < 0.15                                     # still few false candidates
+    assert s_curve(0.8, 9, 13) < 0.45
     with pytest.raises(ValueError):
         DedupConfig(bands=14)
 
