@@ -23,7 +23,7 @@ def main(n_docs: int = 1000, n_words: int = 2000) -> None:
             for i, s in enumerate(starts)]
     cfg = DedupConfig()
     bands, rows = cfg.lsh()
-    print(f"{n_docs} docs x {n_words} words; {bands} bands x {rows} rows = {bands * rows} permutations")
+    print(f"{n_docs} docs x {n_words} words; signature of {cfg.num_perm} permutations, banded {bands} x {rows}")
 
     t = time.perf_counter()
     for d in docs:
@@ -34,7 +34,7 @@ def main(n_docs: int = 1000, n_words: int = 2000) -> None:
     sample = docs[:min(200, n_docs)]
     t = time.perf_counter()
     for d in sample:
-        m = MinHash(num_perm=bands * rows, seed=cfg.seed)
+        m = MinHash(num_perm=cfg.num_perm, seed=cfg.seed)
         m.update_batch([s.encode("utf-8") for s in shingles(d.text, cfg.shingle_size)])
     plain = len(sample) / (time.perf_counter() - t)
     print(f"datasketch plainly (shingle strings, SHA-1) {plain:7.0f} docs/s   -> ours is {ours / plain:.1f}x")

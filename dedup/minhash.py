@@ -168,6 +168,7 @@ def lsh_params(threshold: float = 0.8, num_perm: int = 128, fp_weight: float = 0
     return best
 
 
+@lru_cache(maxsize=64)
 def lsh_params_for_recall(threshold: float = 0.8, num_perm: int = 128, min_recall: float = 0.95) -> Tuple[int, int]:
     """(bands, rows) with bands*rows <= num_perm and s_curve(threshold) >= min_recall that has the least
     false-positive area below the threshold (ties: more rows). Falls back to the most sensitive banding."""
