@@ -208,20 +208,28 @@ def default_processes() -> int:
 class _ExtractBatch(Step):
     stage = "extract"
 
-    def __init__(self, cfg: ExtractConfig):
+    def __init__(self, cfg: ExtractConfig, quiet: bool = False):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.quiet = cfg, quiet
 
     def setup(self):
         self.pool = ExtractPool(self.cfg, self.cfg.processes or default_processes())
         self.pool.start_in_background()
+        self.bar = None
 
     def teardown(self):
         self.pool.close()
+        if self.bar is not None:
+            self.bar.close()
 
     def process(self, pages: List[Page]):
+        if self.bar is None:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(desc="extract", unit="page", disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
         self.count("in", len(pages))
-        for page, result in zip(pages, self.pool.map(pages)):
+        results = self.pool.map(pages)
+        self.bar.update(len(pages))
+        for page, result in zip(pages, results):
             if not isinstance(result, Document):   # (reason, detail)
                 result = self.drop(result[0], page.link.url, result[1])
             yield from self.emit(result)
@@ -230,12 +238,12 @@ class _ExtractBatch(Step):
 class ExtractDocuments(beam.PTransform):
     """Pages -> Documents (tagged outputs: `documents`, `dropped`)."""
 
-    def __init__(self, cfg: ExtractConfig = ExtractConfig()):
+    def __init__(self, cfg: ExtractConfig = ExtractConfig(), quiet: bool = False):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.quiet = cfg, quiet
 
     def expand(self, pages):
         out = (pages
                | "Batch" >> beam.BatchElements(min_batch_size=self.cfg.batch_size, max_batch_size=self.cfg.batch_size)
-               | "Extract" >> beam.ParDo(_ExtractBatch(self.cfg)).with_outputs(DROPPED, main="documents"))
+               | "Extract" >> beam.ParDo(_ExtractBatch(self.cfg, self.quiet)).with_outputs(DROPPED, main="documents"))
         return {"documents": out.documents, DROPPED: out[DROPPED]}

@@ -49,7 +49,7 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
         pages = fetched["pages"]
         drops += [links[DROPPED], fetched[DROPPED]]
 
-    documents = pages | "ExtractDocuments" >> ExtractDocuments(cfg.extract)
+    documents = pages | "ExtractDocuments" >> ExtractDocuments(cfg.extract, quiet=cfg.run.quiet)
     good = documents["documents"] | "FilterQuality" >> FilterQuality(cfg.quality)
     unique = good["documents"] | "Deduplicate" >> Deduplicate(cfg.dedup)
     drops += [documents[DROPPED], good[DROPPED], unique[DROPPED]]
