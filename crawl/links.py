@@ -8,7 +8,7 @@ the sum (OpenWebText2's choice) over them, and the karma threshold applies to th
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Optional, Tuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 

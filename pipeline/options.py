@@ -3,7 +3,7 @@ both ours (--input, --out, --config, ...) and Beam's own (--runner, --direct_num
 from __future__ import annotations
 
 import argparse
-from typing import List, Optional
+from typing import List
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 

@@ -13,7 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 from crawl.records import Document
 from crawl.steps import counter
 from pipeline.config import ShardConfig
-from pipeline.shards import SPLITS, ShardInfo, TokenizedDoc, assign_shard, write_manifest, write_shard
+from pipeline.shards import SPLITS, TokenizedDoc, assign_shard, write_manifest, write_shard
 from pipeline.tokenize import encode_document
 
 STAGE = "shards"

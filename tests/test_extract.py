@@ -73,7 +73,7 @@ def test_extract_documents_counts_add_up(real_pages):
     pages = [page(bodies[n], url=f"http://example.com/{i}") for i, n in enumerate(english[:4] + german[:2])]
     pages.append(page(b"<html></html>", url="http://example.com/empty"))
     p = beam_pipeline()
-    out = p | beam.Create(pages) | ExtractDocuments(ExtractConfig(processes=2, batch_size=3))
+    _ = p | beam.Create(pages) | ExtractDocuments(ExtractConfig(processes=2, batch_size=3))
     c = counters(p.run())
     assert c["extract.in"] == 7
     assert c["extract.in"] == c.get("extract.out", 0) + sum(v for k, v in c.items() if k.startswith("extract.drop."))

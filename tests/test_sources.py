@@ -89,7 +89,7 @@ def test_truncated_zst_is_counted_not_fatal(tmp_path):
     path = tmp_path / "RS_cut.zst"
     path.write_bytes(blob[: len(blob) // 2])
     p = beam_pipeline()
-    out = p | ReadSubmissions([str(path)])
+    _ = p | ReadSubmissions([str(path)])
     c = counters(p.run())
     assert c["source.in"] == c.get("source.out", 0) + c["source.drop.malformed_line"]
     assert c["source.drop.malformed_line"] >= 1
