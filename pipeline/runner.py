@@ -16,7 +16,7 @@ from crawl.extract import default_processes
 from pipeline.build import build
 from pipeline.config import Config, ConfigError
 from pipeline.shards import MANIFEST
-from pipeline.stats import counters_from_result, format_table, stage_stats, unbalanced, write_stats
+from pipeline.stats import STAGES, counters_from_result, format_table, stage_stats, unbalanced, write_stats
 
 
 def _check_writable_dir(path: str, what: str) -> None:
@@ -83,7 +83,8 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     result.wait_until_finish()
     seconds = time.time() - start
 
-    stats = stage_stats(counters_from_result(result))
+    ran = STAGES[STAGES.index("extract"):] if warc_input else STAGES
+    stats = stage_stats(counters_from_result(result), ran)
     extra = {"seconds": round(seconds, 2), "unbalanced": unbalanced(stats)}
     write_stats(FileSystems.join(out_dir, "stats.json"), stats, extra)
     manifest_path = FileSystems.join(out_dir, MANIFEST)

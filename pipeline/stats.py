@@ -24,8 +24,9 @@ def counters_from_result(result) -> Dict[str, int]:
     return out
 
 
-def stage_stats(counters: Dict[str, int]) -> Dict[str, dict]:
-    stats: Dict[str, dict] = {}
+def stage_stats(counters: Dict[str, int], stages=()) -> Dict[str, dict]:
+    """Per-stage totals; `stages` that counted nothing (e.g. no document reached them) appear with zeros."""
+    stats: Dict[str, dict] = {stage: {"in": 0, "out": 0, "dropped": {}, "extra": {}} for stage in stages}
     for name, value in counters.items():
         stage, _, rest = name.partition(".")
         s = stats.setdefault(stage, {"in": 0, "out": 0, "dropped": {}, "extra": {}})
