@@ -72,14 +72,7 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     except ValueError as e:   # an unknown --runner, or e.g. DataflowRunner without --project/--temp_location
         raise ConfigError(" ".join(line.strip() for line in str(e).splitlines() if line.strip())) from None
     build(p, cfg, out_dir, warc_input=warc_input)
-    try:
-        result = p.run()
-    except ValueError as e:
-        if "validation" not in str(e).lower():
-            raise
-        # e.g. DataflowRunner without --project/--temp_location: Beam lists what is missing.
-        missing = " ".join(line.strip() for line in str(e).splitlines()[1:] if line.strip())
-        raise ConfigError(f"the runner's options are incomplete: {missing}") from None
+    result = p.run()
     result.wait_until_finish()
     seconds = time.time() - start
 
