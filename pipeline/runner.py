@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from crawl.extract import default_processes
 from pipeline.build import build
 from pipeline.config import Config, ConfigError
-from pipeline.shards import MANIFEST
+from pipeline.shards import add_stats_to_manifest
 from pipeline.stats import STAGES, counters_from_result, format_table, stage_stats, unbalanced, write_stats
 
 
@@ -80,16 +79,7 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     stats = stage_stats(counters_from_result(result), ran)
     extra = {"seconds": round(seconds, 2), "unbalanced": unbalanced(stats)}
     write_stats(FileSystems.join(out_dir, "stats.json"), stats, extra)
-    manifest_path = FileSystems.join(out_dir, MANIFEST)
-    if FileSystems.exists(manifest_path):   # fold the stats into the manifest, which stays the last file written
-        with FileSystems.open(manifest_path) as f:
-            manifest = json.loads(f.read())
-        manifest["stats"] = {"stages": stats, **extra}
-        tmp = FileSystems.join(out_dir, ".tmp-" + MANIFEST)
-        with FileSystems.create(tmp) as f:
-            f.write(json.dumps(manifest, indent=2).encode())
-        FileSystems.delete([manifest_path])
-        FileSystems.rename([tmp], [manifest_path])
+    add_stats_to_manifest(out_dir, {"stages": stats, **extra})
     echo(format_table(stats))
     for line in extra["unbalanced"]:
         echo(f"WARNING: {line}")

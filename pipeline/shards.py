@@ -99,25 +99,29 @@ def shard_bytes(docs: Iterable[TokenizedDoc]) -> Tuple[bytes, int, int]:
     return sink.getvalue().to_pybytes(), len(docs), int(lengths.sum())
 
 
-def write_shard(out_dir: str, split: str, index: int, num_shards: int, docs: Iterable[TokenizedDoc]) -> ShardInfo:
-    """Write one shard atomically (temp name + rename), through Beam's FileSystems so gs:// etc. work too."""
+def write_atomic(out_dir: str, name: str, data: bytes) -> None:
+    """Write a file under a temporary name and rename it, through Beam's FileSystems (so gs:// etc. work too):
+    a reader never sees a torn file, and a retried bundle simply replaces it."""
     from apache_beam.io.filesystems import FileSystems
 
-    data, n_docs, n_tokens = shard_bytes(docs)
-    name = shard_name(split, index, num_shards)
     final = FileSystems.join(out_dir, name)
     tmp = FileSystems.join(out_dir, f".tmp-{name}-{os.getpid()}")
     with FileSystems.create(tmp) as f:
         f.write(data)
-    if FileSystems.exists(final):   # a retried bundle: same inputs -> same bytes, replace
+    if FileSystems.exists(final):
         FileSystems.delete([final])
     FileSystems.rename([tmp], [final])
+
+
+def write_shard(out_dir: str, split: str, index: int, num_shards: int, docs: Iterable[TokenizedDoc]) -> ShardInfo:
+    """Write one shard atomically; same inputs -> same bytes."""
+    data, n_docs, n_tokens = shard_bytes(docs)
+    name = shard_name(split, index, num_shards)
+    write_atomic(out_dir, name, data)
     return ShardInfo(name, split, index, num_shards, n_docs, n_tokens, len(data), hashlib.sha256(data).hexdigest())
 
 
 def write_manifest(out_dir: str, shards: Sequence[ShardInfo], config: dict, stats: dict | None = None) -> dict:
-    from apache_beam.io.filesystems import FileSystems
-
     shards = sorted(shards, key=lambda s: (SPLITS.index(s.split), s.index))
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -129,14 +133,20 @@ def write_manifest(out_dir: str, shards: Sequence[ShardInfo], config: dict, stat
         "config": config,
         "stats": stats or {},
     }
-    data = json.dumps(manifest, indent=2, sort_keys=False).encode()
-    tmp, final = FileSystems.join(out_dir, ".tmp-" + MANIFEST), FileSystems.join(out_dir, MANIFEST)
-    with FileSystems.create(tmp) as f:
-        f.write(data)
-    if FileSystems.exists(final):
-        FileSystems.delete([final])
-    FileSystems.rename([tmp], [final])
+    write_atomic(out_dir, MANIFEST, json.dumps(manifest, indent=2).encode())
     return manifest
+
+
+def add_stats_to_manifest(out_dir: str, stats: dict) -> None:
+    """Fold the run's stats into manifest.json after the pipeline, keeping it the last file written."""
+    from apache_beam.io.filesystems import FileSystems
+
+    path = FileSystems.join(out_dir, MANIFEST)
+    if FileSystems.exists(path):
+        with FileSystems.open(path) as f:
+            manifest = json.loads(f.read())
+        manifest["stats"] = stats
+        write_atomic(out_dir, MANIFEST, json.dumps(manifest, indent=2).encode())
 
 
 # ------------------------------------------------------------------------------------------------ reading
