@@ -169,25 +169,28 @@ class ExtractPool:
         if self._pool is None:
             self._start()
         from crawl import extract_worker
+
+        def submit_all():
+            return [self._pool.submit(extract_worker.document_with_alarm, p, self.cfg) for p in pages]
         try:
-            futures = [self._pool.submit(extract_worker.document_with_alarm, p, self.cfg) for p in pages]
+            futures = submit_all()
         except cf.process.BrokenProcessPool:   # the pool broke between batches: one fresh start, no loop
             self.close()
             self._start()
-            futures = [self._pool.submit(extract_worker.document_with_alarm, p, self.cfg) for p in pages]
+            futures = submit_all()
         results = []
         for i, future in enumerate(futures):
             try:
                 # Futures finish roughly in order, so waiting timeout+grace per result bounds a wedged worker.
                 results.append(future.result(timeout=self.cfg.timeout + self.GRACE))
+                continue
             except cf.TimeoutError:
-                self.close()
-                results.append(("extract_timeout", f"worker killed after {self.cfg.timeout + self.GRACE} s"))
-                return results + self.map(pages[i + 1:])
+                failed = ("extract_timeout", f"worker killed after {self.cfg.timeout + self.GRACE} s")
             except cf.process.BrokenProcessPool:   # a worker died (e.g. out of memory) on some page of the batch
-                self.close()
-                results.append(("extract_error", "extraction worker died"))
-                return results + self.map(pages[i + 1:])
+                failed = ("extract_error", "extraction worker died")
+            # This page is lost with its worker; the rest of the batch goes to a fresh pool.
+            self.close()
+            return results + [failed] + self.map(pages[i + 1:])
         return results
 
     def close(self):

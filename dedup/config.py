@@ -38,8 +38,8 @@ class DedupConfig:
             raise ValueError(f"min_recall must be in (0, 1), got {self.min_recall}")
         if not 1 <= self.shingle_size <= 64:
             raise ValueError(f"shingle_size must be between 1 and 64, got {self.shingle_size}")
-        if self.shingle_size < 1 or self.num_perm < 1 or self.max_rounds < 1 or self.max_bucket < 2:
-            raise ValueError("shingle_size, num_perm, max_rounds must be >= 1 and max_bucket >= 2")
+        if self.num_perm < 1 or self.max_rounds < 1 or self.max_bucket < 2:
+            raise ValueError("num_perm and max_rounds must be >= 1 and max_bucket >= 2")
 
     def lsh(self) -> Tuple[int, int]:
         """(bands, rows): the override, or the S-curve optimum for threshold within num_perm."""
