@@ -5,7 +5,7 @@ with pipeline.build.build and runs it (FnApiRunner, Beam's local portable runner
 """
 import sys
 
-from pipeline.cli import cmd_run, _quiet_imports
+from webtext import cmd_run, _quiet_imports
 
 if __name__ == "__main__":
     _quiet_imports()

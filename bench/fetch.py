@@ -22,10 +22,10 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import apache_beam as beam  # noqa: E402
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from crawl.fetch import FetchConfig, fetch_host, make_session
-from crawl.fetch_beam import FetchPages
-from crawl.records import Link
-from pipeline.loopback_web import LoopbackWeb
+from crawl.fetch.fetcher import FetchConfig, fetch_host, make_session
+from crawl.fetch.transform import FetchPages
+from core.records import Link
+from pipeline.demo.loopback import LoopbackWeb
 
 
 def serve_with_latency(web: LoopbackWeb, latency: float):

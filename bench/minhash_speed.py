@@ -11,18 +11,18 @@ import numpy as np
 from datasketch import MinHash
 from pydoc_data.topics import topics
 
-from crawl.records import Document
+from core.records import Document
 from dedup.config import DedupConfig
-from dedup.minhash import shingles, sketch
+from dedup.minhash import banding, shingles, sketch
 
 
 def main(n_docs: int = 1000, n_words: int = 2000) -> None:
     prose = " ".join(topics.values()).split()
     starts = np.random.RandomState(0).randint(0, len(prose) - n_words, n_docs)
-    docs = [Document(f"{i:016x}", f"http://x.example/{i}", " ".join(prose[s:s + n_words]), "", 3, (), 0)
+    docs = [Document(f"{i:016x}", f"http://x.example/{i}", " ".join(prose[s:s + n_words]), 3, (), 0)
             for i, s in enumerate(starts)]
     cfg = DedupConfig()
-    bands, rows = cfg.lsh()
+    bands, rows = banding(cfg)
     print(f"{n_docs} docs x {n_words} words; signature of {cfg.num_perm} permutations, banded {bands} x {rows}")
 
     t = time.perf_counter()

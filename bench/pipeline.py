@@ -49,9 +49,9 @@ def peak_rss_mb() -> float:
 
 
 def child_floor(repeat: int) -> dict:
-    from crawl.extract import extract_text
+    from crawl.text.extract import extract_text
     from dedup import signature
-    from pipeline.tokenize import encode_document, get_encoding
+    from pipeline.shards.tokenize import encode_document, get_encoding
 
     pages = page_set() * repeat
     get_encoding()
@@ -119,7 +119,7 @@ def main() -> None:
         sys.exit(f"corpus not found at {PAGES}")
 
     from crawl.links import normalize_url
-    from pipeline.loopback_web import LoopbackWeb
+    from pipeline.demo.loopback import LoopbackWeb
     pages = page_set()
     web = LoopbackWeb()
     for r in range(args.repeat):

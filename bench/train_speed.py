@@ -25,10 +25,11 @@ import torch  # noqa: E402
 from train.config import PRESETS, TrainConfig  # noqa: E402
 from train.model import GPT, peak_flops  # noqa: E402
 from train.train import keep_freed_memory, make_optimizer  # noqa: E402
+from train.device import use_cuda  # noqa: E402
+from core.settings import UsageError  # noqa: E402
 
 
 def main(argv=None) -> int:
-    cuda = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--config", choices=tuple(PRESETS), default=None, help="default gpt2 on CUDA, tiny on CPU")
@@ -39,9 +40,10 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="default: on for CUDA")
     args = p.parse_args(argv)
-    if args.device == "cuda" and not cuda:
-        p.error("--device cuda, but torch sees no CUDA device")
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and cuda) else "cpu")
+    try:
+        device = torch.device("cuda" if use_cuda(args.device) else "cpu")
+    except UsageError as e:
+        p.error(str(e))
     on_gpu = device.type == "cuda"
     name = args.config or ("gpt2" if on_gpu else "tiny")
     overrides = {"vocab_size": args.vocab_size, "compile": on_gpu if args.compile is None else args.compile}
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
         optimizer.zero_grad(set_to_none=True)
         return loss
 
-    device_name = torch.cuda.get_device_name(device) if on_gpu else "CPU (no GPU found)" if not cuda else "CPU"
+    device_name = torch.cuda.get_device_name(device) if on_gpu else "CPU (no GPU found)" if not torch.cuda.is_available() else "CPU"
     print(f"device: {device_name} | config {name}: {model.num_params() / 1e6:.1f}M params (vocab {cfg.vocab_size}),"
           f" batch {B}x{T}, {'bf16' if use_bf16 else 'fp32'}, compile {'on' if cfg.compile else 'off'}")
     t0 = time.perf_counter()

@@ -15,8 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import apache_beam as beam
 from w3lib.url import canonicalize_url
 
-from crawl.records import Drop, Link, Submission
-from crawl.steps import DROPPED, Step, counter
+from core.records import DROPPED, LINKS, SUBMISSIONS, Link, Step, Submission
 
 # Hosts whose submissions are not pages of prose: Reddit itself and image/video/audio hosts.
 DEFAULT_BLOCKED_DOMAINS = (
@@ -137,7 +136,7 @@ def submission_drop_reason(sub: Submission, rules: LinkRules) -> Optional[str]:
 
 # ---------------------------------------------------------------------------------------------- Beam
 class _FilterSubmissions(Step):
-    stage = "submissions"
+    stage = SUBMISSIONS
 
     def __init__(self, rules: LinkRules):
         super().__init__()
@@ -173,29 +172,24 @@ class _LinkCombine(beam.CombineFn):
         return acc
 
 
-class _KarmaThreshold(beam.DoFn):
+class _KarmaThreshold(Step):
     """Stage "links": in = submissions that passed; out = unique links with enough aggregated karma."""
+    stage = LINKS
 
     def __init__(self, rules: LinkRules):
+        super().__init__()
         self.rules = rules
-
-    def setup(self):
-        self.c_in, self.c_out = counter("links", "in"), counter("links", "out")
-        self.c_dup, self.c_low = counter("links", "drop.duplicate_url"), counter("links", "drop.low_karma")
 
     def process(self, kv):
         url, (kmax, ksum, subs, first, n) = kv
-        self.c_in.inc(n)
+        self.count("in", n)
         if n > 1:
-            self.c_dup.inc(n - 1)   # merged into this link: accounted for, not lost
+            self.count("drop.duplicate_url", n - 1)   # merged into this link: accounted for, not lost
         link = Link(url, host_of(url), ksum if self.rules.aggregate == "sum" else kmax,
                     tuple(sorted(subs)), first, n)
         if link.karma < self.rules.min_karma:
-            self.c_low.inc()
-            yield beam.pvalue.TaggedOutput(DROPPED, Drop("links", "low_karma", url, f"karma={link.karma}"))
-            return
-        self.c_out.inc()
-        yield link
+            link = self.drop("low_karma", url, f"karma={link.karma}")
+        yield from self.emit(link)
 
 
 class HarvestLinks(beam.PTransform):

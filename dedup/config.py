@@ -1,14 +1,8 @@
-"""Dedup settings and the survivor rule shared by exact and near-duplicate removal."""
+"""Dedup settings: one frozen dataclass of plain values (the banding it implies is derived in dedup.minhash)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional, Tuple
-
-STAGE = "dedup"   # counter/Drop stage name: dedup.in == dedup.out + drop.exact_duplicate + drop.near_duplicate
-
-# What moves through the dedup shuffles instead of whole documents: (doc_id, karma). Plain tuples make
-# deterministic Beam keys, and tuple order sorts by doc_id first.
-Member = Tuple[str, int]
+from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -40,29 +34,3 @@ class DedupConfig:
             raise ValueError(f"shingle_size must be between 1 and 64, got {self.shingle_size}")
         if self.num_perm < 1 or self.max_rounds < 1 or self.max_bucket < 2:
             raise ValueError("num_perm and max_rounds must be >= 1 and max_bucket >= 2")
-
-    def lsh(self) -> Tuple[int, int]:
-        """(bands, rows): the override, or the S-curve optimum for threshold within num_perm."""
-        if self.bands is not None:
-            return self.bands, self.rows
-        from dedup.minhash import lsh_params, lsh_params_for_recall   # local: minhash imports this module
-        if self.verify_candidates:
-            # Candidates are checked on the full signature, so a false candidate costs a comparison while a
-            # missed pair is a duplicate left in: bias the banding toward recall.
-            return lsh_params_for_recall(self.threshold, self.num_perm, self.min_recall)
-        return lsh_params(self.threshold, self.num_perm)
-
-
-def survivor_key(member) -> Tuple[int, str]:
-    """Sort key of the survivor rule: highest karma first, then smallest doc_id."""
-    if hasattr(member, "doc_id"):
-        return -member.karma, member.doc_id
-    return -member[1], member[0]
-
-
-def pick_survivor(members: Iterable):
-    """The one document of a duplicate group that is kept: highest karma, ties -> smallest doc_id.
-
-    Accepts Documents (or anything with .doc_id/.karma) or (doc_id, karma) pairs; returns the same kind.
-    """
-    return min(members, key=survivor_key)

@@ -10,7 +10,7 @@ from typing import Iterable, Iterator, Tuple
 
 import apache_beam as beam
 
-from dedup.config import pick_survivor
+from dedup.survivor import pick_survivor
 
 EXACT = "exact_duplicate"
 DECISIONS = "decisions"   # tag of (doc_id, (reason, survivor_doc_id)) for every document to drop

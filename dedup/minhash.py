@@ -135,7 +135,7 @@ def signature_of_words(words: List[str], cfg: DedupConfig = DedupConfig()) -> np
     """num_perm values (at least bands*rows): banding uses the first bands*rows, verification all of them."""
     if not words:
         return np.zeros(0, dtype=np.uint32)
-    bands, rows = cfg.lsh()
+    bands, rows = banding(cfg)
     return signature_of_hashes(shingle_hashes(words, cfg.shingle_size), max(cfg.num_perm, bands * rows), cfg.seed)
 
 
@@ -212,3 +212,13 @@ def sketch(doc, cfg: DedupConfig = DedupConfig()) -> Sketch:
 def sig_array(sig: bytes) -> np.ndarray:
     return np.frombuffer(sig, dtype="<u4")
 
+
+def banding(cfg: DedupConfig) -> Tuple[int, int]:
+    """(bands, rows) of the LSH index: the config's override, or derived from threshold and num_perm."""
+    if cfg.bands is not None:
+        return cfg.bands, cfg.rows
+    if cfg.verify_candidates:
+        # Candidates are checked on the full signature, so a false candidate costs a comparison while a
+        # missed pair is a duplicate left in: bias the banding toward recall.
+        return lsh_params_for_recall(cfg.threshold, cfg.num_perm, cfg.min_recall)
+    return lsh_params(cfg.threshold, cfg.num_perm)

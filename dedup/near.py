@@ -25,9 +25,10 @@ from typing import Dict, Iterable, List, Tuple
 import apache_beam as beam
 import numpy as np
 
-from crawl.steps import counter
-from dedup.config import STAGE, DedupConfig, Member, pick_survivor
-from dedup.minhash import band_keys, sig_array
+from core.records import DEDUP, Step
+from dedup.config import DedupConfig
+from dedup.survivor import Member, pick_survivor
+from dedup.minhash import band_keys, banding, sig_array
 
 NEAR = "near_duplicate"
 Edge = Tuple[Member, Member]
@@ -93,23 +94,23 @@ def _band_records(sk, bands: int, rows: int, verify: bool):
     return [(key, payload) for key in keys]
 
 
-class _BucketEdges(beam.DoFn):
-    def __init__(self, cfg: DedupConfig):
-        self.cfg = cfg
+class _BucketEdges(Step):
+    """Counts extras of stage "dedup" only (candidate_pairs, near_edges, large_buckets): documents are counted
+    in and out once, where decisions are applied (dedup/transform.py)."""
+    stage = DEDUP
 
-    def setup(self):
-        self.c_pairs = counter(STAGE, "candidate_pairs")
-        self.c_edges = counter(STAGE, "near_edges")
-        self.c_large = counter(STAGE, "large_buckets")
+    def __init__(self, cfg: DedupConfig):
+        super().__init__()
+        self.cfg = cfg
 
     def process(self, kv):
         _, values = kv
         members = [(m, sig_array(sig)) for m, sig in values]
         if len(members) > self.cfg.max_bucket:
-            self.c_large.inc()
+            self.count("large_buckets")
         edges, compared = bucket_edges(members, self.cfg.threshold, self.cfg.verify_candidates, self.cfg.max_bucket)
-        self.c_pairs.inc(compared)
-        self.c_edges.inc(len(edges))
+        self.count("candidate_pairs", compared)
+        self.count("near_edges", len(edges))
         return edges
 
 
@@ -170,15 +171,14 @@ class _Star(beam.PTransform):
                 | "Hang" >> beam.FlatMap(lambda kv, op: op(kv[0], kv[1]), self.op))
 
 
-class _Label(beam.DoFn):
-    def setup(self):
-        self.c_unconverged = counter(STAGE, "cc_unconverged")
+class _Label(Step):
+    stage = DEDUP
 
     def process(self, kv):
         node, neighbours = kv
         label, settled = star_label(node, neighbours)
         if not settled:
-            self.c_unconverged.inc()
+            self.count("cc_unconverged")
         yield label, node
 
 
@@ -224,7 +224,7 @@ class NearDuplicates(beam.PTransform):
         self.cfg = cfg
 
     def expand(self, sketches):
-        bands, rows = self.cfg.lsh()
+        bands, rows = banding(self.cfg)
         edges = (sketches
                  | "Bands" >> beam.FlatMap(_band_records, bands, rows, self.cfg.verify_candidates)
                  | "GroupByBand" >> beam.GroupByKey()

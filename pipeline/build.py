@@ -14,17 +14,17 @@ import json
 
 import apache_beam as beam
 
-from crawl.extract import ExtractDocuments
-from crawl.fetch_beam import FetchPages
+from crawl.text.transform import ExtractDocuments
+from crawl.fetch.transform import FetchPages
 from crawl.links import HarvestLinks
-from crawl.quality import FilterQuality
-from crawl.reddit import ReadReddit
-from crawl.sources import ReadSubmissions
-from crawl.steps import DROPPED
-from crawl.warc import ReadWarcPages
+from crawl.text.quality import FilterQuality
+from crawl.sources.reddit import ReadReddit
+from crawl.sources.dumps import ReadSubmissions
+from core.records import DROPPED
+from crawl.fetch.warc import ReadWarcPages
 from dedup import Deduplicate
 from pipeline.config import Config
-from pipeline.write import WriteShards
+from pipeline.shards.write import WriteShards
 
 
 def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = None) -> None:
@@ -49,7 +49,7 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
         pages = fetched["pages"]
         drops += [links[DROPPED], fetched[DROPPED]]
 
-    documents = pages | "ExtractDocuments" >> ExtractDocuments(cfg.extract, quiet=cfg.run.quiet)
+    documents = pages | "ExtractDocuments" >> ExtractDocuments(cfg.extract, cfg.links, quiet=cfg.run.quiet)
     good = documents["documents"] | "FilterQuality" >> FilterQuality(cfg.quality)
     unique = good["documents"] | "Deduplicate" >> Deduplicate(cfg.dedup)
     drops += [documents[DROPPED], good[DROPPED], unique[DROPPED]]

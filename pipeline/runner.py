@@ -11,11 +11,13 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from crawl.extract import default_processes
+from crawl.text.pool import default_processes
 from pipeline.build import build
-from pipeline.config import Config, ConfigError
-from pipeline.shards import add_stats_to_manifest
-from pipeline.stats import STAGES, counters_from_result, format_table, stage_stats, unbalanced, write_stats
+from core.settings import UsageError
+from pipeline.config import Config
+from pipeline.shards.format import add_stats_to_manifest
+from core.records import EXTRACT, SHARDS, STAGES
+from pipeline.stats import counters_from_result, format_table, stage_stats, unbalanced, write_stats
 
 
 def _check_writable_dir(path: str, what: str) -> None:
@@ -23,11 +25,11 @@ def _check_writable_dir(path: str, what: str) -> None:
         return
     p = Path(path)
     if p.exists() and not p.is_dir():
-        raise ConfigError(f"{what} {path} is a file; give a directory")
+        raise UsageError(f"{what} {path} is a file; give a directory")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"cannot create {what} {path} ({e.strerror}); give a writable directory") from None
+        raise UsageError(f"cannot create {what} {path} ({e.strerror}); give a writable directory") from None
 
 
 def check_inputs(cfg: Config) -> None:
@@ -37,7 +39,7 @@ def check_inputs(cfg: Config) -> None:
         except Exception:   # Beam raises BeamIOError for unreadable locations
             matched = []
         if not matched:
-            raise ConfigError(f"no input file matches {pattern!r}; check the path given to --input")
+            raise UsageError(f"no input file matches {pattern!r}; check the path given to --input")
 
 
 def resolve_processes(cfg: Config, options: PipelineOptions) -> Config:
@@ -69,13 +71,13 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     try:
         p = beam.Pipeline(options=options)
     except ValueError as e:   # an unknown --runner, or e.g. DataflowRunner without --project/--temp_location
-        raise ConfigError(" ".join(line.strip() for line in str(e).splitlines() if line.strip())) from None
+        raise UsageError(" ".join(line.strip() for line in str(e).splitlines() if line.strip())) from None
     build(p, cfg, out_dir, warc_input=warc_input)
     result = p.run()
     result.wait_until_finish()
     seconds = time.time() - start
 
-    ran = STAGES[STAGES.index("extract"):] if warc_input else STAGES
+    ran = STAGES[STAGES.index(EXTRACT):] if warc_input else STAGES
     stats = stage_stats(counters_from_result(result), ran)
     extra = {"seconds": round(seconds, 2), "unbalanced": unbalanced(stats)}
     write_stats(FileSystems.join(out_dir, "stats.json"), stats, extra)
@@ -83,6 +85,6 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     echo(format_table(stats))
     for line in extra["unbalanced"]:
         echo(f"WARNING: {line}")
-    if not stats.get("shards", {}).get("out"):
+    if not stats.get(SHARDS, {}).get("out"):
         echo("WARNING: no document reached the shards; the drop reasons above say where everything went")
     return {"stages": stats, **extra}

@@ -1,7 +1,7 @@
 """Per-stage accounting from Beam Metrics: at every stage, in == out + sum(dropped by reason).
 
 Counters are named `<stage>.in`, `<stage>.out`, `<stage>.drop.<reason>` in the "webtext" namespace (see
-crawl/steps.py); anything else (`shards.tokens`, `fetch.retries`, ...) is kept as an extra of its stage.
+core/records.py, where STAGES lists them in data-flow order); anything else (`shards.tokens`, `fetch.retries`, ...) is kept as an extra of its stage.
 """
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from typing import Dict, List
 
 from apache_beam.metrics.metric import MetricsFilter
 
-from crawl.steps import NAMESPACE
-
-STAGES = ("source", "submissions", "links", "fetch", "extract", "quality", "dedup", "shards")
+from core import files
+from core.records import NAMESPACE, STAGES
 
 
 def counters_from_result(result) -> Dict[str, int]:
@@ -63,6 +62,4 @@ def format_table(stats: Dict[str, dict]) -> str:
 
 
 def write_stats(path: str, stats: Dict[str, dict], extra: dict | None = None) -> None:
-    from apache_beam.io.filesystems import FileSystems
-    with FileSystems.create(path) as f:
-        f.write(json.dumps({"stages": stats, **(extra or {})}, indent=2).encode())
+    files.write_atomic(path, json.dumps({"stages": stats, **(extra or {})}, indent=2).encode())

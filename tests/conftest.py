@@ -28,3 +28,15 @@ def beam_pipeline():
 def counters(result) -> dict:
     from pipeline.stats import counters_from_result
     return counters_from_result(result)
+
+
+def committed_outcomes(warc_dir: str) -> dict:
+    """url -> the outcome record a rerun would replay, read with the pipeline's own parsing and preference."""
+    from crawl.fetch.warc import outcome_files, parse_outcomes, preference
+    index = {}
+    for path in outcome_files(warc_dir):
+        with open(path, encoding="utf-8") as f:
+            for rec in parse_outcomes(f):
+                if rec.url not in index or preference(rec) < preference(index[rec.url]):
+                    index[rec.url] = rec
+    return index

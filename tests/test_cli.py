@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from pipeline.cli import main
+from webtext import main
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -32,5 +32,5 @@ def test_one_line_errors(capsys, tmp_path, monkeypatch, argv, message):
 
 
 def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "webtext", "run", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--http-proxy" in out.stdout and "--runner" in out.stdout

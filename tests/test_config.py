@@ -3,7 +3,8 @@ import re
 
 import pytest
 
-from pipeline.config import ConfigError, load_config, parse_set
+from core.settings import UsageError
+from pipeline.config import load_config, parse_set
 
 
 def test_defaults_and_sections(tmp_path):
@@ -35,15 +36,15 @@ def test_set_overrides_coerce_types():
 def test_mistakes_are_one_line(tmp_path, text, message):
     path = tmp_path / "c.toml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=re.escape(message)) as e:
+    with pytest.raises(UsageError, match=re.escape(message)) as e:
         load_config(str(path))
     assert "\n" not in str(e.value)
 
 
 def test_missing_file_and_bad_set():
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(UsageError, match="not found"):
         load_config("/nonexistent/c.toml")
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(UsageError, match="section.key=value"):
         parse_set(["min_karma=3"])
-    with pytest.raises(ConfigError, match="links.min_karma"):
+    with pytest.raises(UsageError, match="links.min_karma"):
         load_config(None, parse_set(["links.min_karma=lots"]))

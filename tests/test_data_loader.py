@@ -7,8 +7,8 @@ import numpy as np
 import pydoc_data.topics
 import pytest
 
-from pipeline.shards import TokenizedDoc, shard_tokens, write_manifest, write_shard
-from pipeline.tokenize import EOT, encode_document
+from pipeline.shards.format import TokenizedDoc, shard_tokens, write_manifest, write_shard
+from pipeline.shards.tokenize import EOT, encode_document
 from train.data import TrainLoader, ValSet
 
 T = 32

@@ -13,8 +13,8 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 from pydoc_data.topics import topics
 
-from crawl.records import Document, doc_id_for
-from dedup import (DedupConfig, Deduplicate, band_keys, bucket_edges, connected_components, estimated_jaccard,
+from core.records import Document, doc_id_for
+from dedup import (DedupConfig, Deduplicate, band_keys, banding, bucket_edges, connected_components, estimated_jaccard,
                    lsh_params, normalized_words, pick_survivor, s_curve, shingle_hashes, shingles, signature,
                    signature_of_hashes, text_fingerprint)
 from dedup.near import ConnectedComponents, large_star, small_star
@@ -58,7 +58,7 @@ def jaccard(a, b):
 
 
 def _doc(url, text, karma):
-    return Document(doc_id_for(url), url, text, url.rsplit("/", 1)[-1], karma, ("science",), 1_200_000_000)
+    return Document(doc_id_for(url), url, text, karma, ("science",), 1_200_000_000)
 
 
 # --- pure functions -------------------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def test_shingles_are_word_5grams_of_normalized_text():
 
 
 def test_signature_is_datasketch_minhash_and_estimates_jaccard():
-    bands, rows = CFG.lsh()
+    bands, rows = banding(CFG)
     words = normalized_words(TEXTS[0])
     hashes = shingle_hashes(words)
     reference = MinHash(num_perm=CFG.num_perm, seed=1, hashfunc=int)
@@ -111,14 +111,14 @@ def test_lsh_params_follow_the_s_curve_like_datasketch():
     assert s_curve(0.5, b, r) < 0.01 and s_curve(0.95, b, r) > 0.99     # steep around the threshold
     assert 0.2 < s_curve(0.8, b, r) < 0.8
     assert lsh_params(0.9, 128, fp_weight=0.9, fn_weight=0.1)[1] >= lsh_params(0.9, 128)[1]   # fewer false positives
-    assert DedupConfig(bands=14, rows=8).lsh() == (14, 8)                # datatrove's banding, as an override
-    assert DedupConfig(verify_candidates=False).lsh() == (9, 13)        # unverified: the balanced optimum
+    assert banding(DedupConfig(bands=14, rows=8)) == (14, 8)                # datatrove's banding, as an override
+    assert banding(DedupConfig(verify_candidates=False)) == (9, 13)        # unverified: the balanced optimum
 
 
 def test_verified_banding_favours_recall():
     """With verification, a pair at the threshold becomes a candidate with >= min_recall probability; the
     balanced optimum (9 x 13) would find only ~40% of pairs at 0.8 and ~69% at 0.85."""
-    b, r = CFG.lsh()
+    b, r = banding(CFG)
     assert CFG.verify_candidates and b * r <= CFG.num_perm
     assert s_curve(0.8, b, r) >= 0.95 and s_curve(0.85, b, r) >= 0.99
     assert s_curve(0.5, b, r) < 0.15                                     # still few false candidates

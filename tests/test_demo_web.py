@@ -16,8 +16,8 @@ import trafilatura
 import zstandard
 
 from crawl.links import normalize_url
-from pipeline.demo import DEMO_CASES, build_demo
-from pipeline.loopback_web import LoopbackWeb
+from pipeline.demo.web import DEMO_CASES, build_demo
+from pipeline.demo.loopback import LoopbackWeb
 
 
 # --- LoopbackWeb -------------------------------------------------------------------------------------------------

@@ -5,8 +5,10 @@ import apache_beam as beam
 import pytest
 
 from conftest import beam_pipeline, counters
-from crawl.extract import ExtractConfig, ExtractDocuments, ExtractPool, document_from_page
-from crawl.records import Document, Link, Page
+from crawl.text.extract import ExtractConfig, document_from_page, identify_language
+from crawl.text.pool import ExtractPool
+from crawl.text.transform import ExtractDocuments
+from core.records import Document, Link, Page
 
 
 def page(body, url="http://example.com/a", final_url=None, encoding=""):
@@ -28,7 +30,7 @@ def test_real_pages(real_pages):
     docs = [document_from_page(page(bodies[n]), cfg) for n in english[:6]]
     assert sum(isinstance(d, Document) for d in docs) >= 5
     d = next(d for d in docs if isinstance(d, Document))
-    assert d.lang == "en" and d.karma == 7 and d.subreddits == ("science",) and len(d.doc_id) == 16
+    assert identify_language(d.text)[0] == "en" and d.karma == 7 and d.subreddits == ("science",) and len(d.doc_id) == 16
     assert [document_from_page(page(bodies[n]), cfg)[0] for n in german[:3]].count("not_english") >= 2
 
 

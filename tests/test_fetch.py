@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from crawl.fetch import DROP_REASONS, FetchConfig, fetch_host, fetch_one, make_session
-from crawl.records import Link
-from pipeline.loopback_web import LoopbackWeb
+from crawl.fetch.fetcher import DROP_REASONS, FetchConfig, fetch_host, fetch_one, make_session
+from core.records import Link
+from pipeline.demo.loopback import LoopbackWeb
 
 PAGE = "<!doctype html><html><head><title>t</title></head><body><p>Hello.</p></body></html>"
 

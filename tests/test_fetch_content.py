@@ -6,8 +6,8 @@ import zlib
 
 import pytest
 
-from crawl.fetch_http import retry_after
-from crawl.fetch_content import BodyError, _Inflater, detect_encoding, looks_binary, looks_html, sniff_body
+from core.retry import retry_after
+from crawl.fetch.content import BodyError, _Inflater, detect_encoding, looks_binary, looks_html, sniff_body
 
 HTML = ("text/html", "application/xhtml+xml")
 

@@ -6,7 +6,7 @@ import json
 import zstandard
 
 from crawl.links import normalize_url
-from pipeline.cli import main
+from webtext import main
 from test_fetch import web  # noqa: F401  (the hostile web fixture)
 
 EXPECTED = {   # a sample of links and the reason the pipeline must give

@@ -5,7 +5,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from conftest import beam_pipeline, counters
 from crawl.links import HarvestLinks, LinkRules, normalize_url, submission_drop_reason, url_drop_reason
-from crawl.records import Submission
+from core.records import Submission
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -6,8 +6,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build import build
-from pipeline.demo import build_demo
-from pipeline.demo_run import demo_config
+from pipeline.demo.web import build_demo
+from pipeline.demo.run import demo_config
 from pipeline.runner import run
 
 

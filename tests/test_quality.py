@@ -10,9 +10,8 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from pydoc_data.topics import topics
 
-from crawl.quality import FilterQuality, QualityRules, quality_check, quality_drop_reason
-from crawl.records import Document, doc_id_for
-from crawl.steps import DROPPED, NAMESPACE
+from crawl.text.quality import FilterQuality, QualityRules, quality_check, quality_drop_reason
+from core.records import DROPPED, Document, NAMESPACE, doc_id_for
 
 PAGES = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "pages"
 # Normal English prose that ships with Python: hard-wrapped lines, blank-line paragraphs (1,552 words).
@@ -137,7 +136,7 @@ def test_real_english_pages_mostly_pass(english_pages):
 
 
 def doc(text, url):
-    return Document(doc_id_for(url), url, text, "title", 10, ("programming",), 1_500_000_000)
+    return Document(doc_id_for(url), url, text, 10, ("programming",), 1_500_000_000)
 
 
 def test_filter_quality_beam_counts_every_drop():

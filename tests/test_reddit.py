@@ -10,10 +10,9 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from prawcore.exceptions import TooManyRequests
 
-from crawl.reddit import (RedditConfig, RedditCredentialsError, ReadReddit, harvest_subreddit, listing_items,
+from crawl.sources.reddit import (RedditConfig, RedditCredentialsError, ReadReddit, harvest_subreddit, listing_items,
                           make_reddit, submission_from_item)
-from crawl.records import Drop, Submission
-from crawl.steps import NAMESPACE
+from core.records import Drop, NAMESPACE, Submission
 from reddit_api import DUMP_2005_07, RedditAPI, dump_items, synth_items
 
 

@@ -10,9 +10,9 @@ import praw.config
 import zstandard
 
 from crawl.links import LinkRules, normalize_url, url_drop_reason
-from pipeline.cli import main
-from pipeline.demo import build_demo
-from pipeline.shards import open_shard, read_manifest
+from webtext import main
+from pipeline.demo.web import build_demo
+from pipeline.shards.format import open_shard, read_manifest
 from reddit_api import RedditAPI
 
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
-from crawl.warc import read_captured
-from pipeline.cli import main
-from pipeline.demo import build_demo
+from conftest import committed_outcomes
+from webtext import main
+from pipeline.demo.web import build_demo
 
 
 def digests(d):
@@ -31,7 +31,7 @@ def test_kill_and_resume(tmp_path):
     warc = tmp_path / "warc"
     with demo.web as web:
         proxy = web.proxy_url
-        first = subprocess.Popen([sys.executable, "-m", "pipeline.cli",
+        first = subprocess.Popen([sys.executable, "-m", "webtext",
                                   *args(demo.dump_path, tmp_path / "killed", proxy, "--warc-dir", str(warc))],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.time() + 120
@@ -39,7 +39,7 @@ def test_kill_and_resume(tmp_path):
             time.sleep(0.05)
         os.killpg(first.pid, signal.SIGKILL)     # the run and its extraction workers, mid-crawl
         first.wait()
-        committed = read_captured(str(warc))
+        committed = committed_outcomes(str(warc))
         assert 0 < len(committed), "the first run committed nothing before it was killed"
         assert not (tmp_path / "killed" / "manifest.json").exists(), "the first run finished before the kill"
 

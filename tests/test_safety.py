@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from crawl.fetch import FetchConfig, fetch_one, make_session
-from crawl.safety import PrivateAddressError, Resolver, check_host, ip_literal, non_public_kind
-from pipeline.loopback_web import LoopbackWeb
+from crawl.fetch.fetcher import FetchConfig, fetch_one, make_session
+from crawl.fetch.safety import PrivateAddressError, Resolver, check_host, ip_literal, non_public_kind
+from pipeline.demo.loopback import LoopbackWeb
 
 
 @pytest.mark.parametrize("host,kind", [

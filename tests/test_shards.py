@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pydoc_data.topics
 import pytest
 
-from pipeline import shards_cli
-from pipeline.shards import (MANIFEST, TokenizedDoc, assign_shard, open_shard, shard_tokens, write_manifest,
+from pipeline.shards import cli as shards_cli
+from pipeline.shards.format import (MANIFEST, TokenizedDoc, assign_shard, open_shard, shard_tokens, write_manifest,
                              write_shard)
-from pipeline.tokenize import EOT, decode, encode_document
+from pipeline.shards.tokenize import EOT, decode, encode_document
 
 HOSTS = ("https://docs.python.org/3/reference/", "https://www.example.com/blog/", "http://notes.example.org/")
 SUBREDDITS = (("Python",), ("Python", "programming"), ("learnpython",))

@@ -12,8 +12,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from conftest import beam_pipeline, counters
 from crawl.links import HarvestLinks, LinkRules, normalize_url
-from crawl.records import Drop, Submission
-from crawl.sources import ReadSubmissions, iter_file, parse_dump_line
+from core.records import Drop, Submission
+from crawl.sources.dumps import ReadSubmissions, iter_file, parse_dump_line
 
 MONTHS = ("RS_v2_2005-06", "RS_v2_2005-07")
 

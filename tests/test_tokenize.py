@@ -1,7 +1,7 @@
 """The GPT-2 tokenizer works offline from the verified local vocabulary."""
 import pytest
 
-from pipeline import tokenize
+from pipeline.shards import tokenize
 
 
 def test_known_ids_and_eot():

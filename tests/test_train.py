@@ -13,8 +13,8 @@ import pydoc_data.topics
 import pytest
 import torch
 
-from pipeline.shards import TokenizedDoc, write_manifest, write_shard
-from pipeline.tokenize import encode_document
+from pipeline.shards.format import TokenizedDoc, write_manifest, write_shard
+from pipeline.shards.tokenize import encode_document
 from train import sample, train
 from train.checkpoint import load_checkpoint
 

@@ -3,10 +3,10 @@ import hashlib
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.cli import main
+from webtext import main
 from pipeline.config import load_config
-from pipeline.demo import build_demo
-from pipeline.demo_run import demo_config
+from pipeline.demo.web import build_demo
+from pipeline.demo.run import demo_config
 from pipeline.runner import run
 
 

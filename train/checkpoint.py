@@ -7,12 +7,13 @@ reads it (no pickled code).
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from core import files
 
 CKPT_NAME = "ckpt.pt"
 
@@ -40,13 +41,8 @@ def set_rng_state(state: dict, device: torch.device | None = None) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with files.replacing(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

@@ -6,17 +6,12 @@ Resolution order: defaults (GPT-2 124M) <- preset or TOML file (`base = "preset"
 """
 
 import argparse
-import dataclasses
-import tomllib
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from core.settings import UsageError, dataclass_from, read_toml
 from train.model import MODEL_CONFIGS, GPTConfig
-
-
-class UsageError(Exception):
-    """A mistake by the user (bad config, missing data): reported in one line, exit code 2, no traceback."""
 
 
 @dataclass
@@ -82,26 +77,6 @@ def _field_types() -> dict[str, type]:
     return typing.get_type_hints(TrainConfig)
 
 
-def check_keys(values: dict, where: str) -> None:
-    known = {f.name for f in fields(TrainConfig)}
-    for key in values:
-        if key not in known:
-            raise UsageError(f"unknown config key {key!r} in {where} (known: {', '.join(sorted(known))})")
-
-
-def _coerce(values: dict, where: str) -> dict:
-    """TOML gives ints where floats are meant (lr = 1 is legal); reject the rest with a clear message."""
-    types, out = _field_types(), {}
-    for key, value in values.items():
-        want = types[key]
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            raise UsageError(f"config key {key!r} in {where} must be {want.__name__}, got {value!r}")
-        out[key] = value
-    return out
-
-
 def load_config(name_or_file: str) -> TrainConfig:
     """A preset name or a TOML file of flat `key = value` lines (optionally `base = "<preset>"`)."""
     if name_or_file in PRESETS:
@@ -109,17 +84,11 @@ def load_config(name_or_file: str) -> TrainConfig:
     path = Path(name_or_file)
     if path.suffix != ".toml":
         raise UsageError(f"unknown config {name_or_file!r}: use one of {', '.join(PRESETS)} or a .toml file")
-    if not path.is_file():
-        raise UsageError(f"config file {path} does not exist")
-    try:
-        values = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"config file {path} is not valid TOML: {e}") from None
+    values = read_toml(str(path))
     base = values.pop("base", None)
     if base is not None and base not in PRESETS:
         raise UsageError(f"unknown base preset {base!r} in {path} (use one of {', '.join(PRESETS)})")
-    check_keys(values, str(path))
-    return dataclasses.replace(TrainConfig(**PRESETS.get(base, {})), **_coerce(values, str(path)))
+    return dataclass_from(TrainConfig, values, where=str(path), base=TrainConfig(**PRESETS.get(base, {})))
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:

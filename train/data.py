@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.shards import read_manifest, shard_paths, shard_tokens
+from pipeline.shards.format import read_manifest, shard_paths, shard_tokens
 
 
 class TokenWindows:

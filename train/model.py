@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipeline.tokenize import VOCAB_SIZE
+VOCAB_SIZE = 50257  # GPT-2's BPE (tiktoken's r50k_base): 50,000 merges + 256 bytes + <|endoftext|>
 
 
 @dataclass

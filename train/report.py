@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from core import files
+from core.plots import new_figure, save_figure
 
 LOG_NAME = "log.jsonl"
 PLOT_NAME = "loss.png"
@@ -25,22 +27,14 @@ def read_log(path: str | Path) -> list[dict]:
 
 def rewrite_log(path: str | Path, records: list[dict]) -> None:
     """Replace the log with `records` atomically (used on resume to drop steps after the checkpoint)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
+    files.write_atomic(path, "".join(json.dumps(r) + "\n" for r in records).encode())
 
 
 def write_plot(records: list[dict], path: str | Path, title: str = "") -> None:
     """Train and val loss against step, written atomically. Uses the Agg canvas directly: no pyplot global state."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     train = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
     val = [(r["step"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
-    fig = Figure(figsize=(7, 4.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = new_figure(7, 4.5)
     if train:
         ax.plot(*zip(*train), label="train", linewidth=1, alpha=0.8)
     if val:
@@ -50,8 +44,4 @@ def write_plot(records: list[dict], path: str | Path, title: str = "") -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    save_figure(fig, path)

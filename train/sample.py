@@ -13,19 +13,15 @@ from pathlib import Path
 
 import torch
 
-from pipeline.tokenize import EOT, TokenizerUnavailable, decode, get_encoding
+from pipeline.shards.tokenize import EOT, TokenizerUnavailable, decode, get_encoding
 from train.checkpoint import load_checkpoint
-from train.config import UsageError
+from core.settings import ArgumentParser, UsageError
+from train.device import use_cuda
 from train.model import GPT, GPTConfig
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="webtext sample", description="Sample text from a trained webtext GPT-2 checkpoint.")
+    p = ArgumentParser(prog="webtext sample", description="Sample text from a trained webtext GPT-2 checkpoint.")
     p.add_argument("--ckpt", required=True, help="checkpoint written by `webtext train` (OUT/ckpt.pt)")
     p.add_argument("--prompt", default="", help="text to continue; empty starts a fresh document")
     p.add_argument("--max-new-tokens", type=int, default=100)
@@ -62,11 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if not Path(args.ckpt).is_file():
             raise UsageError(f"checkpoint {args.ckpt} does not exist")
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise UsageError("--device cuda, but torch sees no CUDA device")
         if args.max_new_tokens < 0 or args.num_samples < 1:
             raise UsageError("--max-new-tokens must be >= 0 and --num-samples >= 1")
-        device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+        device = "cuda" if use_cuda(args.device) else "cpu"
         model = load_model(args.ckpt, device)
         samples = generate_text(model, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed,
                                 args.num_samples)

@@ -26,20 +26,17 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from train.checkpoint import CKPT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from train.config import (MODEL_FIELDS, PRESETS, TrainConfig, UsageError, add_config_flags, grad_accum_steps,
+from core.settings import ArgumentParser, UsageError
+from train.config import (MODEL_FIELDS, PRESETS, TrainConfig, add_config_flags, grad_accum_steps,
                           load_config, overrides_from_args, validate)
+from train.device import use_cuda
 from train.data import TrainLoader, ValSet
 from train.model import GPT, peak_flops
 from train.report import LOG_NAME, PLOT_NAME, read_log, rewrite_log, write_plot
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit code 2 (via main), instead of usage + message
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="webtext train", description="Train GPT-2 on webtext token shards.")
+    p = ArgumentParser(prog="webtext train", description="Train GPT-2 on webtext token shards.")
     p.add_argument("--config", default=None,
                    help=f"preset ({', '.join(PRESETS)}) or a .toml file; default gpt2 on a GPU, tiny on CPU, "
                         "or the checkpoint's with --resume")
@@ -76,17 +73,15 @@ def make_optimizer(model: GPT, cfg: TrainConfig, device_type: str) -> torch.opti
 
 def setup_device(device_arg: str) -> tuple[torch.device, int, int]:
     """(device, rank, world_size); joins the process group when launched by torchrun (NCCL on CUDA, gloo on CPU)."""
-    if device_arg == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda, but torch sees no CUDA device")
-    use_cuda = device_arg == "cuda" or (device_arg == "auto" and torch.cuda.is_available())
+    cuda = use_cuda(device_arg)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return torch.device("cuda" if use_cuda else "cpu"), 0, 1
+        return torch.device("cuda" if cuda else "cpu"), 0, 1
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     device = torch.device("cpu")
-    if use_cuda:
+    if cuda:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
     return device, rank, world_size
 
 
@@ -124,7 +119,7 @@ def evaluate(model, val: ValSet, device, autocast, world_size: int) -> float:
 
 def default_config_name(device_arg: str) -> str:
     """Without --config: GPT-2 small where there is a GPU, the tiny model on CPU (a few hundred steps in minutes)."""
-    return "gpt2" if device_arg == "cuda" or (device_arg == "auto" and torch.cuda.is_available()) else "tiny"
+    return "gpt2" if use_cuda(device_arg) else "tiny"
 
 
 def _resolve_config(args, overrides: dict, ckpt: dict | None) -> TrainConfig:

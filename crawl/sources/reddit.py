@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import configparser
 import logging
-import random
 import time
 from dataclasses import dataclass
 from typing import Iterator, Optional, Tuple, Union
 
 import apache_beam as beam
 
-from crawl.records import Drop, Submission
-from crawl.steps import DROPPED, counter
+from core.retry import retry_wait
+from core.records import DROPPED, SOURCE as STAGE, Drop, Step, Submission
 
 log = logging.getLogger(__name__)
 
 SOURCE = "reddit-api"
-STAGE = "source"
 LISTINGS = ("top", "new", "hot", "controversial")
 TIME_FILTERS = ("all", "year", "month", "week", "day", "hour")
 CREDENTIALS_HELP = ("set the environment variables praw_client_id, praw_client_secret and praw_user_agent, "
@@ -112,7 +110,7 @@ def listing_items(reddit, subreddit: str, cfg: RedditConfig) -> Iterator[dict]:
             failures += 1
             if failures > cfg.retries:
                 raise
-            time.sleep(_retry_wait(e.retry_after, failures, cfg.max_retry_wait))
+            time.sleep(min(retry_wait(e.retry_after, failures, base=1.0, jitter=1.0), cfg.max_retry_wait))
             continue
         except ResponseException as e:
             if e.response.status_code == 401 and e.response.url.split("?")[0].endswith("/api/v1/access_token"):
@@ -121,15 +119,6 @@ def listing_items(reddit, subreddit: str, cfg: RedditConfig) -> Iterator[dict]:
             raise
         failures = 0
         yield _fields(item)
-
-
-def _retry_wait(retry_after: Optional[str], attempt: int, cap: float) -> float:
-    """Seconds to wait: the server's Retry-After if it gave one, else exponential backoff with jitter."""
-    try:
-        wait = float(retry_after)
-    except (TypeError, ValueError):
-        wait = 2.0 ** attempt + random.random()
-    return min(max(wait, 0.0), cap)
 
 
 def _fields(item) -> dict:
@@ -175,16 +164,16 @@ def harvest_subreddit(reddit_or_cfg, subreddit: str, cfg: Optional[RedditConfig]
 
 
 # ---------------------------------------------------------------------------------------------- Beam
-class _HarvestSubreddit(beam.DoFn):
-    """Stage "source": in = listing items read, out = submissions emitted, drop.malformed_item."""
+class _HarvestSubreddit(Step):
+    """Stage "source": in = listing items read, drop.malformed_item; `out` is counted after _OnePerId."""
+    stage = STAGE
 
     def __init__(self, cfg: RedditConfig):
+        super().__init__()
         self.cfg = cfg
 
     def setup(self):
         self.reddit = make_reddit(self.cfg)   # praw objects don't pickle: build on the worker
-        self.c_in, self.c_bad = counter(STAGE, "in"), counter(STAGE, "drop.malformed_item")
-        self.c_unavailable = counter(STAGE, "subreddit_unavailable")   # not an item: outside in/out/drop
 
     def process(self, subreddit: str):
         from prawcore.exceptions import Forbidden, NotFound, Redirect
@@ -192,34 +181,29 @@ class _HarvestSubreddit(beam.DoFn):
             yield from self._harvest(subreddit)
         except (Redirect, NotFound, Forbidden) as e:
             # unknown (redirected to search), banned or private: one bad name must not stop a long crawl
-            self.c_unavailable.inc()
+            self.count("subreddit_unavailable")   # not an item: outside in/out/drop
             log.warning("r/%s unavailable (%s): skipped", subreddit, e)
 
     def _harvest(self, subreddit: str):
         for data in listing_items(self.reddit, subreddit, self.cfg):
-            self.c_in.inc()
+            self.count("in")
             sub = submission_from_item(data, subreddit)
             if isinstance(sub, Drop):
-                self.c_bad.inc()
-                yield beam.pvalue.TaggedOutput(DROPPED, sub)
+                yield from self.emit(sub)
             else:
                 yield sub.id, sub
 
 
-class _OnePerId(beam.DoFn):
+class _OnePerId(Step):
     """Listings overlap (r/all and its subreddits; pages shift while paging "new"/"hot"): keep one per id."""
-
-    def setup(self):
-        self.c_out, self.c_dup = counter(STAGE, "out"), counter(STAGE, "drop.duplicate_item")
+    stage = STAGE
 
     def process(self, kv):
         sid, subs = kv
         subs = sorted(subs, key=lambda s: (-s.karma, s.subreddit, s.url))   # deterministic: highest score
-        self.c_out.inc()
-        yield subs[0]
+        yield from self.emit(subs[0])
         for dup in subs[1:]:
-            self.c_dup.inc()
-            yield beam.pvalue.TaggedOutput(DROPPED, Drop(STAGE, "duplicate_item", dup.url, f"id={sid}"))
+            yield from self.emit(self.drop("duplicate_item", dup.url, f"id={sid}"))
 
 
 class ReadReddit(beam.PTransform):

@@ -18,35 +18,60 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, FrozenSet, List, NamedTuple, Tuple
 from urllib.parse import urlsplit
 
 import zstandard
 from pydoc_data.topics import topics
 
+from core.records import DEDUP, EXTRACT, FETCH, LINKS, QUALITY, SOURCE, SUBMISSIONS
 from crawl.links import normalize_url
-from pipeline.demo_sites import (COMMENTS, GERMAN_ARTICLE, SITES, TINY_JPEG, TINY_PDF, TINY_PNG, Article, Site,
+from pipeline.demo.sites import (COMMENTS, GERMAN_ARTICLE, SITES, TINY_JPEG, TINY_PDF, TINY_PNG, Article, Site,
                                  render_home, render_page, render_wikipedia, slugify)
-from pipeline.loopback_web import LoopbackWeb
+from pipeline.demo.loopback import LoopbackWeb
 
-DEMO_CASES: Dict[str, str] = {
-    "low_karma": "links with karma 1-2, below the 3-karma threshold",
-    "self_post": "self posts (text on Reddit itself, no outbound link)",
-    "nsfw": "a link from a submission marked over_18",
-    "image": "image links (.jpg on a news site, i.imgur.com)",
-    "pdf": "a link to a .pdf",
-    "wikipedia": "Wikipedia pages (en.wikipedia.org, en.m.wikipedia.org)",
-    "redirect_to_wikipedia": "a blog link that 301-redirects to en.wikipedia.org",
-    "near_duplicate": "one article on two sites with small edits; the lower-karma copy must go",
-    "exact_duplicate": "one article body served at two URLs; the lower-karma copy must go",
-    "non_english": "a German article",
-    "too_short": "a page whose main text is two sentences",
-    "http_404": "a link to a page that does not exist",
-    "robots_disallowed": "a page under a path robots.txt disallows for every user-agent",
-    "duplicate_submission": "one URL posted twice (karma 2 and 2): max aggregation gives 2, so it is low karma",
-    "tracking_params": "one article posted plain and with ?utm_ parameters: merges into one link",
-    "malformed_line": "dump lines that are truncated JSON, empty objects, junk bytes or lack fields",
-    "not_html": "links without a file extension that serve application/octet-stream or image/png",
+class PlantedCase(NamedTuple):
+    what: str                  # what the demo web hides
+    ends: FrozenSet[str]       # how it must end: "stage/reason" of a drop, or "kept"
+    both: bool = False         # every outcome in `ends` must appear (one copy kept, the other removed)
+
+
+def _ends(*outcomes: Tuple[str, str]) -> FrozenSet[str]:
+    return frozenset("kept" if stage == "kept" else f"{stage}/{reason}" for stage, reason in outcomes)
+
+
+KEPT = ("kept", "")
+DEMO_CASES: Dict[str, PlantedCase] = {
+    "low_karma": PlantedCase("links with karma 1-2, below the 3-karma threshold", _ends((LINKS, "low_karma"))),
+    "self_post": PlantedCase("self posts (text on Reddit itself, no outbound link)",
+                             _ends((SUBMISSIONS, "self_post"))),
+    "nsfw": PlantedCase("a link from a submission marked over_18", _ends((SUBMISSIONS, "nsfw"))),
+    "image": PlantedCase("image links (.jpg on a news site, i.imgur.com)",
+                         _ends((SUBMISSIONS, "non_page_extension"), (SUBMISSIONS, "blocked_domain"))),
+    "pdf": PlantedCase("a link to a .pdf", _ends((SUBMISSIONS, "non_page_extension"))),
+    "wikipedia": PlantedCase("Wikipedia pages (en.wikipedia.org, en.m.wikipedia.org)",
+                             _ends((SUBMISSIONS, "wikipedia"))),
+    "redirect_to_wikipedia": PlantedCase("a blog link that 301-redirects to en.wikipedia.org",
+                                         _ends((FETCH, "wikipedia_after_redirect"))),
+    "near_duplicate": PlantedCase("one article on two sites with small edits; the lower-karma copy must go",
+                                  _ends(KEPT, (DEDUP, "near_duplicate")), both=True),
+    "exact_duplicate": PlantedCase("one article body served at two URLs; the lower-karma copy must go",
+                                   _ends(KEPT, (DEDUP, "exact_duplicate")), both=True),
+    "non_english": PlantedCase("a German article", _ends((EXTRACT, "not_english"))),
+    "too_short": PlantedCase("a page whose main text is two sentences",
+                             _ends((EXTRACT, "too_short"), (QUALITY, "too_few_words"))),
+    "http_404": PlantedCase("a link to a page that does not exist", _ends((FETCH, "http_4xx"))),
+    "robots_disallowed": PlantedCase("a page under a path robots.txt disallows for every user-agent",
+                                     _ends((FETCH, "robots_disallowed"))),
+    "duplicate_submission": PlantedCase(
+        "one URL posted twice (karma 2 and 2): max aggregation gives 2, so it is low karma",
+        _ends((LINKS, "low_karma"))),
+    "tracking_params": PlantedCase("one article posted plain and with ?utm_ parameters: merges into one link",
+                                   _ends(KEPT)),
+    "malformed_line": PlantedCase("dump lines that are truncated JSON, empty objects, junk bytes or lack fields",
+                                  _ends((SOURCE, "malformed_line"))),
+    "not_html": PlantedCase("links without a file extension that serve application/octet-stream or image/png",
+                            _ends((FETCH, "not_html"))),
 }
 
 DUMP_NAME = "RS_demo.zst"

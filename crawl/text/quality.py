@@ -23,8 +23,7 @@ from typing import Optional, Tuple
 import apache_beam as beam
 import numpy as np
 
-from crawl.records import Document
-from crawl.steps import DROPPED, Step
+from core.records import DROPPED, QUALITY, Document, Step
 
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 PUNCT = string.punctuation + "“”‘’«»…–—•·‚„¡¿"
@@ -234,7 +233,7 @@ class _NGrams:
 # ---------------------------------------------------------------------------------------------- Beam
 class QualityFilter(Step):
     """Stage "quality": Document -> the same Document, or Drop(reason = the first failing rule)."""
-    stage = "quality"
+    stage = QUALITY
 
     def __init__(self, rules: QualityRules = QualityRules()):
         super().__init__()

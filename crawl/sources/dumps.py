@@ -19,10 +19,8 @@ import zstandard
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 
-from crawl.records import Drop, Submission
-from crawl.steps import DROPPED, counter
+from core.records import DROPPED, SOURCE, Drop, Step, Submission
 
-STAGE = "source"
 ZSTD_MAX_WINDOW = 2 ** 31
 
 
@@ -134,38 +132,31 @@ def iter_file(stream: IO[bytes], name: str, default_karma: int = 3) -> Iterator[
             except UnicodeDecodeError:
                 result = "not UTF-8"
         if isinstance(result, str):
-            yield Drop(STAGE, "malformed_line", "", f"{short}:{lineno}: {result}")
+            yield Drop(SOURCE, "malformed_line", "", f"{short}:{lineno}: {result}")
         else:
             yield result
 
 
-class _ReadFile(beam.DoFn):
+class _ReadFile(Step):
+    """Stage "source": one file in, one count per line: in = lines, out = submissions, drop.malformed_line."""
+    stage = SOURCE
+
     def __init__(self, default_karma: int):
+        super().__init__()
         self.default_karma = default_karma
 
-    def setup(self):
-        self.c_in, self.c_out = counter(STAGE, "in"), counter(STAGE, "out")
-        self.c_bad, self.c_files = counter(STAGE, "drop.malformed_line"), counter(STAGE, "files")
-
     def process(self, readable: fileio.ReadableFile):
-        self.c_files.inc()
+        self.count("files")
         name = readable.metadata.path
         with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
             try:
                 for item in iter_file(raw, name, self.default_karma):
-                    self.c_in.inc()
-                    if isinstance(item, Drop):
-                        self.c_bad.inc()
-                        yield beam.pvalue.TaggedOutput(DROPPED, item)
-                    else:
-                        self.c_out.inc()
-                        yield item
+                    self.count("in")
+                    yield from self.emit(item)
             except (OSError, EOFError, zstandard.ZstdError, lzma.LZMAError) as e:
                 # A truncated or corrupt archive: keep what was read, count the rest as one malformed line.
-                self.c_in.inc()
-                self.c_bad.inc()
-                yield beam.pvalue.TaggedOutput(DROPPED, Drop(STAGE, "malformed_line", "",
-                                                             f"{name}: unreadable from here on ({e})"))
+                self.count("in")
+                yield from self.emit(self.drop("malformed_line", "", f"{name}: unreadable from here on ({e})"))
 
 
 class ReadSubmissions(beam.PTransform):

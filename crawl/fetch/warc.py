@@ -17,7 +17,7 @@ import json
 import threading
 import uuid
 from datetime import datetime, timezone
-from typing import Dict, Iterable, Iterator, NamedTuple, Optional
+from typing import Iterable, Iterator, NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -28,8 +28,8 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.timeutils import datetime_to_iso_date, iso_date_to_datetime
 from warcio.warcwriter import WARCWriter
 
-from crawl.fetch_content import detect_encoding, media_type
-from crawl.records import Link, Page
+from crawl.fetch.content import detect_encoding, media_type
+from core.records import Link, Page
 
 RAW = CompressionTypes.UNCOMPRESSED     # .gz members are written by warcio; the filesystem must not add more
 LINK_HEADER = "WebText-Link"
@@ -92,7 +92,7 @@ class WarcSink:
         return offset
 
     def add(self, link: Link, result) -> None:
-        """Record a FetchResult (crawl.fetch) for `link`: the page as WARC records when ok, the outcome always."""
+        """Record a FetchResult (crawl.fetch.fetcher) for `link`: the page as WARC records when ok, the outcome always."""
         with self._lock:
             if self._outcomes is None:
                 self._open()
@@ -198,17 +198,6 @@ def preference(rec: Captured):
     return rec.outcome != "ok", rec.outcome, rec.warc or "", rec.offset or 0
 
 
-def read_captured(warc_dir: str) -> Dict[str, Captured]:
-    """Every link previous runs decided, by URL."""
-    index: Dict[str, Captured] = {}
-    for path in outcome_files(warc_dir):
-        with FileSystems.open(path, compression_type=RAW) as f:
-            for rec in parse_outcomes(io.TextIOWrapper(f, encoding="utf-8")):
-                if rec.url not in index or preference(rec) < preference(index[rec.url]):
-                    index[rec.url] = rec
-    return index
-
-
 def load_page(warc_dir: str, rec: Captured, link: Optional[Link] = None) -> Page:
     """The Page of an ok outcome, from its WARC record (with `link`, or the Link stored in the record)."""
     with FileSystems.open(_join(warc_dir, rec.warc), compression_type=RAW) as f:
@@ -217,40 +206,11 @@ def load_page(warc_dir: str, rec: Captured, link: Optional[Link] = None) -> Page
         return _page_from_record(record, link or rec.link)
 
 
-def iter_warc_pages(warc_dir: str, links: Optional[Iterable[Link]] = None) -> Iterator[Page]:
-    """Pages captured in `warc_dir`, sorted by URL, without network: the ok outcomes (restricted to `links` when
-    given, which then supply the provenance). With no outcomes files, every response record of every
-    fetch-*.warc.gz is read instead, its Link taken from the WebText-Link header."""
-    index = read_captured(warc_dir)
-    wanted = None if links is None else {l.url: l for l in links}
-    if not index:
-        yield from _scan_warcs(warc_dir, wanted)
-        return
-    for url in sorted(index):
-        rec = index[url]
-        if rec.outcome == "ok" and rec.warc and (wanted is None or url in wanted):
-            yield load_page(warc_dir, rec, wanted[url] if wanted else None)
-
-
 def _response_pages(warc_path: str) -> Iterator[Page]:
     with FileSystems.open(warc_path, compression_type=RAW) as f:
         for record in ArchiveIterator(f):
             if record.rec_type == "response" and record.rec_headers.get_header(LINK_HEADER):
                 yield _page_from_record(record, None)
-
-
-def _scan_warcs(warc_dir: str, wanted: Optional[Dict[str, Link]]) -> Iterator[Page]:
-    try:
-        files = sorted(m.path for m in FileSystems.match([_join(warc_dir, "fetch-*.warc.gz")])[0].metadata_list)
-    except Exception:
-        return
-    pages = {}
-    for path in files:
-        for page in _response_pages(path):
-            if wanted is None or page.link.url in wanted:
-                pages.setdefault(page.link.url, page._replace(link=wanted[page.link.url]) if wanted else page)
-    for url in sorted(pages):
-        yield pages[url]
 
 
 # ---------------------------------------------------------------------------------------------- Beam
@@ -263,8 +223,9 @@ def _ok_outcomes(readable_file) -> Iterator:
 
 
 class ReadWarcPages(beam.PTransform):
-    """PBegin -> PCollection[Page]: what `iter_warc_pages(warc_dir)` yields, read in parallel, one Page per URL,
-    so extraction can be rerun with no network (`webtext extract --warc DIR`)."""
+    """PBegin -> PCollection[Page]: the ok outcomes of `warc_dir` (or, with no outcome logs, every response record
+    with a WebText-Link header), read in parallel, one Page per URL, so extraction can be rerun with no network
+    (`webtext extract --warc DIR`)."""
 
     def __init__(self, warc_dir: str):
         super().__init__()

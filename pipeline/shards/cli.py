@@ -13,116 +13,25 @@ directory exits 1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, List, Tuple
-from urllib.parse import urlsplit
+from typing import List
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
-from pipeline import shards
-from pipeline.tokenize import EOT, TokenizerUnavailable, decode
+from core.plots import new_figure, save_figure
+from core.settings import ArgumentParser, UsageError
+from pipeline.shards import format as shards
+from pipeline.shards.browse import (PROG, SIZE_HEADER, DataError, domain_of, iso_utc, load_manifest, open_table, progress,
+                                    select, size_cells, text_of)
+from pipeline.shards.export import cmd_export
+from pipeline.shards.tokenize import TokenizerUnavailable
 
-PROG = "webtext shards"
 PERCENTILES = (5, 25, 50, 75, 95)
 PLOT_FORMATS = (".png", ".svg", ".pdf")
-
-
-class UsageError(Exception):
-    """The user asked for something impossible (exit 2)."""
-
-
-class DataError(Exception):
-    """The shard directory is damaged or unreadable (exit 1)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):   # one line, no usage dump, no SystemExit from inside a library call
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def iso_utc(ts) -> str:
-    if ts is None:
-        return "unknown"
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def domain_of(url: str) -> str:
-    host = (urlsplit(url).hostname or "").lower()
-    return host[4:] if host.startswith("www.") else host   # www.example.com and example.com are one site
-
-
-def load_manifest(data_dir: str) -> dict:
-    path = Path(data_dir)
-    if not path.is_dir():
-        problem = "is not a directory" if path.exists() else "does not exist"
-        raise UsageError(f"{data_dir} {problem}: give the --out directory of a `webtext run`")
-    try:
-        return shards.read_manifest(path)
-    except FileNotFoundError as e:
-        raise UsageError(str(e)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path / shards.MANIFEST} is not valid JSON ({e}); rerun `webtext run` to rewrite it") from None
-
-
-def select(manifest: dict, split: str) -> List[dict]:
-    """The manifest's shard entries of one split ("all": every split), in manifest order."""
-    return [s for s in manifest.get("shards", []) if split == "all" or s["split"] == split]
-
-
-def open_table(data_dir: str, entry: dict) -> pa.Table:
-    try:
-        return shards.open_shard(Path(data_dir) / entry["name"])
-    except (OSError, pa.ArrowException) as e:
-        raise DataError(f"cannot read shard {entry['name']} ({e}); run `{PROG} verify {data_dir}`") from None
-
-
-def text_of(tokens) -> str:
-    tokens = list(tokens)
-    if tokens and tokens[-1] == EOT:
-        tokens = tokens[:-1]
-    try:
-        return decode(tokens)
-    except (KeyError, ValueError) as e:   # a token id outside the vocabulary
-        raise DataError(f"cannot decode tokens ({e}); run `{PROG} verify` on the directory") from None
-
-
-def iter_docs(data_dir: str, entries: List[dict]) -> Iterator[Tuple[dict, dict, np.ndarray]]:
-    """(shard entry, provenance row, tokens viewing the memory map) for every document of the given shards."""
-    for entry in entries:
-        table = open_table(data_dir, entry)
-        tokens, offsets = shards.shard_tokens(Path(data_dir) / entry["name"])
-        meta = table.drop_columns(["tokens"]).to_pylist()
-        for i, row in enumerate(meta):
-            yield entry, row, tokens[offsets[i]:offsets[i + 1]]
-
-
-def _progress(total: int, unit: str, quiet: bool) -> tqdm:
-    return tqdm(total=total, unit=unit, disable=quiet, dynamic_ncols=True, file=sys.stderr)
-
-
-SIZE_HEADER = f"{'docs':>12}  {'tokens':>15}  {'bytes':>15}  {'size':>10}"
-
-
-def _size_cells(group: List[dict]) -> str:
-    docs, tokens, size = (sum(s[k] for s in group) for k in ("docs", "tokens", "bytes"))
-    return f"{docs:>12,}  {tokens:>15,}  {size:>15,}  {human_bytes(size):>10}"
 
 
 # ------------------------------------------------------------------------------------------------ ls
@@ -132,11 +41,11 @@ def cmd_ls(args) -> int:
     width = max([len(s["name"]) for s in entries] + [len("total train (00000 shards)")])
     print(f"{'name':<{width}}  {'split':<5}  {SIZE_HEADER}")
     for s in entries:
-        print(f"{s['name']:<{width}}  {s['split']:<5}  {_size_cells([s])}")
+        print(f"{s['name']:<{width}}  {s['split']:<5}  {size_cells([s])}")
     for split in (*shards.SPLITS, "all"):
         group = select(manifest, split)
         label = f"total {split} ({len(group)} shard{'s' if len(group) != 1 else ''})"
-        print(f"{label:<{width}}  {'':<5}  {_size_cells(group)}")
+        print(f"{label:<{width}}  {'':<5}  {size_cells(group)}")
     return 0
 
 
@@ -169,7 +78,7 @@ def cmd_stats(args) -> int:
 
     lengths = {split: [] for split in shards.SPLITS}
     karma, docs_by_domain, tokens_by_domain, subreddits = [], Counter(), Counter(), Counter()
-    with _progress(len(entries), "shard", args.quiet) as bar:
+    with progress(len(entries), "shard", args.quiet) as bar:
         for entry in entries:
             table = open_table(args.dir, entry)
             n_tokens = pc.list_value_length(table.column("tokens")).to_numpy().astype(np.int64)
@@ -189,7 +98,7 @@ def cmd_stats(args) -> int:
     print(f"{'split':<6}  {'shards':>7}  {SIZE_HEADER}")
     for split in (*shards.SPLITS, "all"):
         group = [s for s in entries if split == "all" or s["split"] == split]
-        print(f"{split:<6}  {len(group):>7}  {_size_cells(group)}")
+        print(f"{split:<6}  {len(group):>7}  {size_cells(group)}")
     print(f"\ndocument length in tokens (incl. EOT), {args.split}, {n_docs:,} docs:")
     print(_summary_row(all_lengths))
     print(f"\nkarma, {len(karma):,} docs:")
@@ -210,15 +119,10 @@ def cmd_stats(args) -> int:
 
 def write_length_plot(lengths: dict, path: Path) -> None:
     """Histogram of document lengths per split on log-spaced bins (Agg canvas: no display, no global pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     everything = np.concatenate(list(lengths.values()))
     lo, hi = max(int(everything.min()), 1), int(everything.max())
     bins = np.logspace(np.log10(lo), np.log10(max(hi, lo + 1)), 60)
-    fig = Figure(figsize=(8, 4.5), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = new_figure(8, 4.5)
     for split, values in lengths.items():
         if len(values):
             ax.hist(values, bins=bins, histtype="stepfilled", alpha=0.5, label=f"{split} ({len(values):,} docs)")
@@ -230,10 +134,7 @@ def write_length_plot(lengths: dict, path: Path) -> None:
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set_title(f"webtext document lengths: {len(everything):,} docs, {int(everything.sum()):,} tokens")
     ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fig.savefig(tmp, format=path.suffix.lower()[1:])
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------ show
@@ -281,75 +182,12 @@ def cmd_verify(args) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------------ export
-EXPORT_SCHEMA = pa.schema([("doc_id", pa.string()), ("url", pa.string()), ("text", pa.string()),
-                           ("karma", pa.int64()), ("subreddits", pa.list_(pa.string())),
-                           ("created_utc", pa.int64()), ("split", pa.string())])
-ROWS_PER_GROUP = 10_000
-
-
-def cmd_export(args) -> int:
-    out = Path(args.out)
-    to_stdout = args.out == "-"
-    if to_stdout and args.format != "jsonl":
-        raise UsageError("--out - (standard output) works only with --format jsonl")
-    if not to_stdout and out.is_dir():
-        raise UsageError(f"--out {out} is a directory: give a file name, e.g. {out / ('corpus.' + args.format)}")
-    if not to_stdout and not out.parent.is_dir():
-        raise UsageError(f"--out {out}: directory {out.parent} does not exist; create it first")
-    manifest = load_manifest(args.dir)
-    entries = select(manifest, args.split)
-    total = sum(s["docs"] for s in entries)
-    rows = ({**meta, "text": text_of(tokens.tolist()), "split": entry["split"]}
-            for entry, meta, tokens in iter_docs(args.dir, entries))
-
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")   # a reader never sees a half-written export
-    with _progress(total, "doc", args.quiet) as bar:
-        if to_stdout:
-            return _write_jsonl(rows, sys.stdout, bar)
-        try:
-            if args.format == "jsonl":
-                with open(tmp, "w", encoding="utf-8") as f:
-                    _write_jsonl(rows, f, bar)
-            else:
-                _write_parquet(rows, tmp, bar)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
-    if not args.quiet:
-        print(f"export: wrote {total:,} docs ({args.split}) to {out} ({human_bytes(out.stat().st_size)})",
-              file=sys.stderr)
-    return 0
-
-
-def _write_jsonl(rows, f, bar) -> int:
-    for row in rows:
-        f.write(json.dumps({k: row[k] for k in EXPORT_SCHEMA.names}, ensure_ascii=False) + "\n")
-        bar.update(1)
-    return 0
-
-
-def _write_parquet(rows, path: Path, bar) -> None:
-    import pyarrow.parquet as pq
-
-    with pq.ParquetWriter(str(path), EXPORT_SCHEMA, compression="zstd") as writer:
-        batch = []
-        for row in rows:
-            batch.append(row)
-            bar.update(1)
-            if len(batch) == ROWS_PER_GROUP:   # bounded memory: one row group at a time
-                writer.write_table(pa.Table.from_pylist(batch, schema=EXPORT_SCHEMA))
-                batch = []
-        if batch:
-            writer.write_table(pa.Table.from_pylist(batch, schema=EXPORT_SCHEMA))
-
-
 # ------------------------------------------------------------------------------------------------ entry point
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Look inside, check and export a webtext shard directory.")
+    parser = ArgumentParser(prog=PROG, description="Look inside, check and export a webtext shard directory.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     # The same flag after the subcommand; SUPPRESS keeps it from resetting a --quiet given before it.
-    common = _Parser(add_help=False)
+    common = ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{ls,stats,show,verify,export}")
 

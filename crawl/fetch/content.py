@@ -1,5 +1,5 @@
 """What a response body is and how much of it to take: bounded streaming, gzip/deflate with a bomb cap, sniffing,
-charset. Used by crawl/fetch.py; nothing here touches the network except reading an already open response.
+charset. Used by crawl/fetch/fetcher.py; nothing here touches the network except reading an already open response.
 """
 from __future__ import annotations
 

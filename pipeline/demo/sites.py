@@ -1,7 +1,7 @@
 """The demo web's sites: six made-up publications, each with its own boilerplate around the article.
 
 Cookie banner, header and nav, byline, share bar, related links, comments, sidebar and footer differ per site (class
-names too), as on the real web; extraction has to find the article between them. Used by pipeline/demo.py.
+names too), as on the real web; extraction has to find the article between them. Used by pipeline/demo/web.py.
 """
 from __future__ import annotations
 

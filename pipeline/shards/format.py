@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from pathlib import Path
 from typing import Iterable, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from pipeline.tokenize import EOT, VOCAB_SIZE, tokenizer_metadata
+from core import files
+from pipeline.shards.tokenize import EOT, VOCAB_SIZE, tokenizer_metadata
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -99,25 +98,11 @@ def shard_bytes(docs: Iterable[TokenizedDoc]) -> Tuple[bytes, int, int]:
     return sink.getvalue().to_pybytes(), len(docs), int(lengths.sum())
 
 
-def write_atomic(out_dir: str, name: str, data: bytes) -> None:
-    """Write a file under a temporary name and rename it, through Beam's FileSystems (so gs:// etc. work too):
-    a reader never sees a torn file, and a retried bundle simply replaces it."""
-    from apache_beam.io.filesystems import FileSystems
-
-    final = FileSystems.join(out_dir, name)
-    tmp = FileSystems.join(out_dir, f".tmp-{name}-{os.getpid()}")
-    with FileSystems.create(tmp) as f:
-        f.write(data)
-    if FileSystems.exists(final):
-        FileSystems.delete([final])
-    FileSystems.rename([tmp], [final])
-
-
 def write_shard(out_dir: str, split: str, index: int, num_shards: int, docs: Iterable[TokenizedDoc]) -> ShardInfo:
     """Write one shard atomically; same inputs -> same bytes."""
     data, n_docs, n_tokens = shard_bytes(docs)
     name = shard_name(split, index, num_shards)
-    write_atomic(out_dir, name, data)
+    files.write_atomic(files.join(out_dir, name), data)   # a retried bundle simply replaces it
     return ShardInfo(name, split, index, num_shards, n_docs, n_tokens, len(data), hashlib.sha256(data).hexdigest())
 
 
@@ -133,37 +118,48 @@ def write_manifest(out_dir: str, shards: Sequence[ShardInfo], config: dict, stat
         "config": config,
         "stats": stats or {},
     }
-    write_atomic(out_dir, MANIFEST, json.dumps(manifest, indent=2).encode())
+    files.write_atomic(files.join(out_dir, MANIFEST), json.dumps(manifest, indent=2).encode())
     return manifest
 
 
 def add_stats_to_manifest(out_dir: str, stats: dict) -> None:
     """Fold the run's stats into manifest.json after the pipeline, keeping it the last file written."""
-    from apache_beam.io.filesystems import FileSystems
-
-    path = FileSystems.join(out_dir, MANIFEST)
-    if FileSystems.exists(path):
-        with FileSystems.open(path) as f:
-            manifest = json.loads(f.read())
+    path = files.join(out_dir, MANIFEST)
+    if files.exists(path):
+        manifest = json.loads(files.read_bytes(path))
         manifest["stats"] = stats
-        write_atomic(out_dir, MANIFEST, json.dumps(manifest, indent=2).encode())
+        files.write_atomic(path, json.dumps(manifest, indent=2).encode())
 
 
 # ------------------------------------------------------------------------------------------------ reading
+# Every reader goes through core.files (Beam's FileSystems): a shard directory may be local or gs://...
 def read_manifest(data_dir) -> dict:
-    path = Path(data_dir) / MANIFEST
-    if not path.is_file():
+    path = files.join(str(data_dir), MANIFEST)
+    if not files.exists(path):
         raise FileNotFoundError(f"no {MANIFEST} in {data_dir}: point at a directory written by `webtext run`")
-    return json.loads(path.read_text())
+    return json.loads(files.read_bytes(path))
 
 
-def shard_paths(data_dir, split: str) -> List[Path]:
-    return [Path(data_dir) / s["name"] for s in read_manifest(data_dir)["shards"] if s["split"] == split]
+def shard_paths(data_dir, split: str) -> List[str]:
+    return [files.join(str(data_dir), s["name"]) for s in read_manifest(data_dir)["shards"] if s["split"] == split]
 
 
 def open_shard(path) -> pa.Table:
-    """The shard as a Table backed by a memory map (no copy of the token data)."""
-    return ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+    """The shard as a Table: backed by a memory map when local (no copy of the token data), read through Beam's
+    FileSystems otherwise."""
+    if files.is_local(str(path)):
+        return ipc.open_file(pa.memory_map(str(path).removeprefix("file://"), "r")).read_all()
+    with files.open_read(str(path)) as f:
+        return ipc.open_file(pa.py_buffer(f.read())).read_all()
+
+
+def file_sha256(path) -> str:
+    """sha256 of a file, streamed (shards can be larger than memory)."""
+    h = hashlib.sha256()
+    with files.open_read(str(path)) as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def shard_tokens(path) -> Tuple[np.ndarray, np.ndarray]:
@@ -193,13 +189,11 @@ def verify(data_dir) -> List[str]:
             problems.append(f"manifest entry {s!r:.80} lacks name/sha256/docs/tokens")
             continue
         listed.add(s["name"])
-        path = Path(data_dir) / s["name"]
-        if not path.is_file():
+        path = files.join(str(data_dir), s["name"])
+        if not files.exists(path):
             problems.append(f"{s['name']}: missing")
             continue
-        with open(path, "rb") as f:   # streamed: shards can be larger than memory
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
-        if digest != s["sha256"]:
+        if file_sha256(path) != s["sha256"]:
             problems.append(f"{s['name']}: sha256 does not match the manifest (corrupt or changed file)")
             continue
         try:
@@ -229,7 +223,8 @@ def verify(data_dir) -> List[str]:
         ids = table.column("doc_id").to_pylist()
         if ids != sorted(ids):
             problems.append(f"{s['name']}: rows not sorted by doc_id")
-    for path in sorted(Path(data_dir).glob("*.arrow")):
-        if path.name not in listed:
-            problems.append(f"{path.name}: shard on disk but not in the manifest")
+    for path in files.match(files.join(str(data_dir), "*.arrow")):
+        name = path.rsplit("/", 1)[-1]
+        if name not in listed:
+            problems.append(f"{name}: shard on disk but not in the manifest")
     return problems

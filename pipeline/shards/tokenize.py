@@ -3,7 +3,7 @@
 `tiktoken.get_encoding("gpt2")` downloads its vocabulary at first use, which fails offline. GPT-2's ranks are
 byte-for-byte tiktoken's `r50k_base` file, so we build the Encoding from a local copy of that file (checked by
 sha256). `make install` places one in the user cache (taken from the openai-whisper sdist on PyPI, which ships it
-as whisper/assets/gpt2.tiktoken); `python -m pipeline.tokenize --fetch` does the same by hand.
+as whisper/assets/gpt2.tiktoken); `python -m pipeline.shards.tokenize --fetch` does the same by hand.
 """
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import List, Sequence
+from typing import List
 
 import tiktoken
+
+from core import files
 
 EOT = 50256                  # <|endoftext|>: appended after every document
 VOCAB_SIZE = 50257
@@ -69,7 +71,7 @@ def get_encoding() -> tiktoken.Encoding:
             if _sha256(data) != VOCAB_SHA256:
                 raise TokenizerUnavailable(
                     f"{path} is not the GPT-2 vocabulary (sha256 mismatch); delete it and run "
-                    "`python -m pipeline.tokenize --fetch`")
+                    "`python -m pipeline.shards.tokenize --fetch`")
             return tiktoken.Encoding(name=TOKENIZER_NAME, pat_str=r50k_pat_str, mergeable_ranks=_ranks_from_bytes(data),
                                      special_tokens={"<|endoftext|>": EOT}, explicit_n_vocab=VOCAB_SIZE)
     try:
@@ -77,7 +79,7 @@ def get_encoding() -> tiktoken.Encoding:
     except Exception as e:  # offline: tiktoken's download fails with one of several network errors
         raise TokenizerUnavailable(
             f"GPT-2 vocabulary not found ({e.__class__.__name__}); run `make install` or "
-            f"`python -m pipeline.tokenize --fetch`, or set {ENV_VAR}=/path/to/gpt2.tiktoken") from None
+            f"`python -m pipeline.shards.tokenize --fetch`, or set {ENV_VAR}=/path/to/gpt2.tiktoken") from None
 
 
 def encode_document(text: str) -> List[int]:
@@ -85,13 +87,6 @@ def encode_document(text: str) -> List[int]:
     tokens = get_encoding().encode_ordinary(text)
     tokens.append(EOT)
     return tokens
-
-
-def encode_batch(texts: Sequence[str], num_threads: int = 1) -> List[List[int]]:
-    out = get_encoding().encode_ordinary_batch(list(texts), num_threads=num_threads)
-    for t in out:
-        t.append(EOT)
-    return out
 
 
 def decode(tokens) -> str:
@@ -117,9 +112,7 @@ def fetch_vocab(dest: Path | None = None) -> Path:
     if _sha256(data) != VOCAB_SHA256:
         raise TokenizerUnavailable(f"{WHISPER_SDIST} carried an unexpected gpt2.tiktoken (sha256 mismatch)")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dest = dest.with_suffix(".tmp")
-    tmp_dest.write_bytes(data)
-    os.replace(tmp_dest, dest)
+    files.write_atomic(dest, data)
     return dest
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
 from typing import List, Optional
 
 USAGE = __doc__.split("\n", 2)[2]
@@ -32,29 +33,26 @@ def _quiet_imports():
 
 
 def cmd_run(argv: List[str], warc: bool = False) -> int:
-    from pipeline.config import ConfigError
+    from core.settings import UsageError
     from pipeline.options import config_from, help_text, parse
     from pipeline.runner import run
 
     if "-h" in argv or "--help" in argv:
         print(help_text("webtext extract" if warc else "webtext run"))
         return 0
-    warc_input = None
-    if warc:   # `webtext extract --warc DIR`: pages from WARCs instead of the network
-        if "--warc" not in argv or argv.index("--warc") + 1 >= len(argv):
-            return _fail("give the captured WARC directory: webtext extract --warc DIR --out DIR")
-        i = argv.index("--warc")
-        warc_input, argv = argv[i + 1], argv[:i] + argv[i + 2:]
-        from pathlib import Path
-        if not Path(warc_input).is_dir():
-            return _fail(f"WARC directory {warc_input} not found; point --warc at a run's --warc-dir")
     try:
         options, ours = parse(argv)
+        if warc and not ours.warc:   # `webtext extract --warc DIR`: pages from WARCs instead of the network
+            return _fail("give the captured WARC directory: webtext extract --warc DIR --out DIR")
+        if not warc and ours.warc:
+            return _fail("--warc belongs to `webtext extract`; to capture WARCs during a run, use --warc-dir DIR")
+        if warc and not Path(ours.warc).is_dir():
+            return _fail(f"WARC directory {ours.warc} not found; point --warc at a run's --warc-dir")
         if not ours.out:
             return _fail("give an output directory with --out DIR")
         cfg = config_from(ours, require_input=not warc)
-        run(cfg, ours.out, options, warc_input=warc_input)
-    except ConfigError as e:
+        run(cfg, ours.out, options, warc_input=ours.warc if warc else None)
+    except UsageError as e:
         return _fail(str(e))
     print(f"\nshards: {ours.out}   next: webtext shards stats {ours.out}   webtext train --data {ours.out} "
           f"--out {ours.out}/train")
@@ -62,7 +60,7 @@ def cmd_run(argv: List[str], warc: bool = False) -> int:
 
 
 def cmd_demo(argv: List[str]) -> int:
-    from pipeline.demo_run import main as demo_main
+    from pipeline.demo.run import main as demo_main
     return demo_main(argv)
 
 
@@ -81,7 +79,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if command == "demo":
             return cmd_demo(rest)
         if command == "shards":
-            from pipeline.shards_cli import main as shards_main
+            from pipeline.shards.cli import main as shards_main
             return shards_main(rest)
         if command in ("train", "sample"):
             try:

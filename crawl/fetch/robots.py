@@ -31,7 +31,7 @@ class RobotsFile(NamedTuple):
     detail: str = ""
 
 
-# fetch(url) -> (status or 0, body, failure reason or "", detail). Given by crawl/fetch.py (same session, proxy,
+# fetch(url) -> (status or 0, body, failure reason or "", detail). Given by crawl/fetch/fetcher.py (same session, proxy,
 # address checks, politeness), so this module never opens a connection itself.
 RobotsGetter = Callable[[str], Tuple[int, bytes, str, str]]
 

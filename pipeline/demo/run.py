@@ -14,34 +14,13 @@ from typing import Dict, List, Tuple
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from core.records import SOURCE
 from crawl.links import normalize_url
 from pipeline.config import load_config
-from pipeline.demo import DEMO_CASES, build_demo
+from pipeline.demo.web import DEMO_CASES, build_demo
 from pipeline.options import DEFAULT_RUNNER
 from pipeline.runner import run
-from pipeline.shards import open_shard, read_manifest, verify
-
-# How each planted case must end: "stage/reason" of a drop, "kept", or "merged" (folded into another link).
-EXPECTED: Dict[str, set] = {
-    "low_karma": {"links/low_karma"},
-    "self_post": {"submissions/self_post"},
-    "nsfw": {"submissions/nsfw"},
-    "image": {"submissions/non_page_extension", "submissions/blocked_domain"},
-    "pdf": {"submissions/non_page_extension"},
-    "wikipedia": {"submissions/wikipedia"},
-    "redirect_to_wikipedia": {"fetch/wikipedia_after_redirect"},
-    "near_duplicate": {"kept", "dedup/near_duplicate"},
-    "exact_duplicate": {"kept", "dedup/exact_duplicate"},
-    "non_english": {"extract/not_english"},
-    "too_short": {"extract/too_short", "quality/too_few_words"},
-    "http_404": {"fetch/http_4xx"},
-    "robots_disallowed": {"fetch/robots_disallowed"},
-    "duplicate_submission": {"links/low_karma"},
-    "tracking_params": {"kept"},
-    "not_html": {"fetch/not_html"},
-}
-# Cases where both outcomes must appear (one copy survives, the other is removed).
-BOTH = {"near_duplicate", "exact_duplicate"}
+from pipeline.shards.format import open_shard, read_manifest, verify
 
 
 def demo_config(dump: Path, proxy_url: str, quiet: bool):
@@ -77,8 +56,8 @@ def case_outcomes(planted: Dict[str, List[str]], out_dir: str, stats: dict) -> D
     outcomes = {}
     for case, urls in planted.items():
         if case == "malformed_line":
-            n = stats["stages"].get("source", {}).get("dropped", {}).get("malformed_line", 0)
-            outcomes[case] = [(f"{n} dump lines", "source/malformed_line" if n else "missing")]
+            n = stats["stages"].get(SOURCE, {}).get("dropped", {}).get("malformed_line", 0)
+            outcomes[case] = [(f"{n} dump lines", f"{SOURCE}/malformed_line" if n else "missing")]
             continue
         rows = []
         for url in urls:
@@ -97,11 +76,11 @@ def unexpected(outcomes) -> List[str]:
                 problems.append(f"{case}: no malformed line was counted")
             continue
         seen = {o for _, o in rows}
-        allowed = EXPECTED.get(case, set())
+        allowed = DEMO_CASES[case].ends
         bad = [f"{u} -> {o}" for u, o in rows if o not in allowed]
         if bad:
             problems.append(f"{case}: " + "; ".join(bad))
-        if case in BOTH and seen != allowed:
+        if DEMO_CASES[case].both and seen != allowed:
             problems.append(f"{case}: expected one copy kept and one removed, got {sorted(seen)}")
     return problems
 
@@ -110,7 +89,7 @@ def summary(outcomes) -> str:
     lines = ["", "Planted cases (what the demo web hides, and how the pipeline handled each):"]
     for case, rows in outcomes.items():
         how = ", ".join(sorted({o for _, o in rows}))
-        lines.append(f"  {case:<22} {how:<48} {DEMO_CASES.get(case, '')}")
+        lines.append(f"  {case:<22} {how:<48} {DEMO_CASES[case].what if case in DEMO_CASES else ''}")
     return "\n".join(lines)
 
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from crawl.records import Drop
-from crawl.steps import DROPPED, counter
-from dedup.config import STAGE, DedupConfig
+from core.records import DEDUP, DROPPED, Step
+from dedup.config import DedupConfig
 from dedup.exact import DECISIONS, EXACT, ExactDuplicates
 from dedup.minhash import sketch
 from dedup.near import NearDuplicates
@@ -48,17 +47,9 @@ class Deduplicate(beam.PTransform):
         return {"documents": kept.documents, DROPPED: kept[DROPPED]}
 
 
-class _Apply(beam.DoFn):
+class _Apply(Step):
     """Per doc_id: drop it if a decision names it, else keep it. Counts in/out/drop.<reason>."""
-
-    def setup(self):
-        self._counters = {}
-
-    def count(self, name, n=1):
-        c = self._counters.get(name)
-        if c is None:
-            c = self._counters[name] = counter(STAGE, name)
-        c.inc(n)
+    stage = DEDUP
 
     def process(self, kv):
         doc_id, joined = kv
@@ -71,8 +62,6 @@ class _Apply(beam.DoFn):
         else:   # kept; one doc_id is one normalized URL: if it came twice, keep the better copy
             drops = [(EXACT, f"survivor={doc_id} (same doc_id)", d) for d in docs[1:]]
             if docs:
-                self.count("out")
-                yield docs[0]
+                yield from self.emit(docs[0])
         for reason, detail, d in drops:
-            self.count(f"drop.{reason}")
-            yield beam.pvalue.TaggedOutput(DROPPED, Drop(STAGE, reason, d.url, detail))
+            yield from self.emit(self.drop(reason, d.url, detail))

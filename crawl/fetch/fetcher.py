@@ -1,8 +1,8 @@
 """Fetch: outbound Links -> Pages, politely, safely, and with every link ending in exactly one named outcome.
 
-Plain functions here (testable without Beam); the Beam transform is in crawl/fetch_beam.py, WARC capture in
-crawl/warc.py, address checks in crawl/safety.py, robots.txt in crawl/robots.py, body handling in
-crawl/fetch_content.py, pacing and error mapping in crawl/fetch_http.py.
+Plain functions here (testable without Beam); the Beam transform is in crawl/fetch/transform.py, WARC capture in
+crawl/fetch/warc.py, address checks in crawl/fetch/safety.py, robots.txt in crawl/fetch/robots.py, body handling in
+crawl/fetch/content.py, pacing and error mapping in crawl/fetch/http.py.
 
 - `fetch_one(session, link, cfg, rules)` fetches one URL: redirects followed by hand (each hop re-checked against
   the link rules, the address rules and robots.txt), retries with backoff on 429/5xx honouring Retry-After,
@@ -23,12 +23,13 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from crawl.fetch_content import check_content_type, detect_encoding, read_body, sniff_body
+from crawl.fetch.content import check_content_type, detect_encoding, read_body, sniff_body
 from crawl.links import LinkRules, host_of, normalize_url, url_drop_reason
-from crawl.records import Link, Page
-from crawl.fetch_http import Pacer, classify, now, retry_after, send, status_outcome
-from crawl.robots import RobotsCache
-from crawl.safety import GuardedAdapter, Resolver, check_host
+from core.records import Link, Page
+from core.retry import retry_wait
+from crawl.fetch.http import Pacer, classify, now, send, status_outcome
+from crawl.fetch.robots import RobotsCache
+from crawl.fetch.safety import GuardedAdapter, Resolver, check_host
 
 DROP_REASONS = (
     "bad_url", "private_address", "dns_error", "connection_error", "tls_error", "timeout", "host_unreachable",
@@ -260,9 +261,7 @@ def _handle(ctx: _Ctx, link: Link, url: str, resp: requests.Response, deadline: 
     if status in REDIRECTS and resp.headers.get("Location"):
         return None, resp.headers["Location"], 0.0
     if status in cfg.retry_statuses:
-        wait = retry_after(resp.headers.get("Retry-After"))
-        if wait is None:
-            wait = cfg.backoff * 2 ** attempt
+        wait = retry_wait(resp.headers.get("Retry-After"), attempt, cfg.backoff)
         if attempt >= cfg.max_retries:
             return FetchResult(status_outcome(status), detail=f"HTTP {status} after {attempt} retries"), None, 0.0
         if wait > cfg.max_retry_wait:

@@ -10,13 +10,10 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from crawl.records import Document
-from crawl.steps import counter
+from core.records import SHARDS, Document, Step
 from pipeline.config import ShardConfig
-from pipeline.shards import SPLITS, TokenizedDoc, assign_shard, write_manifest, write_shard
-from pipeline.tokenize import encode_document
-
-STAGE = "shards"
+from pipeline.shards.format import TokenizedDoc, assign_shard, write_manifest, write_shard
+from pipeline.shards.tokenize import encode_document
 
 
 def tokenize(doc: Document) -> TokenizedDoc:
@@ -24,23 +21,19 @@ def tokenize(doc: Document) -> TokenizedDoc:
                         doc.karma, tuple(doc.subreddits), doc.created_utc)
 
 
-class _Tokenize(beam.DoFn):
+class _Tokenize(Step):
+    stage = SHARDS
+
     def __init__(self, cfg: ShardConfig):
+        super().__init__()
         self.cfg = cfg
 
-    def setup(self):
-        self.c_in, self.c_out, self.c_tokens = (counter(STAGE, "in"), counter(STAGE, "out"),
-                                                counter(STAGE, "tokens"))
-        self.c_split = {s: counter(STAGE, f"{s}_docs") for s in SPLITS}
-
-    def process(self, doc: Document):
-        self.c_in.inc()
+    def apply(self, doc: Document):
         tdoc = tokenize(doc)
         split, index = assign_shard(doc.doc_id, self.cfg.val_fraction, self.cfg.train_shards, self.cfg.val_shards)
-        self.c_out.inc()
-        self.c_tokens.inc(len(tdoc.tokens))
-        self.c_split[split].inc()
-        yield (split, index), tdoc
+        self.count("tokens", len(tdoc.tokens))
+        self.count(f"{split}_docs")
+        return (split, index), tdoc
 
 
 class _WriteShard(beam.DoFn):

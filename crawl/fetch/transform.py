@@ -3,13 +3,13 @@
 Politeness has to hold across workers, so a host is fetched by one DoFn call:
     Links -> key by host (giant hosts split into host#k keys) -> GroupByKey -> _FetchHosts
 _FetchHosts runs many host groups at once in a thread pool of `global_concurrency`, each host's URLs one after
-another (crawl.fetch.fetch_host). It does not wait for a whole batch of hosts to finish before taking the next:
+another (crawl.fetch.fetcher.fetch_host). It does not wait for a whole batch of hosts to finish before taking the next:
 each process() call submits one host group and hands on whatever finished meanwhile, so one slow host delays
 nothing but itself; finish_bundle() waits for the rest. Counters (namespace "webtext"): fetch.in, fetch.out,
 fetch.drop.<reason>, so that in == out + sum(drop.*); fetch.resumed counts links replayed from an earlier run
 (also counted in in/out/drop), fetch.warc_unreadable those whose WARC record was lost and which are fetched again.
 
-With `warc_dir` set, every decision is logged there (crawl/warc.py) and a rerun of the same job first joins its
+With `warc_dir` set, every decision is logged there (crawl/fetch/warc.py) and a rerun of the same job first joins its
 links with those outcomes: links already decided are replayed from disk (pages read back from the WARC records,
 drops from the outcome log) and only the rest is fetched, plus the outcomes listed in `resume_retry` (e.g.
 timeouts) for a second chance.
@@ -28,15 +28,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 from tqdm.auto import tqdm
 
-from crawl.fetch import FetchConfig, FetchResult, Pacer, fetch_host, make_session
+from crawl.fetch.fetcher import FetchConfig, FetchResult, Pacer, fetch_host, make_session
 from crawl.links import LinkRules
-from crawl.records import Drop, Link, doc_id_for
-from crawl.robots import RobotsCache
-from crawl.safety import Resolver
-from crawl.steps import DROPPED, counter
-from crawl.warc import Captured, WarcSink, load_page, parse_outcomes, preference
+from core.records import DROPPED, FETCH, Link, Step, doc_id_for
+from crawl.fetch.robots import RobotsCache
+from crawl.fetch.safety import Resolver
+from crawl.fetch.warc import Captured, WarcSink, load_page, parse_outcomes, preference
 
-STAGE = "fetch"
 _HOST_DONE = object()
 
 
@@ -52,29 +50,18 @@ def _n_keys(key: str) -> int:
     return int(key.rsplit("/", 1)[1])
 
 
-class _Counts:
-    """fetch.in / out / drop.<reason> counters, created once per reason (main thread only: Beam metrics live in
-    the thread that runs the DoFn, increments from pool threads would be lost)."""
+class _FetchStep(Step):
+    """Counts on the DoFn's own thread only: Beam metrics live in the thread that runs the DoFn, increments from
+    the pool's threads would be lost. A FetchResult becomes its page, or a Drop named by its outcome."""
+    stage = FETCH
 
-    def __init__(self):
-        self._c = {}
-
-    def inc(self, name: str, n: int = 1):
-        c = self._c.get(name)
-        if c is None:
-            c = self._c[name] = counter(STAGE, name)
-        c.inc(n)
-
-    def result(self, link: Link, result: FetchResult):
-        if result.outcome == "ok":
-            self.inc("out")
-            return result.page
-        self.inc(f"drop.{result.outcome}")
-        return beam.pvalue.TaggedOutput(DROPPED, Drop(STAGE, result.outcome, link.url, result.detail[:500]))
+    def outcome(self, link: Link, result: FetchResult):
+        return result.page if result.outcome == "ok" else self.drop(result.outcome, link.url, result.detail)
 
 
-class _FetchHosts(beam.DoFn):
+class _FetchHosts(_FetchStep):
     def __init__(self, cfg: FetchConfig, rules: LinkRules, quiet: bool):
+        super().__init__()
         self.cfg, self.rules, self.quiet = cfg, rules, quiet
 
     def setup(self):
@@ -84,7 +71,6 @@ class _FetchHosts(beam.DoFn):
         self.robots = RobotsCache(cfg.user_agent) if cfg.robots else None
         self.pool = ThreadPoolExecutor(cfg.global_concurrency, thread_name_prefix="fetch")
         self.bar = None                 # made at the first host group: idle workers show no bar
-        self.counts = _Counts()
 
     def start_bundle(self):
         self.done, self.inflight = queue.Queue(), 0
@@ -116,14 +102,14 @@ class _FetchHosts(beam.DoFn):
                 raise item
             else:
                 self.bar.update(1)
-                yield self.counts.result(*item)
+                yield from self.emit(self.outcome(*item))
 
     def process(self, kv):
         key, links = kv
         links = list(links)
         if self.bar is None:
             self.bar = tqdm(desc="fetch", unit="url", disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
-        self.counts.inc("in", len(links))
+        self.count("in", len(links))
         while self.inflight >= self.cfg.global_concurrency:     # backpressure: never queue more than we run
             yield from self._drain(wait_for_host=True)
         self.inflight += 1
@@ -163,14 +149,12 @@ class _SplitResumed(beam.DoFn):
                 yield link
 
 
-class _Replay(beam.DoFn):
+class _Replay(_FetchStep):
     """Links decided by an earlier run: the page from its WARC record, or the recorded drop. No network."""
 
     def __init__(self, warc_dir: str):
+        super().__init__()
         self.warc_dir = warc_dir
-
-    def setup(self):
-        self.counts = _Counts()
 
     def process(self, item: Tuple[Link, Captured]):
         link, rec = item
@@ -178,15 +162,15 @@ class _Replay(beam.DoFn):
             try:
                 page = load_page(self.warc_dir, rec, link)
             except Exception:           # a lost or damaged WARC file: fetch the link again
-                self.counts.inc("warc_unreadable")
+                self.count("warc_unreadable")
                 yield beam.pvalue.TaggedOutput("refetch", link)
                 return
             result = FetchResult("ok", page)
         else:
             result = FetchResult(rec.outcome, detail=rec.detail)
-        self.counts.inc("in")
-        self.counts.inc("resumed")
-        yield self.counts.result(link, result)
+        self.count("in")
+        self.count("resumed")
+        yield from self.emit(self.outcome(link, result))
 
 
 def _read_outcomes(readable_file):

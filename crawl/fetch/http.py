@@ -1,20 +1,19 @@
-"""HTTP plumbing for crawl/fetch.py: per-host pacing, exception -> outcome, Retry-After, stale-connection retry."""
+"""HTTP plumbing for crawl/fetch/fetcher.py: per-host pacing, exception -> outcome, Retry-After, stale-connection retry."""
 from __future__ import annotations
 
-import email.utils
 import http.client
 import socket
 import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Optional, Tuple
+from typing import Tuple
 
 import requests
 import urllib3
 
-from crawl.fetch_content import BodyError
-from crawl.safety import PrivateAddressError
+from crawl.fetch.content import BodyError
+from crawl.fetch.safety import PrivateAddressError
 
 
 class Pacer:
@@ -81,20 +80,6 @@ def classify(e: BaseException) -> Tuple[str, str]:
                       http.client.HTTPException, OSError)):
         return "connection_error", detail
     return "fetch_error", detail
-
-
-def retry_after(value: Optional[str]) -> Optional[float]:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
 
 
 def now() -> float:

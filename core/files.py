@@ -1,0 +1,99 @@
+"""Files through Beam's FileSystems, so a local path, gs:// or any scheme Beam knows works wherever a path is taken.
+
+Writes are whole or nothing: `write_atomic` writes a unique temporary name beside the target, flushes it to disk
+(locally: fsync of the file, then of the directory after the rename) and renames it over the target, which
+replaces an old file in one step (the old one is never deleted first). On object stores (gs://, s3://) an object
+appears only when its upload completes, so there the object is written directly.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from contextlib import contextmanager
+from typing import IO, Iterator, List
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+
+def is_local(path: str) -> bool:
+    return "://" not in str(path) or str(path).startswith("file://")
+
+
+def _local(path: str) -> str:
+    path = str(path)
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
+def join(base: str, *parts: str) -> str:
+    return FileSystems.join(str(base), *parts)
+
+
+def exists(path: str) -> bool:
+    return FileSystems.exists(str(path))
+
+
+def open_read(path: str) -> IO[bytes]:
+    """A binary, seekable reader; never decompresses by the file's extension."""
+    return FileSystems.open(str(path), compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def read_bytes(path: str) -> bytes:
+    with open_read(path) as f:
+        return f.read()
+
+
+def match(pattern: str) -> List[str]:
+    """Paths matching a glob, sorted; none (not an error) when nothing matches."""
+    try:
+        return sorted(m.path for m in FileSystems.match([str(pattern)])[0].metadata_list)
+    except Exception:   # Beam raises BeamIOError for a location it cannot list
+        return []
+
+
+def temp_name(name: str) -> str:
+    """A hidden temporary name for `name` that no other process or retried bundle picks."""
+    return f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+
+
+@contextmanager
+def replacing(path) -> Iterator[str]:
+    """A temporary local path beside `path` to write through (torch.save, savefig, a parquet writer); on success it
+    is flushed to disk and renamed over `path` in one step, on any failure it is removed."""
+    directory, name = os.path.split(os.path.abspath(_local(str(path))))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, temp_name(name))
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, os.path.join(directory, name))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    fsync_dir(directory)
+
+
+def write_atomic(path, data: bytes) -> None:
+    """Write `path` whole or not at all, whenever the process dies."""
+    if not is_local(str(path)):
+        with FileSystems.create(str(path)) as f:
+            f.write(data)
+        return
+    with replacing(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def fsync_dir(directory: str) -> None:
+    """Make a rename in `directory` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,97 @@
+"""Page -> Document rules, with no Beam and no processes: trafilatura main text, then the cheap document rules
+(Wikipedia, length, English).
+
+trafilatura's settings are fixed for determinism (`deduplicate=False`: its LRU-based dedup depends on call order;
+we dedup ourselves). Extraction can run unbounded on pathological HTML: crawl/text/pool.py runs these functions
+on worker processes under a wall-clock alarm, and crawl/text/transform.py is the Beam stage around the pool.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
+
+from core.records import Document, Page, doc_id_for
+from crawl.links import LinkRules, is_wikipedia
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    timeout: Optional[float] = 20.0   # seconds per page; None/0: extract in the calling thread with no bound
+    processes: int = 0                # extraction processes per Beam worker; 0: decided by runner.py
+    batch_size: int = 64              # pages handed to the pool at once
+    min_chars: int = 200              # cheap early cut before language ID; the word-level rules are in quality
+    language: str = "en"              # GPT-2 removed non-English pages; "" keeps every language
+    min_language_score: float = 0.65  # py3langid normalized probability of `language`
+    language_chars: int = 3_000       # identify on the first N chars: same verdicts as 10k on the test pages
+    include_tables: bool = False
+    favor_precision: bool = False
+
+    def __post_init__(self):
+        if self.timeout is not None and self.timeout < 0:
+            raise ValueError("timeout must be >= 0 seconds (0 or none: no bound)")
+        if self.processes < 0 or self.batch_size < 1 or self.min_chars < 0 or self.language_chars < 1:
+            raise ValueError("processes and min_chars must be >= 0, batch_size and language_chars >= 1")
+        if not 0.0 <= self.min_language_score <= 1.0:
+            raise ValueError("min_language_score must be between 0 and 1")
+
+
+def extract_text(html: Union[bytes, str], url: str = "", include_tables: bool = False,
+                 favor_precision: bool = False) -> Optional[str]:
+    """Main text of a page with trafilatura's deterministic settings, or None."""
+    import trafilatura
+    return trafilatura.extract(html, url=url or None, output_format="txt", include_comments=False,
+                               include_tables=include_tables, include_images=False, include_links=False,
+                               deduplicate=False, favor_precision=favor_precision, with_metadata=False)
+
+
+def decode_body(page: Page) -> Union[str, bytes]:
+    """Text of the body if the charset is known (never raises), else the bytes for trafilatura to sniff."""
+    if page.encoding:
+        try:
+            return page.body.decode(page.encoding, errors="replace")
+        except LookupError:   # unknown charset name from a header
+            pass
+    return page.body
+
+
+_IDENTIFIER = None
+
+
+def identify_language(text: str, chars: int = 10_000) -> Tuple[str, float]:
+    """(language code, probability) from py3langid, whose model ships in its wheel (offline)."""
+    global _IDENTIFIER
+    if _IDENTIFIER is None:
+        import py3langid.langid as langid
+        _IDENTIFIER = langid.LanguageIdentifier.from_modelpath(langid.MODEL_DIR / langid.MODEL_FILE, norm_probs=True)
+    lang, score = _IDENTIFIER.classify(text[:chars])
+    return lang, float(score)
+
+
+class ExtractTimeout(BaseException):
+    """The page's time is up. A BaseException, because trafilatura catches Exception in places and would
+    otherwise swallow the alarm and return a partial text that depends on CPU speed."""
+
+
+def document_from_page(page: Page, cfg: ExtractConfig,
+                       rules: LinkRules = LinkRules()) -> Union[Document, Tuple[str, str]]:
+    """The Document of a fetched page, or (drop reason, detail). `rules` says which hosts are Wikipedia."""
+    if is_wikipedia(page.final_url, rules) or is_wikipedia(page.link.url, rules):
+        return "wikipedia", page.final_url
+    try:
+        text = extract_text(decode_body(page), page.final_url, cfg.include_tables, cfg.favor_precision)
+    except ExtractTimeout:
+        raise   # reported by the caller that set the alarm
+    except Exception as e:  # lxml/trafilatura raise many kinds on broken markup: drop the page, keep going
+        return "extract_error", f"{type(e).__name__}: {e}"
+    text = (text or "").strip()
+    if not text:
+        return "no_main_text", ""
+    if len(text) < cfg.min_chars:
+        return "too_short", f"{len(text)} chars"
+    if cfg.language:
+        lang, score = identify_language(text, cfg.language_chars)
+        if lang != cfg.language or score < cfg.min_language_score:
+            return ("not_english" if cfg.language == "en" else "wrong_language"), f"{lang} {score:.2f}"
+    link = page.link
+    return Document(doc_id=doc_id_for(link.url), url=link.url, text=text, karma=link.karma,
+                    subreddits=link.subreddits, created_utc=link.created_utc)

@@ -1,0 +1,59 @@
+"""ExtractDocuments: the extract stage as one Beam transform. Pages -> {"documents": Document, "dropped": Drop}.
+
+Pages are batched (the pool pays per batch, not per page) and handed to a process pool (crawl/text/pool.py);
+each result is a Document or a (reason, detail) that the Step base counts as `extract.drop.<reason>`.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import apache_beam as beam
+
+from core.records import DROPPED, EXTRACT, Document, Page, Step
+from crawl.links import LinkRules
+from crawl.text.extract import ExtractConfig
+from crawl.text.pool import ExtractPool, default_processes
+
+
+class _ExtractBatch(Step):
+    stage = EXTRACT
+
+    def __init__(self, cfg: ExtractConfig, rules: LinkRules, quiet: bool = False):
+        super().__init__()
+        self.cfg, self.rules, self.quiet = cfg, rules, quiet
+
+    def setup(self):
+        self.pool = ExtractPool(self.cfg, self.cfg.processes or default_processes(), self.rules)
+        self.pool.start_in_background()
+        self.bar = None
+
+    def teardown(self):
+        self.pool.close()
+        if self.bar is not None:
+            self.bar.close()
+
+    def process(self, pages: List[Page]):
+        if self.bar is None:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(desc="extract", unit="page", disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
+        self.count("in", len(pages))
+        results = self.pool.map(pages)
+        self.bar.update(len(pages))
+        for page, result in zip(pages, results):
+            if not isinstance(result, Document):   # (reason, detail)
+                result = self.drop(result[0], page.link.url, result[1])
+            yield from self.emit(result)
+
+
+class ExtractDocuments(beam.PTransform):
+    """Pages -> Documents (tagged outputs: `documents`, `dropped`)."""
+
+    def __init__(self, cfg: ExtractConfig = ExtractConfig(), rules: LinkRules = LinkRules(), quiet: bool = False):
+        super().__init__()
+        self.cfg, self.rules, self.quiet = cfg, rules, quiet
+
+    def expand(self, pages):
+        out = (pages
+               | "Batch" >> beam.BatchElements(min_batch_size=self.cfg.batch_size, max_batch_size=self.cfg.batch_size)
+               | "Extract" >> beam.ParDo(_ExtractBatch(self.cfg, self.rules, self.quiet)).with_outputs(DROPPED, main="documents"))
+        return {"documents": out.documents, DROPPED: out[DROPPED]}
