@@ -5,7 +5,9 @@
     webtext run --reddit SUB[,SUB] --out DIR    (live harvest through praw)
     webtext extract --warc DIR --out DIR        (documents and shards again from captured WARCs, no network)
     webtext shards ls|stats|show|verify|export ...
+    webtext config [--markdown]                 every config key with its default, type and meaning
     webtext train ... / webtext sample ...
+    webtext --version
 A user mistake prints one line starting with "error:" and exits 2.
 """
 from __future__ import annotations
@@ -59,6 +61,22 @@ def cmd_run(argv: List[str], warc: bool = False) -> int:
     return 0
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as installed
+    try:
+        return installed("webtext")
+    except PackageNotFoundError:   # run from a checkout that was never installed
+        return "0.1.0 (not installed)"
+
+
+def _train_section():
+    try:
+        from train.config import TrainConfig   # needs torch (the [train] extra)
+    except ImportError:
+        return ()
+    return (("train", TrainConfig),)
+
+
 def cmd_demo(argv: List[str]) -> int:
     from pipeline.demo.run import main as demo_main
     return demo_main(argv)
@@ -69,6 +87,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] in ("--version", "version"):
+        print(f"webtext {version()}")
+        return 0
     command, rest = argv[0], argv[1:]
     _quiet_imports()
     try:
@@ -81,6 +102,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if command == "shards":
             from pipeline.shards.cli import main as shards_main
             return shards_main(rest)
+        if command == "config":
+            from pipeline.reference import main as config_main
+            return config_main(rest, extra=_train_section())
         if command in ("train", "sample"):
             try:
                 import torch  # noqa: F401
@@ -93,7 +117,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return sample_main(rest)
     except KeyboardInterrupt:
         return _fail("interrupted")
-    return _fail(f"unknown command {command!r}; commands: demo, run, extract, shards, train, sample")
+    return _fail(f"unknown command {command!r}; commands: demo, run, extract, shards, config, train, sample")
 
 
 if __name__ == "__main__":

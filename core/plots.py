@@ -1,6 +1,8 @@
 """Figures as PNG (or any format matplotlib writes), drawn on the Agg canvas: no pyplot global state, no display."""
 from __future__ import annotations
 
+import io
+
 from core import files
 
 
@@ -15,8 +17,9 @@ def new_figure(width: float = 7, height: float = 4.5):
 
 
 def save_figure(fig, path) -> None:
-    """Lay out and write the figure atomically; the format is the file's extension."""
+    """Lay out and write the figure atomically (any FileSystems path); the format is the file's extension."""
     fig.tight_layout()
     fmt = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else "png"
-    with files.replacing(path) as tmp:
-        fig.savefig(tmp, format=fmt)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt)
+    files.write_atomic(path, buf.getvalue())

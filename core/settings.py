@@ -103,3 +103,54 @@ def dataclass_from(cls, values: Dict[str, Any], section: str = "", where: str = 
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise UsageError(f"bad {f'[{section}] ' if section else ''}settings{in_where}: {e}") from None
+
+
+# ------------------------------------------------------------------------------------------- reference
+def field_docs(cls) -> Dict[str, str]:
+    """{field: its one-line meaning}: the comment that ends the field's line in the dataclass source (the line
+    where the field starts, or the first of its lines that has one). Keeps the reference next to the default."""
+    import ast
+    import inspect
+    import io
+    import tokenize
+
+    source = inspect.getsource(cls)
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    docs = {}
+    for node in ast.parse(source).body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            lines = range(node.lineno, (node.end_lineno or node.lineno) + 1)
+            docs[node.target.id] = next((comments[n] for n in lines if n in comments), "")
+    return docs
+
+
+def type_name(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        inner = [type_name(a) for a in args if a is not type(None)]
+        return " | ".join(inner) + (" | none" if type(None) in args else "")
+    if origin in (tuple, typing.Tuple):
+        return "list of " + (type_name(args[0]) if args and args[0] is not Ellipsis else "values")
+    return {str: "string", int: "int", float: "float", bool: "bool"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def describe(cls):
+    """(key, type, default, meaning) for every field of a dataclass, in declaration order."""
+    hints, docs = typing.get_type_hints(cls), field_docs(cls)
+    instance = cls()
+    return [(f.name, type_name(hints[f.name]), getattr(instance, f.name), docs.get(f.name, ""))
+            for f in dataclasses.fields(cls)]
+
+
+def toml_value(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        shown = ", ".join(toml_value(v) for v in value[:6]) + (", ..." if len(value) > 6 else "")
+        return f"[{shown}]"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return f"{value:_}" if isinstance(value, int) and abs(value) >= 10_000 else repr(value)

@@ -44,14 +44,14 @@ TRACKING_PARAMS = frozenset({
 
 @dataclass(frozen=True)
 class LinkRules:
-    min_karma: int = 3
+    min_karma: int = 3                            # GPT-2: outbound links with at least 3 karma
     aggregate: str = "max"                 # "max" or "sum" of karma over submissions of one URL
-    drop_nsfw: bool = True
-    drop_self_posts: bool = True
+    drop_nsfw: bool = True                        # drop links from submissions marked over_18
+    drop_self_posts: bool = True                  # drop self posts (text on Reddit, no outbound link)
     created_before: Optional[int] = None   # unix seconds; GPT-2 used links before Dec 2017 (1512086400)
-    blocked_domains: Tuple[str, ...] = DEFAULT_BLOCKED_DOMAINS
-    wikipedia_domains: Tuple[str, ...] = WIKIPEDIA_DOMAINS
-    non_page_extensions: Tuple[str, ...] = NON_PAGE_EXTENSIONS
+    blocked_domains: Tuple[str, ...] = DEFAULT_BLOCKED_DOMAINS   # Reddit itself and image/video/audio hosts
+    wikipedia_domains: Tuple[str, ...] = WIKIPEDIA_DOMAINS   # GPT-2 removed all Wikipedia (also after redirects)
+    non_page_extensions: Tuple[str, ...] = NON_PAGE_EXTENSIONS   # URL path endings that are not pages (images, PDFs, ...)
 
     def __post_init__(self):
         if self.aggregate not in ("max", "sum"):

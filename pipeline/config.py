@@ -23,7 +23,7 @@ from dedup.config import DedupConfig
 @dataclass(frozen=True)
 class ShardConfig:
     train_shards: int = 4            # shards per split are fixed up front so names read `-of-N` and runs agree
-    val_shards: int = 1
+    val_shards: int = 1                           # shards of the val split
     val_fraction: float = 0.02       # share of documents (by hash of doc_id) in the val split
 
     def __post_init__(self):
@@ -37,7 +37,7 @@ class ShardConfig:
 class RunSettings:
     inputs: Tuple[str, ...] = ()     # dump / URL-list files or glob patterns
     write_drops: bool = True         # drops/*.jsonl: every dropped item with stage, reason, url
-    quiet: bool = False
+    quiet: bool = False                           # no progress output
 
 
 @dataclass(frozen=True)

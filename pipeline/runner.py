@@ -13,6 +13,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from crawl.text.pool import default_processes
 from pipeline.build import build
+from pipeline.card import write_card
 from core.settings import UsageError
 from pipeline.config import Config
 from pipeline.shards.format import add_stats_to_manifest
@@ -32,7 +33,12 @@ def _check_writable_dir(path: str, what: str) -> None:
         raise UsageError(f"cannot create {what} {path} ({e.strerror}); give a writable directory") from None
 
 
-def check_inputs(cfg: Config) -> None:
+LARGE_INPUT_BYTES = 100 * 2**20   # about a month of 2010 Pushshift submissions: a crawl site owners will notice
+
+
+def check_inputs(cfg: Config) -> int:
+    """Fail early on a pattern that matches nothing; the total size of the inputs in bytes."""
+    total = 0
     for pattern in cfg.run.inputs:
         try:
             matched = FileSystems.match([pattern])[0].metadata_list
@@ -40,6 +46,8 @@ def check_inputs(cfg: Config) -> None:
             matched = []
         if not matched:
             raise UsageError(f"no input file matches {pattern!r}; check the path given to --input")
+        total += sum(m.size_in_bytes for m in matched)
+    return total
 
 
 def resolve_processes(cfg: Config, options: PipelineOptions) -> Config:
@@ -60,8 +68,9 @@ def resolve_processes(cfg: Config, options: PipelineOptions) -> Config:
 def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optional[str] = None,
         echo=print) -> dict:
     """Build and run the pipeline to completion; returns {"stages": ..., "seconds": ...}."""
-    if warc_input is None:
-        check_inputs(cfg)
+    if warc_input is None and check_inputs(cfg) > LARGE_INPUT_BYTES and not cfg.fetch.contact:
+        echo("WARNING: a large crawl without a contact: set fetch.contact (--set fetch.contact=you@example.org) "
+             "so site owners can reach you; it goes into the User-Agent")
     _check_writable_dir(out_dir, "output directory")
     if cfg.fetch.warc_dir:
         _check_writable_dir(cfg.fetch.warc_dir, "WARC directory")
@@ -82,6 +91,7 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     extra = {"seconds": round(seconds, 2), "unbalanced": unbalanced(stats)}
     write_stats(FileSystems.join(out_dir, "stats.json"), stats, extra)
     add_stats_to_manifest(out_dir, {"stages": stats, **extra})
+    write_card(out_dir, {"stages": stats, **extra})
     echo(format_table(stats))
     for line in extra["unbalanced"]:
         echo(f"WARNING: {line}")

@@ -48,3 +48,24 @@ def test_missing_file_and_bad_set():
         parse_set(["min_karma=3"])
     with pytest.raises(UsageError, match="links.min_karma"):
         load_config(None, parse_set(["links.min_karma=lots"]))
+
+
+def test_docs_config_md_is_the_generated_reference():
+    """docs/config.md carries `webtext config --markdown` verbatim between its markers, and every key has a meaning."""
+    from pathlib import Path
+
+    from pipeline.reference import BEGIN, END, markdown
+    from train.config import TrainConfig
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
+    generated = markdown(extra=(("train", TrainConfig),))
+    assert doc[doc.index(BEGIN):doc.index(END) + len(END)] == generated, "run `webtext config --markdown`"
+    rows = [line for line in generated.splitlines() if line.startswith("| `")]
+    assert len(rows) > 90 and not [r for r in rows if r.endswith("|  |")], "a config key without a meaning"
+
+
+def test_webtext_config_and_version(capsys):
+    from webtext import main
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "[fetch]" in out and "min_karma = 3" in out and "[train]" in out
+    assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("webtext ")

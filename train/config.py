@@ -17,12 +17,12 @@ from train.model import MODEL_CONFIGS, GPTConfig
 @dataclass
 class TrainConfig:
     # model (GPT-2 124M by default)
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    block_size: int = 1024
+    n_layer: int = 12  # transformer blocks
+    n_head: int = 12  # attention heads per block
+    n_embd: int = 768  # width of the residual stream
+    block_size: int = 1024  # context length in tokens
     vocab_size: int = 50257  # 50304 pads to a multiple of 64: same model, faster matmuls on GPUs
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout on attention and residual paths (GPT-2 pretraining: 0)
     # data
     sampling: str = "random"  # random: windows anywhere in the token stream (nanoGPT); document: start at a document
     # optimization: defaults follow llm.c's GPT-2 124M run on 10B tokens (~GPT-3 small's hyperparameters)
@@ -34,8 +34,8 @@ class TrainConfig:
     warmup_steps: int = 715  # linear warmup
     lr_decay_steps: int = 0  # cosine reaches min_lr here; 0 = max_steps
     weight_decay: float = 0.1  # on matrices and embeddings only, not on biases and LayerNorm gains
-    beta1: float = 0.9
-    beta2: float = 0.95
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.95  # AdamW beta2
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     # evaluation, logging, checkpoints (in optimizer steps)
     eval_interval: int = 250  # val loss every N steps (and at step 0 and the end); 0 = never
@@ -43,7 +43,7 @@ class TrainConfig:
     log_interval: int = 10  # a log.jsonl line every N steps
     ckpt_interval: int = 1000  # checkpoint every N steps (and at the end)
     # system
-    seed: int = 1337
+    seed: int = 1337  # seeds the model init, the data order and dropout
     dtype: str = "auto"  # auto (bfloat16 on CUDA, float32 on CPU) | bfloat16 | float32
     compile: bool = True  # torch.compile the model (CUDA only; ignored on CPU)
 

@@ -23,8 +23,8 @@ class ExtractConfig:
     language: str = "en"              # GPT-2 removed non-English pages; "" keeps every language
     min_language_score: float = 0.65  # py3langid normalized probability of `language`
     language_chars: int = 3_000       # identify on the first N chars: same verdicts as 10k on the test pages
-    include_tables: bool = False
-    favor_precision: bool = False
+    include_tables: bool = False                  # keep table text (trafilatura option)
+    favor_precision: bool = False                 # trafilatura: less boilerplate at the cost of some text
 
     def __post_init__(self):
         if self.timeout is not None and self.timeout < 0:

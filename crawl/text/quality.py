@@ -39,23 +39,23 @@ JAVASCRIPT_NOTICE = re.compile(r"(enable|turn on|activate|requires?)\s+javascrip
 @dataclass(frozen=True)
 class QualityRules:
     # --- Gopher quality filters (Rae et al. 2021, A.1.1)
-    min_words: Optional[int] = 50
-    max_words: Optional[int] = 100_000
-    min_mean_word_length: Optional[float] = 3.0
-    max_mean_word_length: Optional[float] = 10.0
+    min_words: Optional[int] = 50                 # documents with fewer words are dropped (too_few_words)
+    max_words: Optional[int] = 100_000            # documents with more words are dropped (too_many_words)
+    min_mean_word_length: Optional[float] = 3.0   # mean word length below this is dropped
+    max_mean_word_length: Optional[float] = 10.0   # mean word length above this is dropped
     max_symbol_ratio: Optional[float] = 0.1          # "#" per word, and "..."/"…" per word, each
     max_bullet_lines: Optional[float] = 0.9          # fraction of lines starting with a bullet
     max_ellipsis_lines: Optional[float] = 0.3        # fraction of lines ending with an ellipsis
     min_alpha_words: Optional[float] = 0.8           # fraction of words with an alphabetic character
     min_stop_words: Optional[int] = 2                # occurrences of Gopher's eight stop words
-    stop_words: Tuple[str, ...] = GOPHER_STOP_WORDS
+    stop_words: Tuple[str, ...] = GOPHER_STOP_WORDS   # the, be, to, of, and, that, have, with
     # --- Gopher repetition filters (Rae et al. 2021, table A1)
     max_dup_line_fraction: Optional[float] = 0.30    # lines that repeat an earlier line / lines
-    max_dup_para_fraction: Optional[float] = 0.30
+    max_dup_para_fraction: Optional[float] = 0.30   # paragraphs that repeat an earlier paragraph / paragraphs
     max_dup_line_chars: Optional[float] = 0.20       # characters in repeated lines / characters
-    max_dup_para_chars: Optional[float] = 0.20
-    max_top_ngram_chars: Optional[Tuple[Tuple[int, float], ...]] = ((2, 0.20), (3, 0.18), (4, 0.16))
-    max_dup_ngram_chars: Optional[Tuple[Tuple[int, float], ...]] = (
+    max_dup_para_chars: Optional[float] = 0.20    # characters in repeated paragraphs / characters
+    max_top_ngram_chars: Optional[Tuple[Tuple[int, float], ...]] = ((2, 0.20), (3, 0.18), (4, 0.16))   # (n, max share of characters in the most common n-gram)
+    max_dup_ngram_chars: Optional[Tuple[Tuple[int, float], ...]] = (  # (n, max share of chars in repeated n-grams)
         (5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
     # --- C4 (Raffel et al. 2020), as document-level rules
     lorem_ipsum: bool = True                         # placeholder text
