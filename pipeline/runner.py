@@ -9,7 +9,7 @@ from typing import Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
 
 from crawl.text.pool import default_processes
 from pipeline.build import build
@@ -75,6 +75,8 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     if cfg.fetch.warc_dir:
         _check_writable_dir(cfg.fetch.warc_dir, "WARC directory")
     cfg = resolve_processes(cfg, options)
+    if cfg.run.quiet and not options.view_as(WorkerOptions).default_sdk_harness_log_level:
+        options.view_as(WorkerOptions).default_sdk_harness_log_level = "ERROR"   # worker processes log too
     logging.getLogger("apache_beam").setLevel(logging.ERROR)   # Beam's INFO chatter hides the progress bars
     start = time.time()
     try:

@@ -3,7 +3,6 @@ sizes and dates as text. Shared by `webtext shards` and `webtext shards export`.
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, List, Tuple
@@ -11,9 +10,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
-from tqdm import tqdm
 
 from core import files
+from core.progress import progress_bar
 from core.settings import UsageError
 from pipeline.shards import format as shards
 from pipeline.shards.tokenize import EOT, decode
@@ -91,8 +90,8 @@ def iter_docs(data_dir: str, entries: List[dict]) -> Iterator[Tuple[dict, dict, 
             yield entry, row, tokens[offsets[i]:offsets[i + 1]]
 
 
-def progress(total: int, unit: str, quiet: bool) -> tqdm:
-    return tqdm(total=total, unit=unit, disable=quiet, dynamic_ncols=True, file=sys.stderr)
+def progress(total: int, unit: str, quiet: bool):
+    return progress_bar("shards", total=total, unit=unit, quiet=quiet)
 
 
 SIZE_HEADER = f"{'docs':>12}  {'tokens':>15}  {'bytes':>15}  {'size':>10}"

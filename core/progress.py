@@ -1,0 +1,87 @@
+"""Progress a person can read: a tqdm bar (with total and ETA when the total is known) on a terminal; in a log or a
+pipe, one plain line every few seconds per stage, with no carriage returns or cursor codes; nothing with --quiet."""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Optional
+
+from tqdm.auto import tqdm
+
+PLAIN_INTERVAL = 10.0   # seconds between plain lines
+
+
+def _human(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class PlainProgress:
+    """The parts of tqdm's interface the stages use (update, total, set_postfix_str, close, context manager),
+    printing `desc: n/total unit (rate/s, ETA h:mm:ss)` at most every `interval` seconds and once at close."""
+
+    def __init__(self, desc: str, total: Optional[float], unit: str, interval: float = PLAIN_INTERVAL, file=None,
+                 unit_scale: bool = False):
+        self.desc, self.total, self.unit, self.interval = desc, total, unit, interval
+        self.file, self.unit_scale = file or sys.stderr, unit_scale
+        self.n, self.postfix, self.start = 0, "", time.monotonic()
+        self.last, self._lock, self.closed = self.start, threading.Lock(), False
+
+    def _fmt(self, v: float) -> str:
+        if self.unit_scale and v >= 1000:
+            for prefix in ("k", "M", "G", "T"):
+                v /= 1000
+                if v < 1000:
+                    return f"{v:.1f}{prefix}"
+        return f"{v:,.0f}"
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        rate = self.n / elapsed
+        done = f"{self._fmt(self.n)}/{self._fmt(self.total)}" if self.total else self._fmt(self.n)
+        eta = ""
+        if self.total and rate > 0 and self.n < self.total:
+            eta = f", ETA {_human((self.total - self.n) / rate)}"
+        extra = f", {self.postfix}" if self.postfix else ""
+        return f"{self.desc}: {done} {self.unit} ({self._fmt(rate)} {self.unit}/s, {_human(elapsed)} elapsed{eta}{extra})"
+
+    def update(self, n: float = 1) -> None:
+        with self._lock:
+            self.n += n
+            now = time.monotonic()
+            if now - self.last >= self.interval:
+                self.last = now
+                print(self.line(), file=self.file, flush=True)
+
+    def set_postfix_str(self, s: str, refresh: bool = True) -> None:
+        self.postfix = s
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with self._lock:
+            if not self.closed and self.n:
+                print(self.line() + " done", file=self.file, flush=True)
+            self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def progress_bar(desc: str, total: Optional[float] = None, unit: str = "it", quiet: bool = False,
+                 unit_scale: bool = False, file=None):
+    """A tqdm bar on a terminal, plain periodic lines elsewhere, a silent bar with `quiet`."""
+    file = file or sys.stderr
+    if quiet:
+        return tqdm(total=total, disable=True)
+    if getattr(file, "isatty", lambda: False)():
+        return tqdm(desc=desc, total=total, unit=unit, unit_scale=unit_scale, dynamic_ncols=True, mininterval=1.0,
+                    file=file)
+    return PlainProgress(desc, total, unit, file=file, unit_scale=unit_scale)
