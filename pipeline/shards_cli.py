@@ -4,7 +4,7 @@
     webtext shards stats DIR [--plot FILE.png] [--top N]    sizes, document lengths, domains, karma, subreddits
     webtext shards show DIR N [--split train|val] [--tokens]
     webtext shards verify DIR                               checksums, schema, vocab, EOT (exit 1 on a problem)
-    webtext shards export DIR --format jsonl|parquet --out PATH [--split train|val|all]
+    webtext shards export DIR --format jsonl|parquet|nanogpt|hf --out PATH [--split train|val|all]
 
 "tokens" always counts what the shard stores, so a document's count includes its closing EOT and the counts add
 up to the manifest's totals. A user mistake prints one line starting with "error:" and exits 2; a damaged shard
@@ -285,10 +285,12 @@ def cmd_verify(args) -> int:
 EXPORT_SCHEMA = pa.schema([("doc_id", pa.string()), ("url", pa.string()), ("text", pa.string()),
                            ("karma", pa.int64()), ("subreddits", pa.list_(pa.string())),
                            ("created_utc", pa.int64()), ("split", pa.string())])
-ROWS_PER_GROUP = 10_000
 
 
 def cmd_export(args) -> int:
+    if args.format != "jsonl":   # token-level formats: pipeline/export.py
+        from pipeline import export
+        return export.run(args)
     out = Path(args.out)
     to_stdout = args.out == "-"
     if to_stdout and args.format != "jsonl":
@@ -308,11 +310,8 @@ def cmd_export(args) -> int:
         if to_stdout:
             return _write_jsonl(rows, sys.stdout, bar)
         try:
-            if args.format == "jsonl":
-                with open(tmp, "w", encoding="utf-8") as f:
-                    _write_jsonl(rows, f, bar)
-            else:
-                _write_parquet(rows, tmp, bar)
+            with open(tmp, "w", encoding="utf-8") as f:
+                _write_jsonl(rows, f, bar)
             os.replace(tmp, out)
         finally:
             tmp.unlink(missing_ok=True)
@@ -327,21 +326,6 @@ def _write_jsonl(rows, f, bar) -> int:
         f.write(json.dumps({k: row[k] for k in EXPORT_SCHEMA.names}, ensure_ascii=False) + "\n")
         bar.update(1)
     return 0
-
-
-def _write_parquet(rows, path: Path, bar) -> None:
-    import pyarrow.parquet as pq
-
-    with pq.ParquetWriter(str(path), EXPORT_SCHEMA, compression="zstd") as writer:
-        batch = []
-        for row in rows:
-            batch.append(row)
-            bar.update(1)
-            if len(batch) == ROWS_PER_GROUP:   # bounded memory: one row group at a time
-                writer.write_table(pa.Table.from_pylist(batch, schema=EXPORT_SCHEMA))
-                batch = []
-        if batch:
-            writer.write_table(pa.Table.from_pylist(batch, schema=EXPORT_SCHEMA))
 
 
 # ------------------------------------------------------------------------------------------------ entry point
@@ -369,9 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=shards.SPLITS, default="train")
     p.add_argument("--tokens", action="store_true", help="print the token ids (incl. EOT) instead of the text")
     command("verify", cmd_verify, "checksums, schema, vocabulary, EOT; exit 1 on a problem")
-    p = command("export", cmd_export, "decoded text with provenance as JSON lines or Parquet")
-    p.add_argument("--format", choices=("jsonl", "parquet"), required=True)
-    p.add_argument("--out", required=True, metavar="PATH", help="output file ('-': stdout, jsonl only)")
+    p = command("export", cmd_export, "text as JSON lines; text+tokens as Parquet; nanoGPT .bin; HF datasets dir")
+    p.add_argument("--format", choices=("jsonl", "parquet", "nanogpt", "hf"), required=True)
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="output file ('-': stdout, jsonl only); a new directory for nanogpt and hf")
     p.add_argument("--split", choices=("train", "val", "all"), default="all")
     return parser
 
