@@ -4,6 +4,7 @@
     webtext shards stats DIR [--plot FILE.png] [--top N]    sizes, document lengths, domains, karma, subreddits
     webtext shards show DIR N [--split train|val] [--tokens]
     webtext shards verify DIR                               checksums, schema, vocab, EOT (exit 1 on a problem)
+    webtext shards overlap DIR --against FILE... [--remove --out NEW_DIR]   8-gram overlap (pipeline/overlap.py)
     webtext shards export DIR --format jsonl|parquet|nanogpt|hf --out PATH [--split train|val|all]
 
 "tokens" always counts what the shard stores, so a document's count includes its closing EOT and the counts add
@@ -335,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The same flag after the subcommand; SUPPRESS keeps it from resetting a --quiet given before it.
     common = _Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{ls,stats,show,verify,export}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{ls,stats,show,verify,export,overlap}")
 
     def command(name, func, help):
         p = sub.add_parser(name, parents=[common], help=help, description=help)
@@ -358,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="PATH",
                    help="output file ('-': stdout, jsonl only); a new directory for nanogpt and hf")
     p.add_argument("--split", choices=("train", "val", "all"), default="all")
+    from pipeline import overlap
+    overlap.add_parser(sub, common)   # `overlap`: pipeline/overlap.py
     return parser
 
 

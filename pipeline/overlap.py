@@ -1,0 +1,355 @@
+"""`webtext shards overlap`: the GPT-2 paper's 8-gram Bloom-filter test of how much of a test set is in WebText.
+
+    webtext shards overlap DIR --against FILE [FILE ...] [--split train] [--fpr 1e-8] [--json OUT.json]
+    webtext shards overlap DIR --against FILE [FILE ...] --remove --out NEW_DIR [--min-grams 1]
+
+The paper (sec. 4, "Generalization vs Memorization"): "We created Bloom filters containing 8-grams of WebText
+training set tokens ... strings were normalized to contain only lower-cased alphanumeric words with a single space
+as a delimiter ... false positive rate upper bounded by 1/10^8", and reports the percentage of each test set's
+8-grams found in the filter. Here:
+  - normalization works on UTF-8 bytes: ASCII letters are lower-cased; a word is a maximal run of ASCII letters and
+    digits and non-ASCII bytes (letters of other scripts), except the Unicode punctuation blocks U+0080-U+00BF,
+    U+2000-U+207F and U+3000-U+303F, which separate words like ASCII punctuation does. Non-ASCII letters are kept
+    as they are (not case-folded). An 8-gram never spans two documents.
+  - an 8-gram is a 64-bit hash of its 8 word hashes (splitmix64-mixed polynomial hashes, all numpy).
+  - the Bloom filter is a numpy bit array of m = -n ln p / (ln 2)^2 bits with k = (m / n) ln 2 probes from double
+    hashing, n = the train split's token count (>= its number of 8-grams: every word starts in a different token),
+    p = --fpr. For WebText's ~9B train tokens that is 3.45e11 bits (43.1 GB) and k = 27.
+  - the percentage counts 8-gram occurrences in the test file. False positives can only raise it: the printed
+    bound is 100 * (filled bits / m)^k, the filter's actual false-positive rate (<= p).
+--remove builds the filter from the test files instead and rewrites DIR's shards (every split) without the
+documents that share at least --min-grams 8-grams with them; they are counted under stage "decontaminate",
+reason "test_overlap", in the new manifest's stats and listed in NEW_DIR/drops/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, List, Tuple
+
+import numpy as np
+
+from pipeline import shards
+from pipeline.token_bytes import decode_bytes
+
+NGRAM = 8
+U64 = np.uint64
+CHUNK_TOKENS = 1 << 21          # ~9 MB of text per step: every temporary array stays small
+BATCH = 1 << 16                 # 8-grams per Bloom filter call: 27 probes each is ~28 MB of indices
+
+# ------------------------------------------------------------------------------------------------ hashing
+_LOWER = np.arange(256, dtype=np.uint8)
+_LOWER[ord("A"):ord("Z") + 1] += 32
+_WORD = np.zeros(256, bool)
+for lo, hi in (("0", "9"), ("a", "z"), ("A", "Z")):
+    _WORD[ord(lo):ord(hi) + 1] = True
+_WORD[0x80:] = True             # UTF-8 bytes of non-ASCII characters; punctuation among them is removed below
+_GRAM_MULT = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5,
+                       0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB], U64)
+_BASE = 0x9FB21C651E98DF25      # a large odd base: with 31, "25" and "p3" collide (50 + 53*31 == 112 + 51*31)
+_POWERS = np.ones(1, U64)       # _BASE**i mod 2**64, grown on demand
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: a bijection on uint64 that spreads every input bit over the output."""
+    x = x ^ (x >> U64(30))
+    x = x * U64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> U64(27))
+    x = x * U64(0x94D049BB133111EB)
+    return x ^ (x >> U64(31))
+
+
+def _powers(n: int) -> np.ndarray:
+    global _POWERS
+    if len(_POWERS) < n:
+        p = np.full(max(n, 2 * len(_POWERS)), _BASE, U64)
+        p[0] = 1
+        _POWERS = np.cumprod(p, dtype=U64)     # wraps mod 2**64, which is the point
+    return _POWERS
+
+
+def word_mask(data: np.ndarray) -> np.ndarray:
+    """bool per byte: part of a word after normalization."""
+    mask = _WORD[data]
+    # Unicode punctuation separates words: U+0080-U+00BF (C2 xx), U+2000-U+207F (E2 80/81 xx), U+3000-U+303F (E3 80 xx)
+    for lead, seconds, length in ((0xC2, (), 2), (0xE2, (0x80, 0x81), 3), (0xE3, (0x80,), 3)):
+        at = np.flatnonzero(data[:len(data) - length + 1] == lead)
+        if seconds:
+            at = at[np.isin(data[at + 1], seconds)]
+        for j in range(length):
+            mask[at + j] = False
+    return mask
+
+
+def word_hashes(data: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """UTF-8 bytes (N,) -> (64-bit hash of each normalized word (W,), byte offset of each word's start (W,))."""
+    idx = np.flatnonzero(word_mask(data))                       # byte positions of word characters
+    if len(idx) == 0:
+        return np.zeros(0, U64), np.zeros(0, np.int64)
+    first = np.ones(len(idx), bool)
+    first[1:] = idx[1:] != idx[:-1] + 1                          # a word starts where the run breaks
+    starts = np.flatnonzero(first)                               # (W,) index into idx
+    word_of = np.cumsum(first, dtype=np.int64) - 1
+    pos = np.arange(len(idx), dtype=np.int64) - starts[word_of]  # position of each byte inside its word
+    lengths = np.diff(np.append(starts, len(idx)))
+    terms = _LOWER[data[idx]].astype(U64) * _powers(int(lengths.max()))[pos]
+    h = np.add.reduceat(terms, starts)                           # sum b_j BASE^j over the word, mod 2**64
+    return mix64(h + lengths.astype(U64) * U64(0x9E3779B97F4A7C15)), idx[starts]
+
+
+def gram_hashes(words: np.ndarray, doc_of_word: np.ndarray, n: int = NGRAM) -> Tuple[np.ndarray, np.ndarray]:
+    """(64-bit hash of every n-gram of consecutive words inside one document, its document)."""
+    count = len(words) - n + 1
+    if count <= 0:
+        return np.zeros(0, U64), np.zeros(0, np.int64)
+    g = words[:count] * _GRAM_MULT[0]
+    for k in range(1, n):                                        # order-sensitive: a different odd constant per slot
+        g += words[k:k + count] * _GRAM_MULT[k]
+    same_doc = doc_of_word[:count] == doc_of_word[n - 1:]
+    return mix64(g)[same_doc], doc_of_word[:count][same_doc]
+
+
+def text_grams(data: bytes) -> np.ndarray:
+    """8-gram hashes of one text (a test file: one document)."""
+    words, _ = word_hashes(np.frombuffer(data, np.uint8))
+    return gram_hashes(words, np.zeros(len(words), np.int64))[0]
+
+
+def shard_chunks(path, chunk_tokens: int = CHUNK_TOKENS) -> Iterator[Tuple[np.ndarray, np.ndarray, int]]:
+    """(tokens, document offsets into them, index of the first document) in runs of whole documents."""
+    tokens, offsets = shards.shard_tokens(path)
+    doc = 0
+    while doc < len(offsets) - 1:
+        end = int(np.searchsorted(offsets, offsets[doc] + chunk_tokens, side="right")) - 1
+        end = max(end, doc + 1)                                  # a document longer than a chunk goes alone
+        yield tokens[offsets[doc]:offsets[end]], offsets[doc:end + 1] - offsets[doc], doc
+        doc = end
+
+
+def chunk_grams(tokens: np.ndarray, offsets: np.ndarray) -> Tuple[np.ndarray, np.ndarray, int]:
+    """(8-gram hashes, document of each (0-based in the chunk), text bytes) of a run of whole documents."""
+    data, starts = decode_bytes(tokens, eot_bytes=b"\n")        # EOT becomes a separator
+    words, word_start = word_hashes(data)
+    doc_of_word = np.searchsorted(starts[offsets], word_start, side="right") - 1
+    grams, docs = gram_hashes(words, doc_of_word)
+    return grams, docs, len(data)
+
+
+# ------------------------------------------------------------------------------------------------ Bloom filter
+class BloomFilter:
+    """A standard Bloom filter over uint64 keys: m bits (numpy uint64 words), k probes by double hashing."""
+
+    def __init__(self, capacity: int, fpr: float = 1e-8):
+        capacity = max(int(capacity), 1)
+        m = math.ceil(-capacity * math.log(fpr) / math.log(2) ** 2)
+        self.m = max(64, -(-m // 64) * 64)                       # whole uint64 words
+        self.k = max(1, round(self.m / capacity * math.log(2)))
+        self.capacity, self.design_fpr = capacity, fpr
+        self.words = np.zeros(self.m // 64, U64)                 # calloc: pages cost memory once touched
+        self._ks = np.arange(self.k, dtype=U64)
+
+    @property
+    def nbytes(self) -> int:
+        return self.words.nbytes
+
+    def _probes(self, keys: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(word index, bit mask) of each key's k probes, (N*k,), a key's probes side by side."""
+        h2 = mix64(keys ^ U64(0x5BD1E9955BD1E995)) | U64(1)     # odd step: the k probes are distinct mod 2**64
+        g = keys[:, None] + h2[:, None] * self._ks[None, :]     # (N, k) Kirsch-Mitzenmacher double hashing
+        # Range reduction by multiplication (no 64-bit modulo): top 53 bits as a fraction of m.
+        pos = ((g >> U64(11)).astype(np.float64) * (self.m / 2.0 ** 53)).astype(U64).ravel()
+        np.minimum(pos, U64(self.m - 1), out=pos)
+        return pos >> U64(6), U64(1) << (pos & U64(63))
+
+    def add(self, keys: np.ndarray) -> None:
+        for i in range(0, len(keys), BATCH):
+            w, bit = self._probes(keys[i:i + BATCH])
+            # Scatter-OR; two probes of one batch in the same word with different bits keep only the last one
+            # written, so re-check and redo the lost ones (rare: a few per batch in a large filter).
+            while len(w):
+                self.words[w] |= bit
+                lost = (self.words[w] & bit) == 0
+                w, bit = w[lost], bit[lost]
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        out = np.empty(len(keys), bool)
+        for i in range(0, len(keys), BATCH):
+            w, bit = self._probes(keys[i:i + BATCH])
+            out[i:i + BATCH] = ((self.words[w] & bit) != 0).reshape(-1, self.k).all(axis=1)
+        return out
+
+    def fill(self) -> float:
+        return int(np.bitwise_count(self.words).sum(dtype=np.int64)) / self.m
+
+    def fpr(self) -> float:
+        """The false-positive rate of this filter as filled: (fraction of bits set)^k."""
+        return self.fill() ** self.k
+
+
+def filter_size(tokens: float, fpr: float = 1e-8) -> Tuple[int, int]:
+    """(bits, probes) of the filter for a train split of `tokens` tokens."""
+    m = math.ceil(-tokens * math.log(fpr) / math.log(2) ** 2)
+    return m, max(1, round(m / tokens * math.log(2)))
+
+
+# ------------------------------------------------------------------------------------------------ commands
+def build_train_filter(data_dir: str, entries: List[dict], fpr: float, bar) -> Tuple[BloomFilter, dict]:
+    capacity = sum(e["tokens"] for e in entries)
+    bloom = BloomFilter(capacity, fpr)
+    grams = text_bytes = 0
+    t0 = time.perf_counter()
+    for e in entries:
+        for tokens, offsets, _ in shard_chunks(Path(data_dir) / e["name"]):
+            g, _, nbytes = chunk_grams(tokens, offsets)
+            bloom.add(g)
+            grams, text_bytes = grams + len(g), text_bytes + nbytes
+            bar.update(len(tokens))
+    seconds = time.perf_counter() - t0
+    return bloom, {"tokens": capacity, "grams": grams, "text_bytes": text_bytes, "seconds": seconds}
+
+
+def read_test_file(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        from pipeline.shards_cli import UsageError
+        raise UsageError(f"--against {path}: cannot read it ({e.strerror or e})") from None
+
+
+def cmd_overlap(args) -> int:
+    from pipeline.shards_cli import _progress, human_bytes, load_manifest, select
+
+    manifest = load_manifest(args.dir)
+    tests = {path: read_test_file(path) for path in args.against}
+    if args.remove:
+        return remove_overlap(args, manifest, tests)
+    entries = select(manifest, args.split)
+    with _progress(sum(e["tokens"] for e in entries), "tok", args.quiet) as bar:
+        bloom, built = build_train_filter(args.dir, entries, args.fpr, bar)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"train: {args.split} split of {args.dir}: {built['tokens']:,} tokens, {built['grams']:,} 8-grams, "
+          f"{built['text_bytes'] / 1e6:,.1f} MB of text in {built['seconds']:.1f} s "
+          f"({built['text_bytes'] / 1e9 / max(built['seconds'], 1e-9):.3f} GB/s); Bloom filter {human_bytes(bloom.nbytes)} "
+          f"(m={bloom.m:,} bits, k={bloom.k}, design fpr {args.fpr:g}, filled {bloom.fill():.1%}, "
+          f"actual fpr {bloom.fpr():.2g}); peak memory {human_bytes(rss)}")
+    fp_points = 100 * bloom.fpr()
+    results = []
+    for path, data in tests.items():
+        grams = text_grams(data)
+        hits = int(bloom.contains(grams).sum())
+        unique = np.unique(grams)
+        unique_hits = int(bloom.contains(unique).sum())
+        percent = 100 * hits / len(grams) if len(grams) else 0.0
+        results.append({"file": path, "grams": len(grams), "in_train": hits, "percent": percent,
+                        "unique_grams": len(unique), "unique_in_train": unique_hits,
+                        "unique_percent": 100 * unique_hits / len(unique) if len(unique) else 0.0,
+                        "false_positive_points_at_most": fp_points})
+        print(f"{path}: {percent:.2f}% of {len(grams):,} 8-grams in {args.split} "
+              f"(unique: {results[-1]['unique_percent']:.2f}% of {len(unique):,}; "
+              f"Bloom false positives add at most {fp_points:.2g} points)")
+    if args.json:
+        report = {"data": str(args.dir), "split": args.split, "ngram": NGRAM,
+                  "filter": {"bits": bloom.m, "bytes": bloom.nbytes, "k": bloom.k, "design_fpr": args.fpr,
+                             "fill": bloom.fill(), "fpr": bloom.fpr()},
+                  "train": dict(built, gb_per_s=built["text_bytes"] / 1e9 / max(built["seconds"], 1e-9),
+                                peak_rss_bytes=rss),
+                  "tests": results}
+        _write_json(Path(args.json), report)
+    return 0
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def remove_overlap(args, manifest: dict, tests: dict) -> int:
+    """Rewrite every shard without the documents that share >= min_grams 8-grams with the test files."""
+    from pipeline.shards_cli import UsageError, _progress, open_table, select
+
+    out = Path(args.out)
+    if out.resolve() == Path(args.dir).resolve():
+        raise UsageError("--out must be a new directory, not the shard directory itself")
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"--out {out} already exists and is not empty; give a new directory")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: directory {out.parent} does not exist; create it first")
+    test_grams = {path: text_grams(data) for path, data in tests.items()}
+    bloom = BloomFilter(sum(len(g) for g in test_grams.values()), args.fpr)
+    for g in test_grams.values():
+        bloom.add(g)
+    out.mkdir(exist_ok=True)
+    entries = select(manifest, "all")
+    infos, drops = [], []
+    kept = dropped = 0
+    with _progress(sum(e["tokens"] for e in entries), "tok", args.quiet) as bar:
+        for e in entries:
+            path = Path(args.dir) / e["name"]
+            hits = np.zeros(e["docs"], np.int64)
+            for tokens, offsets, first in shard_chunks(path):
+                g, docs, _ = chunk_grams(tokens, offsets)
+                hits[first:first + len(offsets) - 1] += np.bincount(docs[bloom.contains(g)],
+                                                                   minlength=len(offsets) - 1)
+                bar.update(len(tokens))
+            table = open_table(args.dir, e)
+            tokens, offsets = shards.shard_tokens(path)
+            rows = table.drop_columns(["tokens"]).to_pylist()
+            docs = []
+            for i, row in enumerate(rows):
+                if hits[i] >= args.min_grams:
+                    drops.append({"stage": "decontaminate", "reason": "test_overlap", "url": row["url"],
+                                  "detail": f"{int(hits[i])} 8-grams shared with the test files"})
+                    continue
+                docs.append(shards.TokenizedDoc(row["doc_id"], row["url"], tokens[offsets[i]:offsets[i + 1]],
+                                                row["karma"], tuple(row["subreddits"] or ()), row["created_utc"]))
+            kept, dropped = kept + len(docs), dropped + len(rows) - len(docs)
+            infos.append(shards.write_shard(str(out), e["split"], e["index"], e["num_shards"], docs))
+    stats = dict(manifest.get("stats") or {})
+    stages = dict(stats.get("stages") or {})
+    stages["decontaminate"] = {"in": kept + dropped, "out": kept, "dropped": {"test_overlap": dropped} if dropped
+                               else {}, "extra": {"against": list(tests), "min_grams": args.min_grams},
+                               "balanced": True}
+    stats["stages"] = stages
+    (out / "drops").mkdir(exist_ok=True)
+    shards.write_atomic(str(out / "drops"), "drops-decontaminate.jsonl",
+                        "".join(json.dumps(d) + "\n" for d in drops).encode())
+    shards.write_manifest(str(out), infos, config=manifest.get("config", {}), stats=stats)
+    print(f"decontaminate: kept {kept:,} of {kept + dropped:,} docs; dropped {dropped:,} under reason test_overlap "
+          f"(>= {args.min_grams} shared 8-grams with {len(tests)} test file(s)); wrote {out}")
+    return 0
+
+
+def add_parser(sub, common) -> None:
+    """The `overlap` subcommand of `webtext shards`."""
+    p = sub.add_parser("overlap", parents=[common], help="8-gram overlap of test files with the train split",
+                       description="The GPT-2 paper's 8-gram Bloom-filter overlap analysis.")
+    p.add_argument("dir", metavar="DIR", help="a shard directory (the --out of `webtext run`)")
+    p.add_argument("--against", nargs="+", required=True, metavar="FILE", help="test set text files")
+    p.add_argument("--split", choices=("train", "val", "all"), default="train", help="the split in the filter")
+    p.add_argument("--fpr", type=float, default=1e-8, help="design false-positive rate (default 1e-8, the paper's)")
+    p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    p.add_argument("--remove", action="store_true", help="write DIR's shards without documents overlapping FILEs")
+    p.add_argument("--out", metavar="NEW_DIR", help="with --remove: the new shard directory")
+    p.add_argument("--min-grams", type=int, default=1, help="with --remove: drop a doc sharing >= N 8-grams")
+    p.set_defaults(func=_checked)
+
+
+def _checked(args) -> int:
+    from pipeline.shards_cli import UsageError
+
+    if not 0 < args.fpr < 1:
+        raise UsageError(f"--fpr must be between 0 and 1, got {args.fpr}")
+    if args.remove and not args.out:
+        raise UsageError("--remove needs --out NEW_DIR (the shards are rewritten, never changed in place)")
+    if args.out and not args.remove:
+        raise UsageError("--out is for --remove; without it overlap only reports (use --json FILE for numbers)")
+    if args.min_grams < 1:
+        raise UsageError(f"--min-grams must be >= 1, got {args.min_grams}")
+    return cmd_overlap(args)
