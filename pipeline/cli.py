@@ -4,8 +4,8 @@
     webtext run --input RS_*.zst --out DIR [--config FILE.toml] [--http-proxy URL] [Beam options]
     webtext run --reddit SUB[,SUB] --out DIR    (live harvest through praw)
     webtext extract --warc DIR --out DIR        (documents and shards again from captured WARCs, no network)
-    webtext shards ls|stats|show|verify|export ...
-    webtext train ... / webtext sample ...
+    webtext shards ls|stats|show|verify|export|overlap ...
+    webtext train ... / webtext sample ... / webtext eval ... / webtext export-hf ...
 A user mistake prints one line starting with "error:" and exits 2.
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if command == "shards":
             from pipeline.shards_cli import main as shards_main
             return shards_main(rest)
-        if command in ("train", "sample"):
+        if command in ("train", "sample", "eval", "export-hf"):
             try:
                 import torch  # noqa: F401
             except ImportError:
@@ -91,11 +91,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             if command == "train":
                 from train.train import main as train_main
                 return train_main(rest)
+            if command == "eval":
+                from train.eval import main as eval_main
+                return eval_main(rest)
+            if command == "export-hf":
+                from train.export_hf import main as export_hf_main
+                return export_hf_main(rest)
             from train.sample import main as sample_main
             return sample_main(rest)
     except KeyboardInterrupt:
         return _fail("interrupted")
-    return _fail(f"unknown command {command!r}; commands: demo, run, extract, shards, train, sample")
+    return _fail(f"unknown command {command!r}; commands: demo, run, extract, shards, train, sample, eval, "
+                 "export-hf")
 
 
 if __name__ == "__main__":

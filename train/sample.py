@@ -1,7 +1,7 @@
 """webtext sample: continue a prompt with a trained checkpoint.
 
     webtext sample --ckpt OUT/ckpt.pt --prompt "The meaning of life is" [--max-new-tokens 100] [--temperature 0.8]
-                   [--top-k 200] [--seed 1337] [--num-samples 1] [--device auto]
+                   [--top-k 200] [--seed 1337] [--num-samples 1] [--device auto] [--stop-at-eot]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--stop-at-eot", action="store_true", help="end each sample at its first <|endoftext|>")
     return p
 
 
@@ -46,15 +47,27 @@ def load_model(ckpt_path: str | Path, device: str | torch.device = "cpu") -> GPT
 
 
 def generate_text(model: GPT, prompt: str, max_new_tokens: int, temperature: float = 0.8, top_k: int | None = 200,
-                  seed: int = 1337, num_samples: int = 1) -> list[str]:
-    """num_samples continuations of prompt (prompt included), decoded with the GPT-2 tokenizer."""
+                  seed: int = 1337, num_samples: int = 1, stop_at_eot: bool = False) -> list[str]:
+    """num_samples continuations of prompt (prompt included), decoded with the GPT-2 tokenizer; with stop_at_eot
+    each ends before its first generated EOT (generation stops once every sample has one)."""
     device = next(model.parameters()).device
     prompt_ids = get_encoding().encode_ordinary(prompt) or [EOT]  # EOT: "a new document starts here"
     generator = torch.Generator(device=device).manual_seed(seed)
     idx = torch.tensor([prompt_ids] * num_samples, dtype=torch.long, device=device)
-    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k or None, generator=generator)
+    if stop_at_eot:  # in steps of 16 tokens: the same draws from `generator` as one call, so the same text
+        out, left = idx, max_new_tokens
+        while left > 0 and not (out[:, idx.size(1):] == EOT).any(dim=1).all():
+            step = min(16, left)
+            out, left = model.generate(out, step, temperature=temperature, top_k=top_k or None,
+                                       generator=generator), left - step
+    else:
+        out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k or None, generator=generator)
     skip = 0 if prompt else 1  # do not print the EOT we started from
-    return [decode(row[skip:].tolist()) for row in out]
+    rows = [row.tolist() for row in out]
+    if stop_at_eot:
+        rows = [r[:len(prompt_ids) + r[len(prompt_ids):].index(EOT)] if EOT in r[len(prompt_ids):] else r
+                for r in rows]
+    return [decode(r[skip:]) for r in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
         model = load_model(args.ckpt, device)
         samples = generate_text(model, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed,
-                                args.num_samples)
+                                args.num_samples, stop_at_eot=args.stop_at_eot)
     except (UsageError, TokenizerUnavailable) as e:
         print(f"webtext sample: error: {e}", file=sys.stderr)
         return 2
