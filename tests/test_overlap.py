@@ -158,3 +158,32 @@ def test_overlap_user_mistakes_exit_2(argv, says, corpus, tmp_path, capsys):
     fill = dict(dir=corpus[0], tmp=tmp_path, file=tmp_path / "t.txt")
     rc, out, err = run(capsys, *[a.format(**fill) for a in argv])
     assert rc == 2 and err.startswith("error: ") and says in err and err.count("\n") == 1
+
+
+def test_parallel_fill_builds_the_same_partitioned_filter(corpus, tmp_path, capsys):
+    from pipeline.overlap import build_train_filter_parallel, chunk_grams, shard_chunks
+
+    class Bar:
+        def update(self, n):
+            pass
+
+    shard_dir, _ = corpus
+    entries = [s for s in read_manifest(shard_dir)["shards"] if s["split"] == "train"]
+    parallel, built = build_train_filter_parallel(str(shard_dir), entries, 1e-8, Bar(), 0, workers=3)
+    serial = BloomFilter(sum(e["tokens"] for e in entries), 1e-8, partitions=3)
+    grams = 0
+    for e in entries:
+        for tokens, offsets, _ in shard_chunks(shard_dir / e["name"]):
+            g = chunk_grams(tokens, offsets)[0]
+            serial.add(g)
+            grams += len(g)
+    assert built["grams"] == grams and built["workers"] == 3
+    assert np.array_equal(parallel.words, serial.words) and parallel.fill() > 0
+    # and the command gives the same percentages with any number of workers
+    test = planted_test_file(tmp_path / "planted.txt", train_docs(shard_dir)[3:6])
+    outs = []
+    for workers in ("1", "2"):
+        rc, out, err = run(capsys, shard_dir, "--against", test, "--workers", workers, "-q")
+        assert rc == 0, err
+        outs.append([line for line in out.splitlines() if line.startswith(str(test))])
+    assert outs[0] == outs[1] and outs[0]

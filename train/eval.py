@@ -202,6 +202,9 @@ def _eval(argv) -> int:
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     from train.export_hf import load_any
 
+    if device == "cpu":
+        from train.train import keep_freed_memory
+        keep_freed_memory()  # (B, T, V) logits each batch: keep glibc from unmapping and re-faulting them
     model = load_any(args.ckpt, device)
     streams, docs, where = _source(args)
     lm = lm_metrics(stream_nll(model, streams, args.batch_size, args.max_tokens))
