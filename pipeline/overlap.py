@@ -41,7 +41,8 @@ from pipeline.token_bytes import decode_bytes
 NGRAM = 8
 U64 = np.uint64
 CHUNK_TOKENS = 1 << 21          # ~9 MB of text per step: every temporary array stays small
-BATCH = 1 << 16                 # 8-grams per Bloom filter call: 27 probes each is ~28 MB of indices
+BATCH = 1 << 12                 # keys per Bloom filter call: its ~110K probes stay in cache between the gather,
+                                # the scatter and the re-check (measured: ~1.6x faster inserts than 1 << 16)
 
 # ------------------------------------------------------------------------------------------------ hashing
 _LOWER = np.arange(256, dtype=np.uint8)
