@@ -26,7 +26,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="webtext sample", description="Sample text from a trained webtext GPT-2 checkpoint.")
-    p.add_argument("--ckpt", required=True, help="checkpoint written by `webtext train` (OUT/ckpt.pt)")
+    p.add_argument("--ckpt", required=True, help="checkpoint written by `webtext train` (OUT/ckpt.pt) or an "
+                   "`export-hf` directory")
     p.add_argument("--prompt", default="", help="text to continue; empty starts a fresh document")
     p.add_argument("--max-new-tokens", type=int, default=100)
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
@@ -73,14 +74,15 @@ def generate_text(model: GPT, prompt: str, max_new_tokens: int, temperature: flo
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if not Path(args.ckpt).is_file():
+        if not Path(args.ckpt).exists():
             raise UsageError(f"checkpoint {args.ckpt} does not exist")
         if args.device == "cuda" and not torch.cuda.is_available():
             raise UsageError("--device cuda, but torch sees no CUDA device")
         if args.max_new_tokens < 0 or args.num_samples < 1:
             raise UsageError("--max-new-tokens must be >= 0 and --num-samples >= 1")
         device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-        model = load_model(args.ckpt, device)
+        from train.export_hf import load_any  # a checkpoint file or an `export-hf` directory
+        model = load_any(args.ckpt, device)
         samples = generate_text(model, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed,
                                 args.num_samples, stop_at_eot=args.stop_at_eot)
     except (UsageError, TokenizerUnavailable) as e:
