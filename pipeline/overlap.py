@@ -116,9 +116,19 @@ def gram_hashes(words: np.ndarray, doc_of_word: np.ndarray, n: int = NGRAM) -> T
     return mix64(g)[same_doc], doc_of_word[:count][same_doc]
 
 
-def text_grams(data: bytes) -> np.ndarray:
-    """8-gram hashes of one text (a test file: one document)."""
-    words, _ = word_hashes(np.frombuffer(data, np.uint8))
+def text_grams(data: bytes, piece: int = 1 << 24) -> np.ndarray:
+    """8-gram hashes of one text (a test file: one document), hashed in ~16 MB pieces cut at a space or newline
+    (never inside a word), so a large file needs ~8 bytes per word, not ~40 per byte."""
+    buf = np.frombuffer(data, np.uint8)
+    words, start = [], 0
+    while start < len(buf):
+        end = min(start + piece, len(buf))
+        if end < len(buf):
+            cut = np.flatnonzero(np.isin(buf[end:end + (1 << 20)], (0x20, 0x0A)))
+            end = end + int(cut[0]) if len(cut) else min(end + (1 << 20), len(buf))
+        words.append(word_hashes(buf[start:end])[0])
+        start = end
+    words = np.concatenate(words) if words else np.zeros(0, U64)
     return gram_hashes(words, np.zeros(len(words), np.int64))[0]
 
 
@@ -360,7 +370,7 @@ def cmd_overlap(args) -> int:
             bloom, built = build_train_filter_parallel(args.dir, entries, args.fpr, bar, args.capacity, args.workers)
         else:
             bloom, built = build_train_filter(args.dir, entries, args.fpr, bar, args.capacity)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) * 1024
     print(f"train: {args.split} split of {args.dir}: {built['tokens']:,} tokens, {built['grams']:,} 8-grams, "
           f"{built['text_bytes'] / 1e6:,.1f} MB of text in {built['seconds']:.1f} s "
           f"({built['text_bytes'] / 1e9 / max(built['seconds'], 1e-9):.3f} GB/s); Bloom filter {human_bytes(bloom.nbytes)} "

@@ -187,3 +187,9 @@ def test_parallel_fill_builds_the_same_partitioned_filter(corpus, tmp_path, caps
         assert rc == 0, err
         outs.append([line for line in out.splitlines() if line.startswith(str(test))])
     assert outs[0] == outs[1] and outs[0]
+
+
+def test_large_text_is_hashed_in_pieces_with_the_same_grams():
+    text = " ".join(f"w{i % 977} x{i % 13}\n" for i in range(20_000)).encode()
+    assert np.array_equal(text_grams(text, piece=1000), text_grams(text))
+    assert len(text_grams(text)) == len(text.split()) - 7
