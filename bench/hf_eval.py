@@ -66,6 +66,7 @@ def main() -> int:
     p.add_argument("--tokens", type=float, default=2e7)
     p.add_argument("--filter-capacity", type=float, default=0, help="0: the train split's token count")
     p.add_argument("--eval-tokens", type=float, default=2e5)
+    p.add_argument("--workers", type=int, default=1, help="overlap --workers")
     p.add_argument("--work", default=None)
     p.add_argument("--skip", nargs="*", default=[], choices=("export", "overlap", "eval"))
     args = p.parse_args()
@@ -95,14 +96,18 @@ def main() -> int:
         cmd = ["shards", "overlap", data, "--against", test, "-q", "--json", work / "overlap.json"]
         if args.filter_capacity:
             cmd += ["--capacity", int(args.filter_capacity)]
+        if args.workers > 1:
+            cmd += ["--workers", args.workers]
         seconds = webtext(*cmd)
         r = json.loads((work / "overlap.json").read_text())
-        results["overlap"] = {k: r["train"][k] for k in ("text_bytes", "seconds", "gb_per_s", "peak_rss_bytes",
-                                                          "grams")}
+        results["overlap"] = {k: r["train"][k] for k in ("text_bytes", "seconds", "cpu_seconds", "gb_per_s",
+                                                          "peak_rss_bytes", "grams", "workers")}
         results["overlap"]["filter_bytes"] = r["filter"]["bytes"]
         results["overlap"]["k"] = r["filter"]["k"]
         print(f"overlap: {r['train']['text_bytes'] / 1e6:,.0f} MB of text, {r['train']['grams']:,} 8-grams in "
-              f"{r['train']['seconds']:.1f} s = {r['train']['gb_per_s']:.4f} GB/s into a {r['filter']['bytes'] / 1e9:.2f}"
+              f"{r['train']['seconds']:.1f} s = {r['train']['gb_per_s']:.4f} GB/s "
+              f"({r['train']['text_bytes'] / 1e6 / r['train']['cpu_seconds']:.1f} MB per CPU-second, "
+              f"{r['train']['workers']} process(es)) into a {r['filter']['bytes'] / 1e9:.2f}"
               f" GB filter (k={r['filter']['k']}); peak RSS {r['train']['peak_rss_bytes'] / 1e9:.2f} GB; "
               f"whole command {seconds:.1f} s")
 

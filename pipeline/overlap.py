@@ -253,7 +253,7 @@ def build_train_filter(data_dir: str, entries: List[dict], fpr: float, bar,
     capacity = capacity or sum(e["tokens"] for e in entries)
     bloom = BloomFilter(capacity, fpr)
     grams = text_bytes = 0
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for e in entries:
         for tokens, offsets, _ in shard_chunks(Path(data_dir) / e["name"]):
             g, _, nbytes = chunk_grams(tokens, offsets)
@@ -262,7 +262,8 @@ def build_train_filter(data_dir: str, entries: List[dict], fpr: float, bar,
             bar.update(len(tokens))
     seconds = time.perf_counter() - t0
     return bloom, {"tokens": sum(e["tokens"] for e in entries), "capacity": capacity, "grams": grams,
-                   "text_bytes": text_bytes, "seconds": seconds, "workers": 1}
+                   "text_bytes": text_bytes, "seconds": seconds, "cpu_seconds": time.process_time() - cpu0,
+                   "workers": 1}
 
 
 def _plan(data_dir: str, entries: List[dict], chunk_tokens: int) -> List[Tuple[str, int, int, int]]:
@@ -319,7 +320,7 @@ def build_train_filter_parallel(data_dir: str, entries: List[dict], fpr: float, 
 
     capacity = capacity or sum(e["tokens"] for e in entries)
     bloom = BloomFilter(capacity, fpr, partitions=workers, shared=True)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), os.times()
     plan = _plan(data_dir, entries, CHUNK_TOKENS // 8)
     cap = max((n for *_, n in plan), default=1)                 # 8-grams of a chunk <= its tokens
     slots = _shared((workers, workers, cap), U64)
@@ -343,10 +344,11 @@ def build_train_filter_parallel(data_dir: str, entries: List[dict], fpr: float, 
         from pipeline.shards_cli import DataError
         raise DataError(f"an overlap worker failed (exit codes {[p.exitcode for p in procs]}); rerun with --workers 1")
     bar.update(int(stats[:, 2].sum()) - done)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, os.times()
+    cpu_seconds = sum(getattr(cpu, f) - getattr(cpu0, f) for f in ("user", "system", "children_user", "children_system"))
     return bloom, {"tokens": sum(e["tokens"] for e in entries), "capacity": capacity,
                    "grams": int(stats[:, 0].sum()), "text_bytes": int(stats[:, 1].sum()), "seconds": seconds,
-                   "workers": workers}
+                   "cpu_seconds": cpu_seconds, "workers": workers}
 
 
 def read_test_file(path: str) -> bytes:
@@ -373,7 +375,9 @@ def cmd_overlap(args) -> int:
     rss = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) * 1024
     print(f"train: {args.split} split of {args.dir}: {built['tokens']:,} tokens, {built['grams']:,} 8-grams, "
           f"{built['text_bytes'] / 1e6:,.1f} MB of text in {built['seconds']:.1f} s "
-          f"({built['text_bytes'] / 1e9 / max(built['seconds'], 1e-9):.3f} GB/s); Bloom filter {human_bytes(bloom.nbytes)} "
+          f"({built['text_bytes'] / 1e9 / max(built['seconds'], 1e-9):.4f} GB/s; "
+          f"{built['text_bytes'] / 1e6 / max(built['cpu_seconds'], 1e-9):.1f} MB per CPU-second, {built['workers']} "
+          f"process(es)); Bloom filter {human_bytes(bloom.nbytes)} "
           f"(m={bloom.m:,} bits, k={bloom.k}, design fpr {args.fpr:g}, filled {bloom.fill():.1%}, "
           f"actual fpr {bloom.fpr():.2g}); peak memory {human_bytes(rss)}")
     fp_points = 100 * bloom.fpr()
