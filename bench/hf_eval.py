@@ -7,6 +7,7 @@
   and the process's peak memory; --filter-capacity 9e9 sizes the filter as for WebText's 9B train tokens (43 GB)
   so the random probes see a realistic, far-larger-than-cache bit array
 - eval: tokens/s of `webtext eval`'s loss pass for the tiny model on CPU
+- export-hf: MB/s writing a gpt2-mini (~30M parameters) checkpoint as an HF directory
 
 The corpus is real GPT-2 tokens drawn at random from Python's bundled English prose (pydoc topics), in documents
 of ~1,000 tokens: word and 8-gram statistics close to text, and almost no repeated 8-gram (the hard case for the
@@ -68,7 +69,7 @@ def main() -> int:
     p.add_argument("--eval-tokens", type=float, default=2e5)
     p.add_argument("--workers", type=int, default=1, help="overlap --workers")
     p.add_argument("--work", default=None)
-    p.add_argument("--skip", nargs="*", default=[], choices=("export", "overlap", "eval"))
+    p.add_argument("--skip", nargs="*", default=[], choices=("export", "overlap", "eval", "export-hf"))
     args = p.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="hfeval-bench-"))
     data = work / "shards"
@@ -122,10 +123,27 @@ def main() -> int:
         stream = shard_tokens(data / manifest["shards"][0]["name"])[0]
         keep_freed_memory()   # as `webtext eval` does on CPU
         stream_nll(model, [stream], 8, 2048)   # warm-up
+        cpu0 = time.process_time()
         r = stream_nll(model, [stream], 8, int(args.eval_tokens))
+        cpu = time.process_time() - cpu0
         results["eval_tokens_per_s"] = r["tokens"] / r["seconds"]
+        results["eval_tokens_per_cpu_s"] = r["tokens"] / cpu
         print(f"eval: tiny model ({MODEL_CONFIGS['tiny']}), CPU, {torch.get_num_threads()} threads, batch 8: "
-              f"{r['tokens']:,} tokens in {r['seconds']:.2f} s = {r['tokens'] / r['seconds']:,.0f} tokens/s")
+              f"{r['tokens']:,} tokens in {r['seconds']:.2f} s = {r['tokens'] / r['seconds']:,.0f} tokens/s "
+              f"({r['tokens'] / cpu:,.0f} per CPU-second)")
+    if "export-hf" not in args.skip:
+        import torch
+        from dataclasses import asdict
+        from train.checkpoint import save_checkpoint
+        from train.model import GPT, GPTConfig, MODEL_CONFIGS
+        cfg = GPTConfig(**MODEL_CONFIGS["gpt2-mini"])
+        save_checkpoint(work / "mini.pt", {"model": GPT(cfg).state_dict(), "config": asdict(cfg)})
+        shutil.rmtree(work / "mini-hf", ignore_errors=True)
+        seconds = webtext("export-hf", "--ckpt", work / "mini.pt", "--out", work / "mini-hf")
+        mb = sum(f.stat().st_size for f in (work / "mini-hf").iterdir()) / 1e6
+        results["export_hf_mb_per_s"] = mb / seconds
+        print(f"export-hf: gpt2-mini ({cfg.n_layer} layers, {cfg.n_embd} wide): {mb:,.0f} MB in {seconds:.2f} s = "
+              f"{mb / seconds:,.0f} MB/s (incl. loading the checkpoint)")
     results["peak_rss_bytes_bench"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(results))
     return 0

@@ -165,9 +165,9 @@ def export_parquet(data_dir: str, entries: List[dict], tmp: Path, bar, source: d
     schema = PARQUET_SCHEMA.with_metadata({"webtext": json.dumps(source)})
     with pq.ParquetWriter(str(tmp), schema, compression="zstd") as writer:
         for e in entries:
-            table = shard_with_text(open_table(data_dir, e), e["split"])
-            for i in range(0, max(table.num_rows, 1), ROWS_PER_GROUP):   # bounded row groups
-                writer.write_table(table.slice(i, ROWS_PER_GROUP).cast(schema))
+            table = open_table(data_dir, e)
+            for i in range(0, max(table.num_rows, 1), ROWS_PER_GROUP):   # bounded row groups, bounded memory
+                writer.write_table(shard_with_text(table.slice(i, ROWS_PER_GROUP), e["split"]).cast(schema))
             bar.update(1)
     return {"format": "parquet"}
 

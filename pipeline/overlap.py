@@ -161,13 +161,13 @@ class BloomFilter:
     only its own partition (no two processes ever write one word). shared=True puts the bits in shared memory
     so that forked workers fill the parent's filter."""
 
-    def __init__(self, capacity: int, fpr: float = 1e-8, partitions: int = 1, shared: bool = False):
+    def __init__(self, capacity: int, fpr: float = 1e-8, partitions: int = 1, shared: bool = False, k: int = 0):
         capacity = max(int(capacity), 1)
-        m = math.ceil(-capacity * math.log(fpr) / math.log(2) ** 2)
+        m, _ = filter_size(capacity, fpr, k)
         self.partitions = partitions
         self.mp = max(64, -(-m // (64 * partitions)) * 64)        # bits per partition, whole uint64 words
         self.m = self.mp * partitions
-        self.k = max(1, round(self.m / capacity * math.log(2)))
+        self.k = k or max(1, round(self.m / capacity * math.log(2)))
         self.capacity, self.design_fpr = capacity, fpr
         self.words = _huge_zeros(self.m // 64, shared)
         self._ks = np.arange(self.k, dtype=U64)
@@ -241,17 +241,22 @@ def _huge_zeros(n: int, shared: bool = False) -> np.ndarray:
     return np.frombuffer(mm, U64)[:n]
 
 
-def filter_size(tokens: float, fpr: float = 1e-8) -> Tuple[int, int]:
-    """(bits, probes) of the filter for a train split of `tokens` tokens."""
-    m = math.ceil(-tokens * math.log(fpr) / math.log(2) ** 2)
-    return m, max(1, round(m / tokens * math.log(2)))
+def filter_size(n: float, fpr: float = 1e-8, k: int = 0) -> Tuple[int, int]:
+    """(bits, probes) of the smallest filter for n keys at false-positive rate fpr: m = -n ln p / (ln 2)^2 with
+    k = (m / n) ln 2; or, for a given k, the m where (1 - e^(-kn/m))^k = p. Fewer probes than optimal cost little
+    memory (the rate is flat near the optimum) and save time: every probe is a random memory access. For
+    p = 1e-8: k = 27 needs 38.3 bits per key, k = 16 42.0 (+9%), k = 12 49.6 (+30%)."""
+    if k:
+        return math.ceil(-k * n / math.log(1 - fpr ** (1 / k))), k
+    m = math.ceil(-n * math.log(fpr) / math.log(2) ** 2)
+    return m, max(1, round(m / n * math.log(2)))
 
 
 # ------------------------------------------------------------------------------------------------ commands
 def build_train_filter(data_dir: str, entries: List[dict], fpr: float, bar,
-                       capacity: int = 0) -> Tuple[BloomFilter, dict]:
+                       capacity: int = 0, k: int = 0) -> Tuple[BloomFilter, dict]:
     capacity = capacity or sum(e["tokens"] for e in entries)
-    bloom = BloomFilter(capacity, fpr)
+    bloom = BloomFilter(capacity, fpr, k=k)
     grams = text_bytes = 0
     t0, cpu0 = time.perf_counter(), time.process_time()
     for e in entries:
@@ -314,12 +319,12 @@ def _fill_worker(w, plan, bloom, slots, counts, stats, barrier) -> None:
 
 
 def build_train_filter_parallel(data_dir: str, entries: List[dict], fpr: float, bar, capacity: int,
-                                workers: int) -> Tuple[BloomFilter, dict]:
+                                workers: int, k: int = 0) -> Tuple[BloomFilter, dict]:
     """build_train_filter with `workers` forked processes filling a partitioned filter in shared memory."""
     import multiprocessing
 
     capacity = capacity or sum(e["tokens"] for e in entries)
-    bloom = BloomFilter(capacity, fpr, partitions=workers, shared=True)
+    bloom = BloomFilter(capacity, fpr, partitions=workers, shared=True, k=k)
     t0, cpu0 = time.perf_counter(), os.times()
     plan = _plan(data_dir, entries, CHUNK_TOKENS // 8)
     cap = max((n for *_, n in plan), default=1)                 # 8-grams of a chunk <= its tokens
@@ -369,9 +374,10 @@ def cmd_overlap(args) -> int:
     entries = select(manifest, args.split)
     with _progress(sum(e["tokens"] for e in entries), "tok", args.quiet) as bar:
         if args.workers > 1:
-            bloom, built = build_train_filter_parallel(args.dir, entries, args.fpr, bar, args.capacity, args.workers)
+            bloom, built = build_train_filter_parallel(args.dir, entries, args.fpr, bar, args.capacity, args.workers,
+                                                       args.probes)
         else:
-            bloom, built = build_train_filter(args.dir, entries, args.fpr, bar, args.capacity)
+            bloom, built = build_train_filter(args.dir, entries, args.fpr, bar, args.capacity, args.probes)
     rss = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) * 1024
     print(f"train: {args.split} split of {args.dir}: {built['tokens']:,} tokens, {built['grams']:,} 8-grams, "
           f"{built['text_bytes'] / 1e6:,.1f} MB of text in {built['seconds']:.1f} s "
@@ -478,6 +484,9 @@ def add_parser(sub, common) -> None:
     p.add_argument("--fpr", type=float, default=1e-8, help="design false-positive rate (default 1e-8, the paper's)")
     p.add_argument("--capacity", type=int, default=0, metavar="N",
                    help="size the filter for N 8-grams (default: the split's token count, an upper bound)")
+    p.add_argument("--probes", type=int, default=0, metavar="K",
+                   help="probes per 8-gram (default: the optimum, 27 at 1e-8); fewer is faster and the filter grows "
+                        "to keep --fpr (16: +9%% memory, 1.7x fewer memory accesses)")
     p.add_argument("--workers", type=int, default=1, metavar="P",
                    help="processes filling the filter (a P-way partitioned filter in shared memory; default 1)")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
@@ -498,6 +507,8 @@ def _checked(args) -> int:
         raise UsageError("--out is for --remove; without it overlap only reports (use --json FILE for numbers)")
     if not 1 <= args.workers <= 256:
         raise UsageError(f"--workers must be 1..256, got {args.workers}")
+    if not 0 <= args.probes <= 64:
+        raise UsageError(f"--probes must be 1..64 (0: the optimum), got {args.probes}")
     if args.capacity < 0:
         raise UsageError(f"--capacity must be >= 0, got {args.capacity}")
     if args.min_grams < 1:

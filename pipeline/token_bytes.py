@@ -13,6 +13,8 @@ import numpy as np
 
 from pipeline.tokenize import EOT, VOCAB_SIZE, get_encoding
 
+PIECE = 1 << 20   # tokens decoded per step (~5 MB of text; ~120 MB of temporaries)
+
 
 @lru_cache(maxsize=4)
 def vocab_table(eot_bytes: bytes = b"") -> Tuple[np.ndarray, np.ndarray]:
@@ -30,10 +32,14 @@ def decode_bytes(tokens: np.ndarray, eot_bytes: bytes = b"") -> Tuple[np.ndarray
     """tokens (N,) uint16 -> (uint8 bytes (M,), int64 byte offset of each token (N+1,)). Token i's bytes are
     out[starts[i]:starts[i+1]], so document offsets in tokens map to byte offsets by indexing `starts`."""
     table, toff = vocab_table(eot_bytes)
-    tokens = np.asarray(tokens).astype(np.int64, copy=False)
-    lengths = toff[tokens + 1] - toff[tokens]                      # (N,) bytes per token
+    tokens = np.asarray(tokens)
+    lengths = np.diff(toff)[tokens]                                # (N,) bytes per token
     starts = np.zeros(len(tokens) + 1, np.int64)
     np.cumsum(lengths, out=starts[1:])
-    # Byte j of the output is table[toff[token(j)] + (j - starts[token(j)])]: one repeat and one gather.
-    src = np.repeat(toff[tokens] - starts[:-1], lengths) + np.arange(starts[-1], dtype=np.int64)
-    return table[src], starts
+    out = np.empty(int(starts[-1]), np.uint8)
+    for a in range(0, len(tokens), PIECE):   # int64 index temporaries for PIECE tokens at a time, not for all
+        t, lo, hi = tokens[a:a + PIECE].astype(np.int64), starts[a], starts[min(a + PIECE, len(tokens))]
+        # Byte j of the output is table[toff[token(j)] + (j - starts[token(j)])]: one repeat and one gather.
+        src = np.repeat(toff[t] - starts[a:a + len(t)], lengths[a:a + len(t)]) + np.arange(lo, hi, dtype=np.int64)
+        out[lo:hi] = table[src]
+    return out, starts

@@ -243,3 +243,12 @@ def test_eval_user_mistakes(run, tmp_path, capsys):
         assert webtext(["eval", *argv]) == 2
         err = capsys.readouterr().err
         assert says in err and err.count("\n") == 1, err
+
+
+def test_sample_reads_an_hf_directory_like_its_checkpoint(run, hf_dir, capsys):
+    from train import sample
+    argv = ["--prompt", "The", "--max-new-tokens", "8", "--seed", "5", "--stop-at-eot"]
+    assert sample.main(["--ckpt", str(run / "ckpt.pt"), *argv]) == 0
+    from_ckpt = capsys.readouterr().out
+    assert sample.main(["--ckpt", str(hf_dir), *argv]) == 0
+    assert capsys.readouterr().out == from_ckpt and from_ckpt.startswith("The")

@@ -2,6 +2,7 @@
 (sets of word tuples), and `--remove`, which drops the planted documents and counts them."""
 
 import json
+import math
 import random
 import re
 
@@ -79,6 +80,11 @@ def test_bloom_filter_has_no_false_negatives_and_its_design_rate():
     # the paper's bound: 1e-8 at WebText's size
     bits, k = filter_size(9e9, 1e-8)
     assert k == 27 and 3.44e11 < bits < 3.46e11   # 43.1 GB
+    bits16, _ = filter_size(9e9, 1e-8, k=16)      # fewer probes: a little more memory for the same rate
+    assert 1.08 < bits16 / bits < 1.11 and (1 - math.exp(-16 * 9e9 / bits16)) ** 16 <= 1e-8
+    fewer = BloomFilter(len(keys), fpr=0.01, k=4)
+    fewer.add(keys)
+    assert fewer.k == 4 and fewer.contains(keys).all() and 0.007 < fewer.contains(others).mean() < 0.013
 
 
 def test_overlap_percentage_matches_the_reference(corpus, tmp_path, capsys):
