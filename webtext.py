@@ -4,9 +4,9 @@
     webtext run --input RS_*.zst --out DIR [--config FILE.toml] [--http-proxy URL] [Beam options]
     webtext run --reddit SUB[,SUB] --out DIR    (live harvest through praw)
     webtext extract --warc DIR --out DIR        (documents and shards again from captured WARCs, no network)
-    webtext shards ls|stats|show|verify|export ...
+    webtext shards ls|stats|show|verify|export|overlap ...
     webtext config [--markdown]                 every config key with its default, type and meaning
-    webtext train ... / webtext sample ...
+    webtext train ... / webtext sample ... / webtext eval ... / webtext export-hf ...
     webtext --version
 A user mistake prints one line starting with "error:" and exits 2.
 """
@@ -105,7 +105,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if command == "config":
             from pipeline.reference import main as config_main
             return config_main(rest, extra=_train_section())
-        if command in ("train", "sample"):
+        if command in ("train", "sample", "eval", "export-hf"):
             try:
                 import torch  # noqa: F401
             except ImportError:
@@ -113,11 +113,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             if command == "train":
                 from train.train import main as train_main
                 return train_main(rest)
+            if command == "eval":
+                from train.eval import main as eval_main
+                return eval_main(rest)
+            if command == "export-hf":
+                from train.export_hf import main as export_hf_main
+                return export_hf_main(rest)
             from train.sample import main as sample_main
             return sample_main(rest)
     except KeyboardInterrupt:
         return _fail("interrupted")
-    return _fail(f"unknown command {command!r}; commands: demo, run, extract, shards, config, train, sample")
+    return _fail(f"unknown command {command!r}; commands: demo, run, extract, shards, config, train, sample, eval, "
+                 "export-hf")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from contextlib import contextmanager
 from typing import IO, Iterator, List
 
@@ -71,6 +72,25 @@ def replacing(path) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    fsync_dir(directory)
+
+
+@contextmanager
+def replacing_dir(path) -> Iterator[str]:
+    """A temporary directory beside `path` to build an output directory in; renamed to `path` on success (`path`
+    must then be absent or an empty directory: callers check), removed on any failure."""
+    directory, name = os.path.split(os.path.abspath(_local(str(path))))
+    tmp = os.path.join(directory, temp_name(name))
+    os.makedirs(tmp)
+    try:
+        yield tmp
+        final = os.path.join(directory, name)
+        if os.path.isdir(final):
+            os.rmdir(final)   # empty; os.replace cannot replace a directory
+        os.replace(tmp, final)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
     fsync_dir(directory)
 
 

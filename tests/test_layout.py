@@ -18,7 +18,7 @@ ALLOWED = {
     "crawl.text": {"crawl.links"},
     "dedup": set(),
     "pipeline": {"crawl", "dedup"},
-    "train": {"pipeline.shards.format", "pipeline.shards.tokenize"},
+    "train": {"pipeline.shards.format", "pipeline.shards.tokenize", "pipeline.shards.token_bytes"},
 }
 
 

@@ -8,12 +8,14 @@ reads it (no pickled code).
 from __future__ import annotations
 
 import random
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from core import files
+from train.model import GPT, GPTConfig
 
 CKPT_NAME = "ckpt.pt"
 
@@ -47,3 +49,11 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_model(ckpt_path: str | Path, device: str | torch.device = "cpu") -> GPT:
+    ckpt = load_checkpoint(ckpt_path)
+    cfg = GPTConfig(**{f.name: ckpt["config"][f.name] for f in fields(GPTConfig)})
+    model = GPT(cfg)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()

@@ -33,6 +33,8 @@ from train.device import use_cuda
 from train.data import TrainLoader, ValSet
 from train.model import GPT, peak_flops
 from train.report import LOG_NAME, PLOT_NAME, read_log, rewrite_log, write_plot
+from train.tracking import Trackers
+from train.tracking import add_flags as add_tracker_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt exactly where it stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--init-from", metavar="HF_DIR", help="start from a local Hugging Face GPT-2 directory "
+                   "(`webtext export-hf` or save_pretrained); its config.json sets the model shape")
     add_config_flags(p)
+    add_tracker_flags(p)
     return p
 
 
@@ -149,6 +154,9 @@ def _train(argv: list[str] | None) -> int:
             raise UsageError(f"--resume: no checkpoint at {ckpt_path}")
         ckpt = load_checkpoint(ckpt_path)
     cfg = _resolve_config(args, overrides_from_args(args), ckpt)
+    if args.init_from and ckpt is None:  # the directory's model shape wins over the preset's
+        from train.export_hf import read_hf_config
+        cfg = replace(cfg, **dict(asdict(read_hf_config(args.init_from)), dropout=cfg.dropout))
     validate(cfg)
 
     device, rank, world_size = setup_device(args.device)
@@ -171,7 +179,11 @@ def _train(argv: list[str] | None) -> int:
     if cfg.eval_interval == 0 or len(val) == 0:
         val = None
 
-    model = GPT(cfg.model_config()).to(device)
+    model = GPT(cfg.model_config())
+    if args.init_from and ckpt is None:
+        from train.export_hf import load_weights
+        load_weights(model, args.init_from)
+    model = model.to(device)
     optimizer = make_optimizer(model, cfg, device.type)
     start_step = 0
     if ckpt is not None:
@@ -198,6 +210,7 @@ def _train(argv: list[str] | None) -> int:
     if master:
         rewrite_log(log_path, records)  # a fresh run starts a fresh log; a resumed one drops steps after the checkpoint
     log_file = open(log_path, "a") if master else None
+    trackers = Trackers(args, out_dir, asdict(cfg), start_step, master)
     tokens_per_step = cfg.batch_size * cfg.block_size * world_size * accum
     flops_per_token = raw_model.flops_per_token()
     peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
@@ -208,6 +221,7 @@ def _train(argv: list[str] | None) -> int:
             records.append(record)
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
+            trackers.log(record)
 
     def checkpoint(step: int) -> None:
         states = [None] * world_size
@@ -289,6 +303,7 @@ def _train(argv: list[str] | None) -> int:
                    f"wrote {ckpt_path}, {log_path}, {plot_path}")
     if log_file:
         log_file.close()
+    trackers.close()
     return 0
 
 

@@ -4,7 +4,8 @@
     webtext shards stats DIR [--plot FILE.png] [--top N]    sizes, document lengths, domains, karma, subreddits
     webtext shards show DIR N [--split train|val] [--tokens]
     webtext shards verify DIR                               checksums, schema, vocab, EOT (exit 1 on a problem)
-    webtext shards export DIR --format jsonl|parquet --out PATH [--split train|val|all]
+    webtext shards overlap DIR --against FILE... [--remove --out NEW_DIR]   8-gram overlap (pipeline/shards/overlap.py)
+    webtext shards export DIR --format jsonl|parquet|nanogpt|hf --out PATH [--split train|val|all]
 
 "tokens" always counts what the shard stores, so a document's count includes its closing EOT and the counts add
 up to the manifest's totals. A user mistake prints one line starting with "error:" and exits 2; a damaged shard
@@ -189,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The same flag after the subcommand; SUPPRESS keeps it from resetting a --quiet given before it.
     common = ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{ls,stats,show,verify,export}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{ls,stats,show,verify,export,overlap}")
 
     def command(name, func, help):
         p = sub.add_parser(name, parents=[common], help=help, description=help)
@@ -207,10 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=shards.SPLITS, default="train")
     p.add_argument("--tokens", action="store_true", help="print the token ids (incl. EOT) instead of the text")
     command("verify", cmd_verify, "checksums, schema, vocabulary, EOT; exit 1 on a problem")
-    p = command("export", cmd_export, "decoded text with provenance as JSON lines or Parquet")
-    p.add_argument("--format", choices=("jsonl", "parquet"), required=True)
-    p.add_argument("--out", required=True, metavar="PATH", help="output file ('-': stdout, jsonl only)")
+    p = command("export", cmd_export, "text as JSON lines; text+tokens as Parquet; nanoGPT .bin; HF datasets dir")
+    p.add_argument("--format", choices=("jsonl", "parquet", "nanogpt", "hf"), required=True)
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="output file ('-': stdout, jsonl only); a new directory for nanogpt and hf")
     p.add_argument("--split", choices=("train", "val", "all"), default="all")
+    from pipeline.shards import overlap
+    overlap.add_parser(sub, common)   # `overlap`: pipeline/shards/overlap.py
     return parser
 
 

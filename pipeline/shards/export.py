@@ -1,4 +1,5 @@
-"""`webtext shards export`: the documents as text, to JSON lines or Parquet, with their provenance."""
+"""`webtext shards export`: the documents as JSON lines of text with their provenance; the token-level formats
+(Parquet with tokens, nanoGPT .bin, a Hugging Face datasets directory) are in formats.py."""
 from __future__ import annotations
 
 import json
@@ -14,10 +15,12 @@ from pipeline.shards.browse import human_bytes, iter_docs, load_manifest, progre
 EXPORT_SCHEMA = pa.schema([("doc_id", pa.string()), ("url", pa.string()), ("text", pa.string()),
                            ("karma", pa.int64()), ("subreddits", pa.list_(pa.string())),
                            ("created_utc", pa.int64()), ("split", pa.string())])
-ROWS_PER_GROUP = 10_000
 
 
 def cmd_export(args) -> int:
+    if args.format != "jsonl":   # token-level formats (parquet with tokens, nanogpt, hf): pipeline/shards/formats.py
+        from pipeline.shards import formats
+        return formats.run(args)
     out = Path(args.out)
     to_stdout = args.out == "-"
     if to_stdout and args.format != "jsonl":
@@ -36,11 +39,8 @@ def cmd_export(args) -> int:
         if to_stdout:
             return _write_jsonl(rows, sys.stdout, bar)
         with files.replacing(out) as tmp:   # a reader never sees a half-written export
-            if args.format == "jsonl":
-                with open(tmp, "w", encoding="utf-8") as f:
-                    _write_jsonl(rows, f, bar)
-            else:
-                _write_parquet(rows, tmp, bar)
+            with open(tmp, "w", encoding="utf-8") as f:
+                _write_jsonl(rows, f, bar)
     if not args.quiet:
         print(f"export: wrote {total:,} docs ({args.split}) to {out} ({human_bytes(out.stat().st_size)})",
               file=sys.stderr)
@@ -52,18 +52,3 @@ def _write_jsonl(rows, f, bar) -> int:
         f.write(json.dumps({k: row[k] for k in EXPORT_SCHEMA.names}, ensure_ascii=False) + "\n")
         bar.update(1)
     return 0
-
-
-def _write_parquet(rows, path: Path, bar) -> None:
-    import pyarrow.parquet as pq
-
-    with pq.ParquetWriter(str(path), EXPORT_SCHEMA, compression="zstd") as writer:
-        batch = []
-        for row in rows:
-            batch.append(row)
-            bar.update(1)
-            if len(batch) == ROWS_PER_GROUP:   # bounded memory: one row group at a time
-                writer.write_table(pa.Table.from_pylist(batch, schema=EXPORT_SCHEMA))
-                batch = []
-        if batch:
-            writer.write_table(pa.Table.from_pylist(batch, schema=EXPORT_SCHEMA))
