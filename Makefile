@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo_out
 
-.PHONY: install demo test bench clean
+.PHONY: install engines demo test bench clean
 
 install: $(STAMP)
 
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[train,test]'
 	$(PY) -m pipeline.tokenize --fetch >/dev/null
 	touch $(STAMP)
+
+# Beam's Flink and Spark job-server jars (for --runner FlinkRunner / SparkRunner) into .engines/ with mvn, once.
+# Never fails: where Maven does not serve a jar it records mvn's error, and the engine tests skip with it.
+engines: $(STAMP)
+	$(PY) -m pipeline.engines fetch
 
 demo: $(STAMP)
 	$(VENV)/bin/webtext demo --out $(DEMO)

@@ -32,6 +32,7 @@ def _quiet_imports():
 
 
 def cmd_run(argv: List[str], warc: bool = False) -> int:
+    from pipeline import engines
     from pipeline.config import ConfigError
     from pipeline.options import config_from, help_text, parse
     from pipeline.runner import run
@@ -50,6 +51,7 @@ def cmd_run(argv: List[str], warc: bool = False) -> int:
             return _fail(f"WARC directory {warc_input} not found; point --warc at a run's --warc-dir")
     try:
         options, ours = parse(argv)
+        options = engines.prepare(options)   # FlinkRunner/SparkRunner: the job-server jar `make engines` fetched
         if not ours.out:
             return _fail("give an output directory with --out DIR")
         cfg = config_from(ours, require_input=not warc)
