@@ -9,7 +9,7 @@ from typing import Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, TestOptions
 
 from crawl.extract import default_processes
 from pipeline.build import build
@@ -58,7 +58,9 @@ def resolve_processes(cfg: Config, options: PipelineOptions) -> Config:
 def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optional[str] = None,
         echo=print) -> dict:
     """Build and run the pipeline to completion; returns {"stages": ..., "seconds": ...}."""
-    if warc_input is None:
+    # DataflowRunner --dry_run: build and validate the job offline; its gs:// inputs are the workers' to read
+    dry_run = options.view_as(TestOptions).dry_run
+    if warc_input is None and not dry_run:
         check_inputs(cfg)
     _check_writable_dir(out_dir, "output directory")
     if cfg.fetch.warc_dir:
@@ -74,6 +76,9 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     result = p.run()
     result.wait_until_finish()
     seconds = time.time() - start
+    if dry_run:   # nothing ran, so nothing to count; the job is the result
+        echo(f"dry run: job {result.job.proto.name} built and validated in {seconds:.1f} s, not submitted")
+        return {"stages": {}, "seconds": round(seconds, 2), "unbalanced": [], "job": result.job}
 
     ran = STAGES[STAGES.index("extract"):] if warc_input else STAGES
     stats = stage_stats(counters_from_result(result), ran)
