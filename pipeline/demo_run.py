@@ -142,7 +142,7 @@ def main(argv: List[str]) -> int:
                     options)
     outcomes = case_outcomes(demo.planted, str(shards), stats)
     print(summary(outcomes))
-    problems = unexpected(outcomes) + verify(shards) + stats["unbalanced"]
+    problems = unexpected(outcomes) + verify(shards) + stats["unbalanced"] + stats.get("metrics_vs_data", [])
     manifest = read_manifest(shards)
     t = manifest["totals"]
     print(f"\nshards: {shards}  (train {t['train']['docs']} docs / {t['train']['tokens']:,} tokens, "

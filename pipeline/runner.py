@@ -12,6 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, TestOptions
 
 from crawl.extract import default_processes
+from pipeline import crosscheck
 from pipeline.build import build
 from pipeline.config import Config, ConfigError
 from pipeline.shards import add_stats_to_manifest
@@ -81,12 +82,17 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
         return {"stages": {}, "seconds": round(seconds, 2), "unbalanced": [], "job": result.job}
 
     ran = STAGES[STAGES.index("extract"):] if warc_input else STAGES
-    stats = stage_stats(counters_from_result(result), ran)
-    extra = {"seconds": round(seconds, 2), "unbalanced": unbalanced(stats)}
+    counters = counters_from_result(result)
+    stats = stage_stats(counters, ran)
+    data = crosscheck.from_data(out_dir)   # exact on every runner: see pipeline/crosscheck.py
+    checked = (crosscheck.disagreements(stats, data) if counters else
+               ["the runner returned no metrics: the table is empty; stats.json's from_data has the drops and kept docs"])
+    extra = {"seconds": round(seconds, 2), "unbalanced": unbalanced(stats), "from_data": data,
+             "metrics_vs_data": checked}
     write_stats(FileSystems.join(out_dir, "stats.json"), stats, extra)
     add_stats_to_manifest(out_dir, {"stages": stats, **extra})
     echo(format_table(stats))
-    for line in extra["unbalanced"]:
+    for line in extra["unbalanced"] + checked:
         echo(f"WARNING: {line}")
     if not stats.get("shards", {}).get("out"):
         echo("WARNING: no document reached the shards; the drop reasons above say where everything went")

@@ -58,6 +58,7 @@ def test_demo_on_engine_matches_local_runner(runner, tmp_path, reference):
     assert got["entries"] == reference["entries"]
     stages = got["stats"]["stages"]
     assert got["stats"]["unbalanced"] == [] and stages["shards"]["out"] > 40, "no metrics from the runner?"
+    assert got["stats"]["metrics_vs_data"] == []   # e.g. a retried task counted twice (Spark: attempted only)
 
 
 # --- option plumbing (no Java, no jar needed) -------------------------------------------------------------

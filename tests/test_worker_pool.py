@@ -63,3 +63,4 @@ def test_demo_on_a_separate_worker_pool_matches_local_runner(tmp_path, worker_po
     assert pooled["digests"] == local["digests"] and len(local["digests"]) == 3
     assert pooled["entries"] == local["entries"]
     assert pooled["stats"]["unbalanced"] == [] and pooled["stats"]["stages"]["shards"]["out"] > 40
+    assert pooled["stats"]["metrics_vs_data"] == []
