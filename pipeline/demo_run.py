@@ -115,8 +115,10 @@ def summary(outcomes) -> str:
 
 
 def main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog="webtext demo", description=__doc__.split("\n")[0],
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(prog="webtext demo", description=__doc__.split("\n")[0], allow_abbrev=False,
+                                     epilog="Any other option goes to Beam, e.g. --runner FlinkRunner "
+                                            "--flink_master=[local] or --runner SparkRunner "
+                                            "--spark_master_url=local[2] (after `make engines`; docs/engines.md)")
     parser.add_argument("--out", default="demo_out", help="where the web, dump and shards go (default demo_out)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
