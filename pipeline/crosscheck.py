@@ -24,7 +24,8 @@ def from_data(out_dir: str) -> dict:
         shards_out = None
     counts: Counter = Counter()
     try:
-        paths = [m.path for m in FileSystems.match([FileSystems.join(out_dir, "drops", "drops*.jsonl")])[0].metadata_list]
+        pattern = FileSystems.join(out_dir, "drops", "drops*.jsonl")
+        paths = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
     except Exception:   # Beam raises BeamIOError when drops/ was not written (run.write_drops = false)
         paths = []
     for path in paths:

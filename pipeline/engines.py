@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
-# Beam (and pipeline.config, which imports it) is imported where needed: `make engines` should not pay for (or log) Beam's import-time GCP probe.
+# Beam (and pipeline.config, which imports it) is imported where needed: `make engines` should not pay for, nor
+# log, Beam's import-time GCP probe.
 GROUP = "org.apache.beam"
 # The Flink minor the jar is built for: the newest that Beam 2.77 publishes (its FlinkRunner's default too,
 # FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS[-1]); passed along as --flink_version so the two always agree.

@@ -86,7 +86,8 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     stats = stage_stats(counters, ran)
     data = crosscheck.from_data(out_dir)   # exact on every runner: see pipeline/crosscheck.py
     checked = (crosscheck.disagreements(stats, data) if counters else
-               ["the runner returned no metrics: the table is empty; stats.json's from_data has the drops and kept docs"])
+               ["the runner returned no metrics: the table is empty; stats.json's from_data has the drops "
+                "and the kept documents"])
     extra = {"seconds": round(seconds, 2), "unbalanced": unbalanced(stats), "from_data": data,
              "metrics_vs_data": checked}
     write_stats(FileSystems.join(out_dir, "stats.json"), stats, extra)

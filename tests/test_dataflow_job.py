@@ -84,7 +84,8 @@ def test_a_worker_finds_the_vocabulary_in_the_package(wheel, tmp_path):
         z.extractall(site)
     env = {k: v for k, v in os.environ.items() if k != "WEBTEXT_GPT2_VOCAB"}
     env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(site),
-               TIKTOKEN_CACHE_DIR=str(tmp_path / "tk"), HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+               TIKTOKEN_CACHE_DIR=str(tmp_path / "tk"), HTTPS_PROXY="http://127.0.0.1:9",
+               HTTP_PROXY="http://127.0.0.1:9")   # no network: tiktoken's own download must not be what works
     code = ("import pipeline.tokenize as t; assert t.__file__.startswith(%r), t.__file__; "
             "print(t.encode_document('hello world'))" % str(site))
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,

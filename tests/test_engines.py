@@ -72,6 +72,10 @@ def engines_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
+def test_flink_version_is_one_beam_publishes():
+    assert engines.FLINK_VERSION in FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
+
+
 def test_prepare_points_the_runner_at_the_fetched_jar(engines_dir):
     flink = engines_dir / f"beam-runners-flink-{engines.FLINK_VERSION}-job-server-{engines.beam_version()}.jar"
     spark = engines_dir / f"beam-runners-spark-3-job-server-{engines.beam_version()}.jar"
