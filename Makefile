@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo_out
 
-.PHONY: install engines demo test bench clean
+.PHONY: install engines package demo test bench clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 # Never fails: where Maven does not serve a jar it records mvn's error, and the engine tests skip with it.
 engines: $(STAMP)
 	$(PY) -m pipeline.engines fetch
+
+# The wheel a cluster's workers install (--extra_package, or baked into an SDK container): GPT-2 vocabulary inside.
+package: $(STAMP)
+	$(PY) -m pipeline.worker_package dist
 
 demo: $(STAMP)
 	$(VENV)/bin/webtext demo --out $(DEMO)

@@ -38,6 +38,8 @@ def place_vocab() -> Path:
 
 def build(out_dir: str | Path) -> Path:
     """Build the wheel into out_dir and check that the vocabulary is inside; returns the wheel's path."""
+    if not (ROOT / "pyproject.toml").is_file():
+        raise RuntimeError(f"no source checkout at {ROOT}: build the worker wheel from a clone of webtext")
     place_vocab()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
