@@ -41,7 +41,7 @@ def build(out_dir: str | Path) -> Path:
     if not (ROOT / "pyproject.toml").is_file():
         raise RuntimeError(f"no source checkout at {ROOT}: build the worker wheel from a clone of webtext")
     place_vocab()
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     # --no-build-isolation: use the venv's setuptools rather than fetch one (works offline); --no-deps: the
     # workers' pip resolves the dependencies from the wheel's metadata.
