@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo_out
 
-.PHONY: install demo test bench clean
+.PHONY: install engines package demo test bench clean
 
 install: $(STAMP)
 
@@ -17,6 +17,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[train,test]'
 	$(PY) -m pipeline.shards.tokenize --fetch >/dev/null
 	touch $(STAMP)
+
+# Beam's Flink and Spark job-server jars (for --runner FlinkRunner / SparkRunner) into .engines/ with mvn, once.
+# Never fails: where Maven does not serve a jar it records mvn's error, and the engine tests skip with it.
+engines: $(STAMP)
+	$(PY) -m pipeline.engines fetch
+
+# The wheel a cluster's workers install (--extra_package, or baked into an SDK container): GPT-2 vocabulary inside.
+package: $(STAMP)
+	$(PY) -m pipeline.worker_package dist
 
 demo: $(STAMP)
 	$(VENV)/bin/webtext demo --out $(DEMO)

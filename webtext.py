@@ -36,6 +36,7 @@ def _quiet_imports():
 
 def cmd_run(argv: List[str], warc: bool = False) -> int:
     from core.settings import UsageError
+    from pipeline import engines
     from pipeline.options import config_from, help_text, parse
     from pipeline.runner import run
 
@@ -50,6 +51,7 @@ def cmd_run(argv: List[str], warc: bool = False) -> int:
             return _fail("--warc belongs to `webtext extract`; to capture WARCs during a run, use --warc-dir DIR")
         if warc and not Path(ours.warc).is_dir():
             return _fail(f"WARC directory {ours.warc} not found; point --warc at a run's --warc-dir")
+        options = engines.prepare(options)   # FlinkRunner/SparkRunner: the job-server jar `make engines` fetched
         if not ours.out:
             return _fail("give an output directory with --out DIR")
         cfg = config_from(ours, require_input=not warc)

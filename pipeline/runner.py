@@ -9,9 +9,11 @@ from typing import Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions, TestOptions,
+                                                  WorkerOptions)
 
 from crawl.text.pool import default_processes
+from pipeline import crosscheck
 from pipeline.build import build
 from pipeline.card import write_card
 from core.settings import UsageError
@@ -68,7 +70,9 @@ def resolve_processes(cfg: Config, options: PipelineOptions) -> Config:
 def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optional[str] = None,
         echo=print) -> dict:
     """Build and run the pipeline to completion; returns {"stages": ..., "seconds": ...}."""
-    if warc_input is None and check_inputs(cfg) > LARGE_INPUT_BYTES and not cfg.fetch.contact:
+    # DataflowRunner --dry_run: build and validate the job offline; its gs:// inputs are the workers' to read
+    dry_run = options.view_as(TestOptions).dry_run
+    if warc_input is None and not dry_run and check_inputs(cfg) > LARGE_INPUT_BYTES and not cfg.fetch.contact:
         echo("WARNING: a large crawl without a contact: set fetch.contact (--set fetch.contact=you@example.org) "
              "so site owners can reach you; it goes into the User-Agent")
     _check_writable_dir(out_dir, "output directory")
@@ -87,15 +91,24 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     result = p.run()
     result.wait_until_finish()
     seconds = time.time() - start
+    if dry_run:   # nothing ran, so nothing to count; the job is the result
+        echo(f"dry run: job {result.job.proto.name} built and validated in {seconds:.1f} s, not submitted")
+        return {"stages": {}, "seconds": round(seconds, 2), "unbalanced": [], "job": result.job}
 
     ran = STAGES[STAGES.index(EXTRACT):] if warc_input else STAGES
-    stats = stage_stats(counters_from_result(result), ran)
-    extra = {"seconds": round(seconds, 2), "unbalanced": unbalanced(stats)}
+    counters = counters_from_result(result)
+    stats = stage_stats(counters, ran)
+    data = crosscheck.from_data(out_dir)   # exact on every runner: see pipeline/crosscheck.py
+    checked = (crosscheck.disagreements(stats, data) if counters else
+               ["the runner returned no metrics: the table is empty; stats.json's from_data has the drops "
+                "and the kept documents"])
+    extra = {"seconds": round(seconds, 2), "unbalanced": unbalanced(stats), "from_data": data,
+             "metrics_vs_data": checked}
     write_stats(FileSystems.join(out_dir, "stats.json"), stats, extra)
     add_stats_to_manifest(out_dir, {"stages": stats, **extra})
     write_card(out_dir, {"stages": stats, **extra})
     echo(format_table(stats))
-    for line in extra["unbalanced"]:
+    for line in extra["unbalanced"] + checked:
         echo(f"WARNING: {line}")
     if not stats.get(SHARDS, {}).get("out"):
         echo("WARNING: no document reached the shards; the drop reasons above say where everything went")

@@ -34,7 +34,10 @@ class Pacer:
                     cutoff = time.monotonic() - 600
                     self._hosts = {h: e for h, e in self._hosts.items() if e[2] or e[1] > cutoff}
                     self.max_hosts = max(self.max_hosts, 2 * len(self._hosts))   # amortized: no scan per host
-                entry = self._hosts[host] = [threading.Semaphore(self.concurrency), float("-inf"), 0]
+                # A host new to this Pacer may have been fetched a moment ago by another instance: the failed
+                # attempt of a bundle that a runner now retries here, or the key's previous worker. So its first
+                # request waits the delay too (one delay per host per instance: nothing against days of crawl).
+                entry = self._hosts[host] = [threading.Semaphore(self.concurrency), time.monotonic(), 0]
             entry[2] += 1
         entry[0].acquire()
         try:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import queue
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Tuple
 
@@ -70,6 +72,8 @@ class _FetchHosts(_FetchStep):
         self.pacer, self.resolver = Pacer(cfg.per_host_concurrency), Resolver()
         self.robots = RobotsCache(cfg.user_agent) if cfg.robots else None
         self.pool = ThreadPoolExecutor(cfg.global_concurrency, thread_name_prefix="fetch")
+        self.stopped = threading.Event()   # set by teardown: host threads stop before their next request
+        self.interrupted = False           # some host was left unfinished (its bundle failed)
         self.bar = None                 # made at the first host group: idle workers show no bar
 
     def start_bundle(self):
@@ -80,6 +84,9 @@ class _FetchHosts(_FetchStep):
         try:
             for link, result in fetch_host(links, self.cfg, self.rules, self.session, n_keys=n_keys,
                                            pacer=self.pacer, resolver=self.resolver, robots=self.robots):
+                if self.stopped.is_set():   # the bundle failed and this instance is discarded: see teardown
+                    self.interrupted = True
+                    return
                 if sink is not None:
                     sink.add(link, result)
                 done.put((link, result))
@@ -127,7 +134,15 @@ class _FetchHosts(_FetchStep):
             self.sink.close()
 
     def teardown(self):
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        # A runner discards the instance of a failed bundle (teardown) and retries the bundle elsewhere, with a
+        # fresh Pacer. Host threads still running here would go on fetching those hosts beside the retry, and
+        # politeness would be broken. So they stop before their next request, and teardown waits for the one in
+        # flight (bounded by the per-page wall-clock cap) so that none overlaps the retry, then the delay, which
+        # the retry's Pacer cannot know about.
+        self.stopped.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.interrupted:
+            time.sleep(self.cfg.min_delay)
         if self.bar is not None:
             self.bar.close()
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from apache_beam.options.pipeline_options import PipelineOptions
-
 from core.records import SOURCE
+from core.settings import UsageError
 from crawl.links import normalize_url
+from pipeline import engines
 from pipeline.config import load_config
 from pipeline.demo.web import DEMO_CASES, build_demo
-from pipeline.options import DEFAULT_RUNNER
+from pipeline.options import parse
 from pipeline.runner import run
 from pipeline.shards.format import open_shard, read_manifest, verify
 
@@ -94,27 +95,36 @@ def summary(outcomes) -> str:
 
 
 def main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog="webtext demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="webtext demo", description=__doc__.split("\n")[0], allow_abbrev=False,
+                                     epilog="Any other option goes to Beam, e.g. --runner FlinkRunner "
+                                            "--flink_master=[local] or --runner SparkRunner "
+                                            "--spark_master_url=local[2] (after `make engines`; docs/engines.md)")
     parser.add_argument("--out", default="demo_out", help="where the web, dump and shards go (default demo_out)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--direct_num_workers", type=int, default=1)
-    args = parser.parse_args(argv)
+    # Everything else is a Beam option (--runner FlinkRunner --flink_master=[local], --runner SparkRunner ...),
+    # checked as `webtext run` checks it.
+    args, beam_argv = parser.parse_known_args(argv)
+    if args.direct_num_workers > 1:
+        beam_argv += [f"--direct_num_workers={args.direct_num_workers}", "--direct_running_mode=multi_processing"]
+    try:
+        options = engines.prepare(parse(beam_argv)[0])
+    except UsageError as e:
+        print(f"webtext demo: {e}", file=sys.stderr)
+        return 2
 
     out = Path(args.out)
     shards = out / "shards"
     demo = build_demo(out / "web", seed=args.seed)
     print(f"demo web: {len(demo.planted)} planted cases; dump {demo.dump_path}")
-    beam_args = [f"--runner={DEFAULT_RUNNER}"]
-    if args.direct_num_workers > 1:
-        beam_args += [f"--direct_num_workers={args.direct_num_workers}", "--direct_running_mode=multi_processing"]
     with demo.web:
         print(f"serving it on {demo.web.proxy_url} (an HTTP proxy: URLs keep their real host names)\n")
         stats = run(demo_config(demo.dump_path, demo.web.proxy_url, args.quiet), str(shards),
-                    PipelineOptions(beam_args))
+                    options)
     outcomes = case_outcomes(demo.planted, str(shards), stats)
     print(summary(outcomes))
-    problems = unexpected(outcomes) + verify(shards) + stats["unbalanced"]
+    problems = unexpected(outcomes) + verify(shards) + stats["unbalanced"] + stats.get("metrics_vs_data", [])
     manifest = read_manifest(shards)
     t = manifest["totals"]
     print(f"\nshards: {shards}  (train {t['train']['docs']} docs / {t['train']['tokens']:,} tokens, "

@@ -44,6 +44,8 @@ def _candidates() -> List[Path]:
     if os.environ.get(ENV_VAR):
         paths.append(Path(os.environ[ENV_VAR]))
     paths.append(cache_path())
+    # a worker of a cluster: the copy that the package carries (see pipeline/worker_package.py)
+    paths.append(Path(__file__).resolve().parent / "assets" / "gpt2.tiktoken")
     return paths
 
 
