@@ -8,6 +8,8 @@ Per size N (documents: the dump is generated until N distinct article URLs are e
     subprocess (politeness delay 0 for the bench: it measures the machine, not the wait; robots.txt is on and
     answered 404 by the web), with every process of its tree sampled from /proc every 0.2 s (peak RSS = VmHWM,
     CPU = utime+stime). The web runs in its own process; its CPU share is printed.
+  * peak RSS = VmHWM (forked workers count the pages they share with the forkserver; PSS is printed
+    beside it, sampled max of smaps_rollup Pss);
   * per-stage seconds come from stats.json extras `<stage>.seconds` when the pipeline writes them; until then
     the link part (dump reading + link rules) is timed by a links-only sub-run of the same dump
     (`--set links.min_karma=<huge>`: every link fails the karma threshold, nothing is fetched) and the rest is
@@ -104,6 +106,11 @@ class TreeSampler:
                     for line in f:
                         if line.startswith("VmHWM:"):
                             rec["hwm_mb"] = max(rec["hwm_mb"], int(line.split()[1]) / 1024)
+                with open(f"/proc/{pid}/smaps_rollup") as f:   # PSS: shared (forked) pages split among sharers
+                    for line in f:
+                        if line.startswith("Pss:"):
+                            rec["pss_mb"] = max(rec.get("pss_mb", 0.0), int(line.split()[1]) / 1024)
+                            break
                 with open(f"/proc/{pid}/stat") as f:
                     s = f.read()
                 fields = s[s.rindex(")") + 2:].split()
@@ -132,7 +139,11 @@ def role(rec: dict, root: int) -> str:
         return "main"
     if "py-spy" in cmd:
         return "py-spy"
-    if "multiprocessing" in cmd or "spawn_main" in cmd or "forkserver" in cmd:
+    if "resource_tracker" in cmd:
+        return "mp-tracker"
+    if "forkserver" in cmd:
+        return "forkserver" if rec.get("ppid") == root else "extract-worker"
+    if "multiprocessing" in cmd or "spawn_main" in cmd:
         return "worker"
     if "sdk_worker" in cmd or "worker_pool" in cmd:
         return "sdk-worker"
@@ -162,9 +173,10 @@ def run_tree(cmd: List[str], log_path: Path, extra_roots=()) -> dict:
 def peaks_by_role(procs: List[dict]) -> Dict[str, dict]:
     out: Dict[str, dict] = {}
     for r in procs:
-        o = out.setdefault(r["role"], {"n": 0, "peak_mb": 0.0, "cpu_s": 0.0})
+        o = out.setdefault(r["role"], {"n": 0, "peak_mb": 0.0, "pss_mb": 0.0, "cpu_s": 0.0})
         o["n"] += 1
         o["peak_mb"] = max(o["peak_mb"], r["hwm_mb"])
+        o["pss_mb"] = max(o["pss_mb"], r.get("pss_mb", 0.0))
         o["cpu_s"] += r["cpu_s"]
     return out
 
@@ -315,9 +327,10 @@ def summarize_profile(raw: Path, top: int = 12) -> str:
         n = int(count)
         frames = stack.split(";")
         proc = "?"
-        if frames and frames[0].startswith("process "):
-            proc = re.sub(r"\s+", " ", frames[0])[:90]
-            frames = frames[1:]
+        while frames and frames[0].startswith("process "):   # nested: root process, then the child's own
+            proc = frames.pop(0)
+        proc = ("extract worker processes" if "multiprocessing" in proc else
+                "main process (webtext run)" if "pipeline.cli" in proc else re.sub(r"\s+", " ", proc)[:60])
         frames = [f for f in frames if not f.startswith("thread ")]
         per_proc[proc][frame_stage(frames)] += n
         if frames:
@@ -503,7 +516,8 @@ def report(res: dict) -> str:
         rest = total - lo if lo else None
         roles = r["full"]["roles"]
         rss = ", ".join(f"{k}{'x' + str(v['n']) if v['n'] > 1 else ''} {v['peak_mb']:.0f}"
-                        for k, v in sorted(roles.items()))
+                        + (f" (pss {v['pss_mb']:.0f})" if v.get("pss_mb") else "")
+                        for k, v in sorted(roles.items()) if k != "mp-tracker")
         L.append(f"{n:>8,} {subs:>9,} {links:>7,} {pages:>7,} {docs:>7,} {total:>8.1f} {docs / total:>7.1f} "
                  f"{(lo or 0):>8.1f} {subs / lo if lo else 0:>8.0f} {(rest or 0):>7.1f} "
                  f"{pages / rest if rest else 0:>8.1f} {100 * r['web_cpu_s'] / max(1e-9, sum(v['cpu_s'] for v in roles.values())):>6.1f}%  {rss}")
@@ -513,7 +527,8 @@ def report(res: dict) -> str:
             L.append("         per-stage seconds from stats.json: " + ", ".join(f"{k} {v}" for k, v in secs.items()))
         L.append("         stages in->out: " + ", ".join(f"{s} {d['in']}->{d['out']}" for s, d in st.items()))
         L.append(f"         drops/: {r['full']['drops_bytes'] / 2**20:.1f} MiB, {r['full']['drops_lines']:,} lines; "
-                 f"CPU s by process: " + ", ".join(f"{k} {v['cpu_s']:.0f}" for k, v in sorted(roles.items())))
+                 f"CPU s by process: " + ", ".join(f"{k} {v['cpu_s']:.0f}" for k, v in sorted(roles.items()))
+                 + f" = {sum(v['cpu_s'] for v in roles.values()) / total:.2f} of {res['cores']} cores busy on average")
     if len(sizes) > 1:
         L.append("\ngrowth exponents log(y2/y1)/log(n2/n1) (goal: time <= 1.1; RSS 1e4->1e5 <= 1.3x)")
         for a, b in zip(sizes, sizes[1:]):
