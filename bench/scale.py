@@ -446,6 +446,7 @@ def main(argv=None) -> int:
                          Path(tmp) / "log")
             floor = json.loads((Path(tmp) / "log").read_text().strip().splitlines()[-1])
             floor["peak_mb"] = peaks_by_role(r["procs"])["main"]["peak_mb"]
+            floor["cpu_s"] = peaks_by_role(r["procs"])["main"]["cpu_s"]   # includes rendering the pages
             web = Web(args.seed, work)
             try:
                 r1 = run_tree(webtext_cmd(dump, Path(tmp) / "p1", web.url, beam_args, sets=["extract.processes=1"]),
@@ -553,6 +554,10 @@ def report(res: dict) -> str:
                  f"{fl['wall']:.1f} s = {fr:.1f} pages/s (loop only, peak {fl['peak_mb']:.0f} MB)")
         L.append(f"  pipeline extract.processes=1: {p1} pages in {one['wall']:.1f} s end to end = "
                  f"{p1 / one['wall']:.1f} pages/s -> per-core {p1 / one['wall'] / fr:.2f} of the floor (goal >= 0.85)")
+        cpu_full = sum(v["cpu_s"] for v in full["roles"].values())
+        L.append(f"  CPU per page (robust to other load on the machine): floor loop {1e3 * fl['wall'] / fl['pages']:.1f} "
+                 f"ms (wall of the loop), pipeline {1e3 * cpu_full / max(1, p2):.1f} ms (all its processes, start-up "
+                 f"included) -> CPU efficiency {fl['wall'] / fl['pages'] / (cpu_full / max(1, p2)):.2f}")
         L.append(f"  pipeline default ({res['cores']} cores): {p2} pages in {full['wall']:.1f} s = "
                  f"{p2 / full['wall']:.1f} pages/s -> per-core {p2 / full['wall'] / res['cores'] / fr:.2f}, "
                  f"{fl['wall'] / full['wall'] * p2 / max(1, fl['pages']):.2f}x the loop's speed (goal >= 1.5)")
