@@ -534,7 +534,9 @@ def report(res: dict) -> str:
         L.append("\ngrowth exponents log(y2/y1)/log(n2/n1) (goal: time <= 1.1; RSS 1e4->1e5 <= 1.3x)")
         for a, b in zip(sizes, sizes[1:]):
             ra, rb = res["sizes"][a], res["sizes"][b]
-            parts = [f"total time {expo(ra['full']['wall'], rb['full']['wall'], a, b)}"]
+            cpu = [sum(v["cpu_s"] for v in r["full"]["roles"].values()) for r in (ra, rb)]
+            parts = [f"total time {expo(ra['full']['wall'], rb['full']['wall'], a, b)}",
+                     f"total CPU {expo(cpu[0], cpu[1], a, b)} (robust to other load)"]
             if "links_only" in ra and "links_only" in rb:
                 parts.append(f"links-only time {expo(ra['links_only']['wall'], rb['links_only']['wall'], a, b)}")
                 parts.append("rest time " + expo(ra['full']['wall'] - ra['links_only']['wall'],
