@@ -133,7 +133,7 @@ class TreeSampler:
         self._t.join()
 
 
-def role(rec: dict, root: int) -> str:
+def role(rec: dict, root: int, cmds: Optional[Dict[int, str]] = None) -> str:
     cmd = rec["cmd"]
     if rec["pid"] == root:
         return "main"
@@ -142,7 +142,8 @@ def role(rec: dict, root: int) -> str:
     if "resource_tracker" in cmd:
         return "mp-tracker"
     if "forkserver" in cmd:
-        return "forkserver" if rec.get("ppid") == root else "extract-worker"
+        parent = (cmds or {}).get(rec.get("ppid"), "")
+        return "extract-worker" if "forkserver" in parent else "forkserver"
     if "multiprocessing" in cmd or "spawn_main" in cmd:
         return "worker"
     if "sdk_worker" in cmd or "worker_pool" in cmd:
@@ -160,10 +161,11 @@ def run_tree(cmd: List[str], log_path: Path, extra_roots=()) -> dict:
         wall = time.perf_counter() - start
         sampler.stop()
     procs = []
+    cmds = {pid: rec["cmd"] for pid, rec in sampler.procs.items()}
     for rec in sampler.procs.values():
         if rec["pid"] in extra_roots:
             continue
-        procs.append({**rec, "role": role(rec, p.pid)})
+        procs.append({**rec, "role": role(rec, p.pid, cmds)})
     if rc != 0:
         log(f"command failed (rc {rc}): {' '.join(cmd)}\n--- last lines of {log_path}:")
         log("\n".join(log_path.read_text(errors="replace").splitlines()[-25:]))
