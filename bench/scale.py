@@ -4,7 +4,7 @@
                           [--profile] [any Beam option, e.g. --direct_num_workers 2 --direct_running_mode ...]
 
 Per size N (documents: the dump is generated until N distinct article URLs are eligible, see bench/synth.py):
-  * `python -m pipeline.cli run --input RS.zst --http-proxy <synthetic web> --set fetch.min_delay=0` in a fresh
+  * `python -m webtext run --input RS.zst --http-proxy <synthetic web> --set fetch.min_delay=0` in a fresh
     subprocess (politeness delay 0 for the bench: it measures the machine, not the wait; robots.txt is on and
     answered 404 by the web), with every process of its tree sampled from /proc every 0.2 s (peak RSS = VmHWM,
     CPU = utime+stime). The web runs in its own process; its CPU share is printed.
@@ -224,7 +224,7 @@ class Web:
 
 
 def webtext_cmd(dump: Path, out: Path, proxy: Optional[str], beam_args: List[str], sets=(), quiet=True):
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--input", str(dump), "--out", str(out)]
+    cmd = [sys.executable, "-m", "webtext", "run", "--input", str(dump), "--out", str(out)]
     if proxy:
         cmd += ["--http-proxy", proxy]
     cmd += ["--set", "fetch.min_delay=0", "--set", "fetch.connect_timeout=10", "--set", "fetch.read_timeout=20"]
@@ -268,9 +268,9 @@ FLOOR = r"""
 import json, sys, time, importlib.util
 spec = importlib.util.spec_from_file_location("synth", sys.argv[3]); synth = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(synth)
-from crawl.extract import extract_text
+from crawl.text.extract import extract_text
 from dedup import signature
-from pipeline.tokenize import encode_document, get_encoding
+from pipeline.shards.tokenize import encode_document, get_encoding
 seed = int(sys.argv[2])
 pages = []
 for url in open(sys.argv[1]).read().split():
@@ -332,7 +332,7 @@ def summarize_profile(raw: Path, top: int = 12) -> str:
         while frames and frames[0].startswith("process "):   # nested: root process, then the child's own
             proc = frames.pop(0)
         proc = ("extract worker processes" if "multiprocessing" in proc else
-                "main process (webtext run)" if "pipeline.cli" in proc else re.sub(r"\s+", " ", proc)[:60])
+                "main process (webtext run)" if "webtext" in proc.split(" run ")[0] else re.sub(r"\s+", " ", proc)[:60])
         frames = [f for f in frames if not f.startswith("thread ")]
         per_proc[proc][frame_stage(frames)] += n
         if frames:
