@@ -31,7 +31,9 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
     """Add the pipeline to `p`. With `warc_input`, pages come from captured WARCs instead of the network."""
     drops = []
     if warc_input:
-        pages = p | "ReadWarc" >> ReadWarcPages(warc_input)
+        read = p | "ReadWarc" >> ReadWarcPages(warc_input, cfg.fetch.max_decompressed_bytes)
+        pages = read["pages"]
+        drops.append(read[DROPPED])
     else:
         submissions = []
         if cfg.run.inputs:
