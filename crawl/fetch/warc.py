@@ -133,9 +133,13 @@ class WarcSink:
                 offset = self._write_warc(resp)
                 self._write_warc(req)
                 warc_name = self._names[0]
+                if self.local:      # records reach the file before the line that points at them
+                    self._warc.flush()
             line = {"url": link.url, "outcome": result.outcome, "detail": result.detail, "warc": warc_name,
                     "offset": offset, "link": link._asdict()}
             self._outcomes.write((json.dumps(line, sort_keys=True) + "\n").encode("utf-8"))
+            if self.local:          # one write per page, so a killed process leaves every decided line to recover
+                self._outcomes.flush()
             self._n += 1
             if self._n >= self.rotate:
                 self._commit()
