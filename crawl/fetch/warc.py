@@ -6,7 +6,9 @@ Layout of `warc_dir` (local path or any Beam filesystem, e.g. gs://):
                             offset of the response record (ok only), and the Link (provenance)
 Both are written under hidden temp names and renamed when complete, the WARC first and its outcomes file last, so
 an outcomes file is the commit marker. A writer commits every `rotate` outcomes, every `commit_seconds` (a
-timer, so a killed run loses at most the last few seconds) and at close or interpreter exit. Leftover temp
+timer, so a killed run loses at most the last few seconds) and at close or interpreter exit; locally it also
+flushes each page's records, then its line, to the temp files, so even uncommitted work survives the process's
+death. Leftover temp
 files of a killed run are recovered (their whole records committed) or removed by the next run
 (crawl/fetch/warc_recover.py); a live writer holds a lock on its local temp files, so it is never disturbed.
 A response record also carries the Link as a `WebText-Link` JSON header, so a WARC alone still rebuilds Pages.

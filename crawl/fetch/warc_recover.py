@@ -36,6 +36,9 @@ def _lock(path: str, local: bool) -> Optional[int]:
     fd = os.open(files._local(path), os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        st = os.fstat(fd)
+        if st.st_size == 0 and time.time() - st.st_mtime < 60:
+            raise BlockingIOError   # a writer between creating its file and locking it; its first line follows
     except BlockingIOError:
         os.close(fd)
         return None

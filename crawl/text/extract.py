@@ -25,7 +25,8 @@ class ExtractConfig:
     language_chars: int = 3_000       # identify on the first N chars: same verdicts as 10k on the test pages
     include_tables: bool = False
     favor_precision: bool = False
-    max_worker_memory_mb: int = 1024  # address space an extraction worker may add to its start-up size; 0: no cap
+    max_worker_memory_mb: int = 1024  # address space a worker may add to its start-up size (RLIMIT_AS; needs a
+                                      # timeout, i.e. workers); over it: extract_memory/extract_crashed. 0: no cap
 
     def __post_init__(self):
         if self.timeout is not None and self.timeout < 0:
