@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 import pytest
 
@@ -100,16 +99,13 @@ def test_memory_cap_is_a_named_drop_and_the_pool_keeps_working():
     pages = [page(article(0), 0), page(balloon(), 1), page(article(2), 2)]
     pool = ExtractPool(ExtractConfig(timeout=60, language="", max_worker_memory_mb=100), processes=1)
     try:
-        t0 = time.monotonic()
         results = pool.map(pages)
-        took = time.monotonic() - t0
         again = pool.map([page(article(3), 3)])
     finally:
         pool.close()
     assert results[1][0] in ("extract_memory", "extract_crashed"), results[1]
     assert isinstance(results[0], Document) and isinstance(results[2], Document)
-    assert isinstance(again[0], Document)
-    assert took < 15          # stopped at the cap, not run to the end (~20 s uncapped here)
+    assert isinstance(again[0], Document)      # uncapped, the same page is a Document after ~20 s here
 
 
 def _alarm_after_return(n: int, page_, cfg):
