@@ -75,7 +75,8 @@ class _FetchHosts(_FetchStep):
 
     def start_bundle(self):
         self.done, self.inflight = queue.Queue(), 0
-        self.sink = WarcSink(self.cfg.warc_dir, self.cfg.warc_rotate) if self.cfg.warc_dir else None
+        self.sink = (WarcSink(self.cfg.warc_dir, self.cfg.warc_rotate, commit_seconds=self.cfg.warc_commit_seconds)
+                     if self.cfg.warc_dir else None)
 
     def _run_host(self, links, n_keys, done, sink):
         try:
