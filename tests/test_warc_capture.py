@@ -121,6 +121,8 @@ def test_sigkill_mid_crawl_rerun_refetches_only_what_was_in_flight(tmp_path):
         pages, drops, counters = _run(links, FetchConfig(**cfg), "killed")
         run2 = [f"http://{host}{path}" for _, _, host, path in web.log[n:] if "/p" in path]
     again = run1 & set(run2)
+    print(f"killed after {len(run1)} requests, {len(committed_by_timer)} committed by the timer; rerun fetched "
+          f"{len(run2)}, {len(again)} of them again")
     assert len(again) <= hosts, sorted(again)            # at most the request in flight on each host
     assert sorted(run2) == sorted(set(run2))
     assert not temp_files(warc_dir)
