@@ -68,11 +68,17 @@ def _create(path: str, local: bool):
     return f
 
 
-def _finish(f, local: bool) -> None:
+def _finish(f, tmp: str, final: str, local: bool) -> None:
+    """Commit one temp file. Locally: flushed to disk and renamed while still open, so it is never an unlocked
+    temp file a recovering run could take; elsewhere the object exists once closed, then it is renamed."""
     if local:
         f.flush()
         os.fsync(f.fileno())
-    f.close()
+    else:
+        f.close()
+    FileSystems.rename([tmp], [final])
+    if local:
+        f.close()
 
 
 class WarcSink:
@@ -149,11 +155,9 @@ class WarcSink:
     def _commit(self):
         if self._outcomes is None:
             return
-        if self._warc is not None:
-            _finish(self._warc, self.local)
-            FileSystems.rename([_join(self.warc_dir, f".{self._names[0]}.tmp")], [_join(self.warc_dir, self._names[0])])
-        _finish(self._outcomes, self.local)
-        FileSystems.rename([_join(self.warc_dir, f".{self._names[1]}.tmp")], [_join(self.warc_dir, self._names[1])])
+        for f, name in ((self._warc, self._names[0]), (self._outcomes, self._names[1])):   # the WARC first
+            if f is not None:
+                _finish(f, _join(self.warc_dir, f".{name}.tmp"), _join(self.warc_dir, name), self.local)
         if self.local:
             fsync_dir(self.warc_dir)
         self.committed.append(self._names[1])
