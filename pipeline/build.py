@@ -22,6 +22,7 @@ from crawl.sources.reddit import ReadReddit
 from crawl.sources.dumps import ReadSubmissions
 from core.records import DROPPED
 from crawl.fetch.warc import ReadWarcPages
+from crawl.fetch.warc_recover import recover_leftovers
 from dedup import Deduplicate
 from pipeline.config import Config
 from pipeline.shards.write import WriteShards
@@ -31,7 +32,10 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
     """Add the pipeline to `p`. With `warc_input`, pages come from captured WARCs instead of the network."""
     drops = []
     if warc_input:
-        pages = p | "ReadWarc" >> ReadWarcPages(warc_input)
+        recover_leftovers(warc_input)   # a killed capture's whole records and lines count; its temp files go
+        read = p | "ReadWarc" >> ReadWarcPages(warc_input, cfg.fetch.max_decompressed_bytes)
+        pages = read["pages"]
+        drops.append(read[DROPPED])
     else:
         submissions = []
         if cfg.run.inputs:

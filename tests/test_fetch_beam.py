@@ -170,7 +170,7 @@ def test_warc_resume_after_kill(tmp_path):
 def _read_warc(warc_dir, tag):
     COLLECTED.pop(tag, None)
     p = beam.Pipeline(runner=FnApiRunner())
-    _ = p | ReadWarcPages(warc_dir) | _collect(tag)
+    _ = (p | ReadWarcPages(warc_dir))["pages"] | _collect(tag)
     p.run().wait_until_finish()
     return COLLECTED[tag]
 

@@ -74,6 +74,7 @@ class FetchConfig:
     max_urls_per_host_key: int = 500    # giant hosts are split into several keys (each slower by the key count)
     warc_dir: Optional[str] = None      # keep raw responses as WARC + outcomes, and resume from them
     warc_rotate: int = 1000             # outcomes per committed WARC/outcomes file pair
+    warc_commit_seconds: float = 5.0    # also commit at least this often: a killed run loses at most this much
     resume_retry: Tuple[str, ...] = ()  # outcomes a rerun fetches again instead of replaying, e.g. ("timeout",)
 
     def __post_init__(self):
@@ -83,7 +84,7 @@ class FetchConfig:
         if self.per_host_concurrency < 1 or self.global_concurrency < 1 or self.max_urls_per_host_key < 1:
             raise ValueError("fetch concurrency and max_urls_per_host_key must be >= 1")
         for name in ("connect_timeout", "read_timeout", "page_timeout", "robots_timeout", "max_bytes",
-                     "max_decompressed_bytes", "robots_max_bytes", "warc_rotate"):
+                     "max_decompressed_bytes", "robots_max_bytes", "warc_rotate", "warc_commit_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
         for name in ("min_delay", "backoff", "max_retry_wait", "max_crawl_delay", "max_retries", "max_redirects",

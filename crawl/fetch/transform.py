@@ -35,7 +35,8 @@ from crawl.links import LinkRules
 from core.records import DROPPED, FETCH, Link, Step, doc_id_for
 from crawl.fetch.robots import RobotsCache
 from crawl.fetch.safety import Resolver
-from crawl.fetch.warc import Captured, WarcSink, load_page, parse_outcomes, preference
+from crawl.fetch.warc import Captured, WarcSink, load_page, outcome_lines, parse_outcomes, preference
+from crawl.fetch.warc_recover import recover_leftovers
 
 _HOST_DONE = object()
 
@@ -78,7 +79,8 @@ class _FetchHosts(_FetchStep):
 
     def start_bundle(self):
         self.done, self.inflight = queue.Queue(), 0
-        self.sink = WarcSink(self.cfg.warc_dir, self.cfg.warc_rotate) if self.cfg.warc_dir else None
+        self.sink = (WarcSink(self.cfg.warc_dir, self.cfg.warc_rotate, commit_seconds=self.cfg.warc_commit_seconds)
+                     if self.cfg.warc_dir else None)
 
     def _run_host(self, links, n_keys, done, sink):
         try:
@@ -190,9 +192,8 @@ class _Replay(_FetchStep):
 
 def _read_outcomes(readable_file):
     with readable_file.open(compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        text = f.read().decode("utf-8")
-    for rec in parse_outcomes(text.splitlines()):
-        yield rec.url, rec
+        for rec in parse_outcomes(line for _, line in outcome_lines(f)):   # bounded lines; bad ones skipped
+            yield rec.url, rec
 
 
 class FetchPages(beam.PTransform):
@@ -206,6 +207,7 @@ class FetchPages(beam.PTransform):
         cfg = self.cfg
         todo, replayed = links, None
         if cfg.warc_dir:
+            recover_leftovers(cfg.warc_dir)     # a killed run's temp files: whole records committed, the rest removed
             prior = (links.pipeline
                      | "MatchOutcomes" >> fileio.MatchFiles(FileSystems.join(cfg.warc_dir, "outcomes-*.jsonl"),
                                                             empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)

@@ -5,80 +5,118 @@ Layout of `warc_dir` (local path or any Beam filesystem, e.g. gs://):
     outcomes-<id>.jsonl     one line per link decided by the same writer: url, outcome, detail, warc file and
                             offset of the response record (ok only), and the Link (provenance)
 Both are written under hidden temp names and renamed when complete, the WARC first and its outcomes file last, so
-an outcomes file is the commit marker: a killed run leaves temp files (ignored) but never a torn file that counts.
+an outcomes file is the commit marker. A writer commits every `rotate` outcomes, every `commit_seconds` (a
+timer, so a killed run loses at most the last few seconds) and at close or interpreter exit; locally it also
+flushes each page's records, then its line, to the temp files, so even uncommitted work survives the process's
+death. Leftover temp
+files of a killed run are recovered (their whole records committed) or removed by the next run
+(crawl/fetch/warc_recover.py); a live writer holds a lock on its local temp files, so it is never disturbed.
 A response record also carries the Link as a `WebText-Link` JSON header, so a WARC alone still rebuilds Pages.
 Response payloads are stored decoded (as the fetcher kept them); the original Content-Encoding and
 Transfer-Encoding are kept as X-Crawler-* headers and Content-Length is the stored length.
+
+Reading back (bounded, every bad line or record a counted drop) is crawl/fetch/warc_read.py; its names are
+re-exported here.
 """
 from __future__ import annotations
 
+import atexit
+import fcntl
 import io
 import json
+import os
 import threading
+import time
 import uuid
+import weakref
 from datetime import datetime, timezone
-from typing import Iterable, Iterator, NamedTuple, Optional
 
-import apache_beam as beam
-from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
-from warcio.timeutils import datetime_to_iso_date, iso_date_to_datetime
+from warcio.timeutils import datetime_to_iso_date
 from warcio.warcwriter import WARCWriter
 
-from crawl.fetch.content import detect_encoding, media_type
+from core.files import fsync_dir, is_local
 from core.records import Link, Page
+from crawl.fetch.warc_read import (  # noqa: F401  (re-exported: resume and the CLI import them from here)
+    LINK_HEADER, RAW, Captured, ReadWarcPages, Unreadable, link_from_json, link_to_json, load_page, outcome_files,
+    outcome_lines, parse_outcome, parse_outcomes, preference, read_member, response_pages)
 
-RAW = CompressionTypes.UNCOMPRESSED     # .gz members are written by warcio; the filesystem must not add more
-LINK_HEADER = "WebText-Link"
-
-
-class Captured(NamedTuple):
-    """One decided link from an outcomes file."""
-    url: str
-    outcome: str
-    detail: str
-    warc: Optional[str]      # file name (in warc_dir) of the response record, for ok
-    offset: Optional[int]
-    link: Link
+COMMIT_SECONDS = 5.0                    # a killed run loses at most about this much captured work
 
 
 def _join(warc_dir: str, name: str) -> str:
     return FileSystems.join(warc_dir, name)
 
 
-def link_to_json(link: Link) -> str:
-    return json.dumps(link._asdict(), sort_keys=True)
+_LIVE = weakref.WeakSet()               # open sinks, committed at interpreter exit
 
 
-def link_from_json(text: str) -> Link:
-    d = json.loads(text)
-    return Link(d["url"], d["host"], int(d["karma"]), tuple(d["subreddits"]), int(d["created_utc"]),
-                int(d.get("submissions", 1)))
+@atexit.register
+def _close_live_sinks():
+    for sink in list(_LIVE):
+        try:
+            sink.close()
+        except Exception:               # exiting anyway; the next run recovers the temp files
+            pass
+
+
+def _create(path: str, local: bool):
+    f = FileSystems.create(path, compression_type=RAW)
+    if local:   # held until close: warc_recover.py leaves a locked temp file alone (the kernel drops it on death)
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return f
+
+
+def _finish(f, tmp: str, final: str, local: bool) -> None:
+    """Commit one temp file. Locally: flushed to disk and renamed while still open, so it is never an unlocked
+    temp file a recovering run could take; elsewhere the object exists once closed, then it is renamed."""
+    if local:
+        f.flush()
+        os.fsync(f.fileno())
+    else:
+        f.close()
+    FileSystems.rename([tmp], [final])
+    if local:
+        f.close()
 
 
 class WarcSink:
     """Thread-safe writer for one worker: `add(link, result)` per decided link; a file pair is committed every
-    `rotate` outcomes and on `close()`. Uncommitted work is simply fetched again by the next run."""
+    `rotate` outcomes, every `commit_seconds` while it has work, and on `close()`."""
 
-    def __init__(self, warc_dir: str, rotate: int = 1000, software: str = "webtext"):
+    def __init__(self, warc_dir: str, rotate: int = 1000, software: str = "webtext",
+                 commit_seconds: float = COMMIT_SECONDS):
         self.warc_dir, self.rotate, self.software = warc_dir, max(1, rotate), software
+        self.commit_seconds, self.local = commit_seconds, is_local(warc_dir)
         self._lock = threading.Lock()
         self._warc = self._outcomes = None
+        self._closed = threading.Event()
+        self._timer = None
         self.committed = []          # names of committed outcomes files
+        _LIVE.add(self)
 
     def _open(self):
         self._id = uuid.uuid4().hex
         self._names = (f"fetch-{self._id}.warc.gz", f"outcomes-{self._id}.jsonl")
         self._warc, self._warc_n, self._pages = None, 0, 0
-        self._outcomes = FileSystems.create(_join(self.warc_dir, f".{self._names[1]}.tmp"), compression_type=RAW)
-        self._n = 0
+        self._outcomes = _create(_join(self.warc_dir, f".{self._names[1]}.tmp"), self.local)
+        self._n, self._opened = 0, time.monotonic()
+        if self._timer is None and self.commit_seconds:
+            self._timer = threading.Thread(target=self._tick, name="warc-commit", daemon=True)
+            self._timer.start()
+
+    def _tick(self):
+        # A daemon thread: it keeps committing while the process runs, also while the fetch threads are busy
+        # with one slow host for minutes, and it can never keep the process alive.
+        while not self._closed.wait(self.commit_seconds / 4):
+            with self._lock:
+                if self._outcomes is not None and time.monotonic() - self._opened >= self.commit_seconds:
+                    self._commit()
 
     def _warc_file(self):
         if self._warc is None:
-            self._warc = FileSystems.create(_join(self.warc_dir, f".{self._names[0]}.tmp"), compression_type=RAW)
+            self._warc = _create(_join(self.warc_dir, f".{self._names[0]}.tmp"), self.local)
             info = _record(lambda w: w.create_warcinfo_record(self._names[0], {
                 "software": self.software, "format": "WARC File Format 1.1",
                 "description": "webtext fetch: decoded payloads, WebText-Link header carries provenance"}))
@@ -103,9 +141,13 @@ class WarcSink:
                 offset = self._write_warc(resp)
                 self._write_warc(req)
                 warc_name = self._names[0]
+                if self.local:      # records reach the file before the line that points at them
+                    self._warc.flush()
             line = {"url": link.url, "outcome": result.outcome, "detail": result.detail, "warc": warc_name,
                     "offset": offset, "link": link._asdict()}
             self._outcomes.write((json.dumps(line, sort_keys=True) + "\n").encode("utf-8"))
+            if self.local:          # one write per page, so a killed process leaves every decided line to recover
+                self._outcomes.flush()
             self._n += 1
             if self._n >= self.rotate:
                 self._commit()
@@ -113,17 +155,19 @@ class WarcSink:
     def _commit(self):
         if self._outcomes is None:
             return
-        if self._warc is not None:
-            self._warc.close()
-            FileSystems.rename([_join(self.warc_dir, f".{self._names[0]}.tmp")], [_join(self.warc_dir, self._names[0])])
-        self._outcomes.close()
-        FileSystems.rename([_join(self.warc_dir, f".{self._names[1]}.tmp")], [_join(self.warc_dir, self._names[1])])
+        for f, name in ((self._warc, self._names[0]), (self._outcomes, self._names[1])):   # the WARC first
+            if f is not None:
+                _finish(f, _join(self.warc_dir, f".{name}.tmp"), _join(self.warc_dir, name), self.local)
+        if self.local:
+            fsync_dir(self.warc_dir)
         self.committed.append(self._names[1])
         self._warc = self._outcomes = None
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             self._commit()
+        _LIVE.discard(self)
 
 
 def _record(make) -> bytes:
@@ -163,88 +207,4 @@ def page_records(page: Page, capture=None):
     return resp, req
 
 
-def _page_from_record(record, link: Optional[Link]) -> Page:
-    ctype = record.http_headers.get_header("Content-Type") or ""
-    body = record.raw_stream.read()
-    if link is None:
-        link = link_from_json(record.rec_headers.get_header(LINK_HEADER))
-    when = iso_date_to_datetime(record.rec_headers.get_header("WARC-Date")).replace(tzinfo=timezone.utc)
-    return Page(link, record.rec_headers.get_header("WARC-Target-URI"), int(record.http_headers.get_statuscode()),
-                media_type(ctype) or "text/html", body, detect_encoding(ctype, body), when.timestamp())
 
-
-# ---------------------------------------------------------------------------------------------- reading back
-def outcome_files(warc_dir: str) -> list:
-    """Committed outcomes files, sorted (temp names start with '.' and do not match)."""
-    try:
-        found = FileSystems.match([_join(warc_dir, "outcomes-*.jsonl")])[0].metadata_list
-    except Exception:       # no directory yet
-        return []
-    return sorted(m.path for m in found)
-
-
-def parse_outcomes(lines: Iterable[str]) -> Iterator[Captured]:
-    for line in lines:
-        line = line.strip()
-        if line:
-            d = json.loads(line)
-            link = link_from_json(json.dumps(d["link"]))
-            yield Captured(d["url"], d["outcome"], d.get("detail", ""), d.get("warc"), d.get("offset"), link)
-
-
-def preference(rec: Captured):
-    """Sort key choosing one record when a URL was decided more than once (a retried failure, overlapping runs):
-    an ok capture first, then the smallest record, so every reader and runner picks the same one."""
-    return rec.outcome != "ok", rec.outcome, rec.warc or "", rec.offset or 0
-
-
-def load_page(warc_dir: str, rec: Captured, link: Optional[Link] = None) -> Page:
-    """The Page of an ok outcome, from its WARC record (with `link`, or the Link stored in the record)."""
-    with FileSystems.open(_join(warc_dir, rec.warc), compression_type=RAW) as f:
-        f.seek(rec.offset)
-        record = next(iter(ArchiveIterator(f)))
-        return _page_from_record(record, link or rec.link)
-
-
-def _response_pages(warc_path: str) -> Iterator[Page]:
-    with FileSystems.open(warc_path, compression_type=RAW) as f:
-        for record in ArchiveIterator(f):
-            if record.rec_type == "response" and record.rec_headers.get_header(LINK_HEADER):
-                yield _page_from_record(record, None)
-
-
-# ---------------------------------------------------------------------------------------------- Beam
-def _ok_outcomes(readable_file) -> Iterator:
-    with readable_file.open(compression_type=RAW) as f:
-        lines = f.read().decode("utf-8").splitlines()
-    for rec in parse_outcomes(lines):
-        if rec.outcome == "ok" and rec.warc:
-            yield rec.url, rec
-
-
-class ReadWarcPages(beam.PTransform):
-    """PBegin -> PCollection[Page]: the ok outcomes of `warc_dir` (or, with no outcome logs, every response record
-    with a WebText-Link header), read in parallel, one Page per URL, so extraction can be rerun with no network
-    (`webtext extract --warc DIR`)."""
-
-    def __init__(self, warc_dir: str):
-        super().__init__()
-        self.warc_dir = warc_dir
-
-    def expand(self, pbegin):
-        warc_dir = self.warc_dir
-        if outcome_files(warc_dir):
-            return (pbegin
-                    | "MatchOutcomes" >> fileio.MatchFiles(_join(warc_dir, "outcomes-*.jsonl"))
-                    | "ReadOutcomes" >> fileio.ReadMatches()
-                    | "OkOutcomes" >> beam.FlatMap(_ok_outcomes)
-                    | "OnePerURL" >> beam.CombinePerKey(lambda recs: min(recs, key=preference))
-                    | "LoadPages" >> beam.Map(lambda kv: load_page(warc_dir, kv[1])))
-        # No outcome logs (WARCs from elsewhere, or copied alone): every response record with a WebText-Link.
-        return (pbegin
-                | "MatchWarcs" >> fileio.MatchFiles(_join(warc_dir, "fetch-*.warc.gz"))
-                | "Paths" >> beam.Map(lambda m: m.path)
-                | "Responses" >> beam.FlatMap(_response_pages)
-                | "ByURL" >> beam.Map(lambda page: (page.link.url, page))
-                | "OnePagePerURL" >> beam.CombinePerKey(lambda pages: min(pages, key=lambda p: (p.fetched_at, p.final_url)))
-                | "Pages" >> beam.Values())

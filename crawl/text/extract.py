@@ -25,10 +25,14 @@ class ExtractConfig:
     language_chars: int = 3_000       # identify on the first N chars: same verdicts as 10k on the test pages
     include_tables: bool = False                  # keep table text (trafilatura option)
     favor_precision: bool = False                 # trafilatura: less boilerplate at the cost of some text
+    max_worker_memory_mb: int = 1024  # address space a worker may add to its start-up size (RLIMIT_AS; needs a
+                                      # timeout, i.e. workers); over it: extract_memory/extract_crashed. 0: no cap
 
     def __post_init__(self):
         if self.timeout is not None and self.timeout < 0:
             raise ValueError("timeout must be >= 0 seconds (0 or none: no bound)")
+        if self.max_worker_memory_mb < 0:
+            raise ValueError("max_worker_memory_mb must be >= 0 (0: no cap)")
         if self.processes < 0 or self.batch_size < 1 or self.min_chars < 0 or self.language_chars < 1:
             raise ValueError("processes and min_chars must be >= 0, batch_size and language_chars >= 1")
         if not 0.0 <= self.min_language_score <= 1.0:

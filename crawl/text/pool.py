@@ -1,8 +1,15 @@
-"""The extraction process pool: pages in batches to worker processes, each page under a wall-clock alarm.
+"""The extraction process pool: pages in batches to worker processes, each page under a wall-clock alarm and each
+worker under a memory cap.
 
 Extraction is most of the CPU cost of the whole pipeline and can run unbounded on pathological HTML. The pool uses
 every core a Beam worker has; each page runs under SIGALRM (`extract.timeout`); a worker stuck where the alarm
-cannot reach it (inside C code) is killed from outside after a grace period and the pool is replaced.
+cannot reach it (inside C code) is killed from outside after a grace period and the pool is replaced. Each worker
+caps its own address space (RLIMIT_AS, `extract.max_worker_memory_mb` above its start-up size): a page that needs
+more ends as `extract_memory` (MemoryError) or, if the allocation failure kills the worker, `extract_crashed`.
+When a worker dies, only the page it was on is dropped: every worker writes the id of the task it runs into a
+shared array, so after the break the pages that had not started go back to a fresh pool and the few that were
+running (the culprit and its neighbours) are retried one at a time; the one that kills its worker alone is the
+culprit. Nothing a worker does fails the bundle: every outcome is a Document or a (reason, detail).
 This module is also what the workers import first: a handler goes on the root logger before Beam is imported
 there (Beam logs a warning about optional GCP clients at import time, once per worker otherwise).
 """
@@ -11,40 +18,102 @@ import logging
 logging.getLogger().addHandler(logging.NullHandler())
 
 import concurrent.futures as cf  # noqa: E402
+import itertools  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 import signal  # noqa: E402
 import threading  # noqa: E402
-from typing import List  # noqa: E402
+from typing import Dict, List  # noqa: E402
 
 from core.records import Page  # noqa: E402
 from crawl.links import LinkRules  # noqa: E402
 from crawl.text.extract import ExtractConfig, ExtractTimeout, document_from_page, extract_text, identify_language  # noqa: E402
 
+IDLE = -1
+
 
 # ------------------------------------------------------------------------------ worker side (in the processes)
+_ARMED = False          # the alarm raises only while a page is on the clock
+_SLOTS = None           # shared array: [next free slot, task id running in slot 0, slot 1, ...]
+_SLOT = 0
+
+
 def _on_alarm(signum, frame):
-    raise ExtractTimeout()
+    if _ARMED:
+        raise ExtractTimeout()
+
+
+def _memory_error(result) -> bool:
+    # document_from_page turns any Exception from trafilatura into extract_error; a MemoryError there is the cap.
+    return isinstance(result, tuple) and result[0] == "extract_error" and result[1].startswith("MemoryError")
 
 
 def document_with_alarm(page: Page, cfg: ExtractConfig, rules: LinkRules):
-    """Runs in the worker's main thread, where SIGALRM can interrupt a runaway extraction."""
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, cfg.timeout)
+    """Runs in the worker's main thread, where SIGALRM can interrupt a runaway extraction. The alarm raises only
+    while armed, and disarming starts by clearing the flag, so an alarm that fires as the page finishes either
+    lands inside the try below (and the page keeps the result it already has) or does nothing."""
+    global _ARMED
+    result = None
     try:
-        return document_from_page(page, cfg, rules)
-    except ExtractTimeout:   # fired outside trafilatura (e.g. during language ID)
-        return "extract_timeout", f"> {cfg.timeout} s"
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, _on_alarm)
+        _ARMED = True
+        signal.setitimer(signal.ITIMER_REAL, cfg.timeout)
+        try:
+            result = document_from_page(page, cfg, rules)
+        finally:
+            _ARMED = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except ExtractTimeout:   # fired outside trafilatura (e.g. during language ID), or as it finished
+        if result is None:
+            return "extract_timeout", f"> {cfg.timeout} s"
+    except MemoryError:      # over the worker's cap outside trafilatura's own catch
+        result = "extract_error", "MemoryError"
+    if _memory_error(result):
+        return "extract_memory", f"over the worker memory cap ({cfg.max_worker_memory_mb} MiB)"
+    return result
 
 
-def warm_up(cfg: ExtractConfig) -> bool:
+def warm_up(cfg: ExtractConfig) -> None:
     """First-use costs (lxml/trafilatura caches, the language model) paid once per worker, off the clock."""
     extract_text("<html><body><article><p>warm up</p></article></body></html>")
     if cfg.language:
         identify_language("warm up")
+
+
+def _address_space() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _init_worker(cfg: ExtractConfig, slots) -> None:
+    """Once per worker: take a slot, warm up, then cap the address space at what start-up left plus the budget."""
+    global _SLOTS, _SLOT
+    lock = slots.get_lock()
+    if not lock.acquire(timeout=30):     # the holder died inside two lines: a worker without a slot is still fine
+        raise RuntimeError("slot lock not released")
+    try:
+        _SLOT = int(slots[0])
+        slots[0] += 1
+    finally:
+        lock.release()
+    _SLOTS = slots.get_obj()             # writes of one's own slot need no lock (a killed holder would wedge all)
+    _SLOTS[1 + _SLOT] = IDLE
+    warm_up(cfg)
+    if cfg.max_worker_memory_mb:
+        cap = _address_space() + cfg.max_worker_memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def _ready() -> bool:
     return True
+
+
+def _task(task_id: int, page: Page, cfg: ExtractConfig, rules: LinkRules):
+    _SLOTS[1 + _SLOT] = task_id          # left in place if this page kills the worker: that names the culprit
+    result = document_with_alarm(page, cfg, rules)
+    _SLOTS[1 + _SLOT] = IDLE
+    return result
 
 
 # ------------------------------------------------------------------------------ parent side
@@ -57,6 +126,9 @@ def _pool_context():
     return ctx
 
 
+CRASHED = ("extract_crashed", "its extraction worker died on this page (killed, crashed or out of memory)")
+
+
 class ExtractPool:
     """Extracts batches of pages on `processes` worker processes, each page under cfg.timeout; `rules` says which
     hosts are Wikipedia (the same rules as the link stage)."""
@@ -65,7 +137,9 @@ class ExtractPool:
 
     def __init__(self, cfg: ExtractConfig, processes: int, rules: LinkRules = LinkRules()):
         self.cfg, self.rules, self.processes = cfg, rules, max(1, processes)
-        self._pool, self._starting = None, None
+        self._pool, self._slots, self._starting = None, None, None
+        self._ids = itertools.count()
+        self.restarts = 0          # pools replaced after a dead or wedged worker (for tests and logs)
 
     def start_in_background(self) -> None:
         """Start the workers while earlier work (the fetch) is still running: starting costs about a second.
@@ -80,11 +154,14 @@ class ExtractPool:
             self._starting.start()
 
     def _start(self) -> None:
-        pool = cf.ProcessPoolExecutor(self.processes, mp_context=_pool_context())
-        warm = [pool.submit(warm_up, self.cfg) for _ in range(self.processes)]
+        ctx = _pool_context()
+        slots = ctx.Array("q", [0] + [IDLE] * self.processes)
+        pool = cf.ProcessPoolExecutor(self.processes, mp_context=ctx, initializer=_init_worker,
+                                      initargs=(self.cfg, slots))
+        ready = [pool.submit(_ready) for _ in range(self.processes)]
         try:
-            cf.wait(warm, timeout=120)
-            ok = all(f.done() and not f.exception() for f in warm)
+            cf.wait(ready, timeout=120)
+            ok = all(f.done() and not f.exception() for f in ready)
         except cf.process.BrokenProcessPool:
             ok = False
         if not ok:
@@ -92,39 +169,78 @@ class ExtractPool:
             raise RuntimeError(
                 "extraction workers could not start; if you call webtext from your own script, put the call "
                 "under `if __name__ == \"__main__\":` (worker processes import your main module)")
-        self._pool = pool
+        self._pool, self._slots = pool, slots
 
-    def map(self, pages: List[Page]) -> list:
-        if not self.cfg.timeout:   # no bound asked for: extract here, no workers
-            return [document_from_page(p, self.cfg, self.rules) for p in pages]
+    def _ensure_started(self) -> None:
         if self._starting is not None:
             self._starting.join()
             self._starting = None
         if self._pool is None:
             self._start()
 
+    def map(self, pages: List[Page]) -> list:
+        """One Document or (reason, detail) per page, in order."""
+        if not self.cfg.timeout:   # no bound asked for: extract here, no workers
+            return [document_from_page(p, self.cfg, self.rules) for p in pages]
+        results: list = [None] * len(pages)
+        todo, alone = list(range(len(pages))), False
+        while todo:
+            if alone:                  # a break nobody could be blamed for: one page at a time, exactly
+                for i in todo:
+                    self._round(pages, [i], results, crashed=CRASHED)
+                break
+            suspects, todo = self._round(pages, todo, results)
+            for i in suspects:         # running when a worker died: alone, the culprit dies again
+                self._round(pages, [i], results, crashed=CRASHED)
+            alone = bool(todo) and not suspects
+        return results
+
+    def _submit(self, pages, todo) -> Dict[int, tuple]:
+        """{page index: (task id, future)}"""
         def submit_all():
-            return [self._pool.submit(document_with_alarm, p, self.cfg, self.rules) for p in pages]
+            tasks = {i: next(self._ids) for i in todo}
+            return {i: (t, self._pool.submit(_task, t, pages[i], self.cfg, self.rules)) for i, t in tasks.items()}
+        self._ensure_started()
         try:
-            futures = submit_all()
+            return submit_all()
         except cf.process.BrokenProcessPool:   # the pool broke between batches: one fresh start, no loop
-            self.close()
-            self._start()
-            futures = submit_all()
-        results = []
-        for i, future in enumerate(futures):
+            self._replace()
+            return submit_all()
+
+    def _round(self, pages, todo, results, crashed=None):
+        """Run pages `todo` in parallel into `results`. After a worker died: (pages that were running, pages that
+        had not started or were interrupted); with `crashed` (a single page), that page gets `crashed` instead."""
+        tasks = self._submit(pages, todo)
+        for i, (_, future) in tasks.items():
             try:
                 # Futures finish roughly in order, so waiting timeout+grace per result bounds a wedged worker.
-                results.append(future.result(timeout=self.cfg.timeout + self.GRACE))
+                results[i] = future.result(timeout=self.cfg.timeout + self.GRACE)
                 continue
-            except cf.TimeoutError:
-                failed = ("extract_timeout", f"worker killed after {self.cfg.timeout + self.GRACE} s")
-            except cf.process.BrokenProcessPool:   # a worker died (e.g. out of memory) on some page of the batch
-                failed = ("extract_error", "extraction worker died")
-            # This page is lost with its worker; the rest of the batch goes to a fresh pool.
-            self.close()
-            return results + [failed] + self.map(pages[i + 1:])
-        return results
+            except cf.TimeoutError:     # wedged where the alarm cannot reach: this page's time is up
+                results[i] = ("extract_timeout", f"worker killed after {self.cfg.timeout + self.GRACE} s")
+                running = set()
+            except cf.process.BrokenProcessPool:   # a worker died; its slot still names the task it was on
+                running = {int(t) for t in self._slots.get_obj()[1:]}
+            except (Exception, ExtractTimeout) as e:   # whatever a worker raised: this page's drop, never the bundle's
+                results[i] = ("extract_error", f"{type(e).__name__}: {e}")
+                continue
+            self._replace()
+            suspects, rest = [], []
+            for j, (task_id, f) in tasks.items():
+                if results[j] is not None:
+                    continue
+                if f.done() and not f.cancelled() and f.exception() is None:
+                    results[j] = f.result()      # finished before the break
+                elif crashed is not None:
+                    results[j] = crashed
+                else:
+                    (suspects if task_id in running else rest).append(j)
+            return suspects, rest
+        return [], []
+
+    def _replace(self) -> None:
+        self.close()
+        self.restarts += 1
 
     def close(self):
         if self._starting is not None:
@@ -134,7 +250,7 @@ class ExtractPool:
             for proc in list(getattr(self._pool, "_processes", {}).values()):
                 proc.terminate()   # a wedged worker would make shutdown wait forever
             self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            self._pool = self._slots = None
 
 
 def default_processes() -> int:

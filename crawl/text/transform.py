@@ -37,7 +37,10 @@ class _ExtractBatch(Step):
             from tqdm.auto import tqdm
             self.bar = tqdm(desc="extract", unit="page", disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
         self.count("in", len(pages))
+        restarts = self.pool.restarts
         results = self.pool.map(pages)
+        if self.pool.restarts > restarts:   # dead or wedged workers replaced (their pages: extract_crashed/timeout)
+            self.count("worker_restarts", self.pool.restarts - restarts)
         self.bar.update(len(pages))
         for page, result in zip(pages, results):
             if not isinstance(result, Document):   # (reason, detail)

@@ -1,0 +1,158 @@
+"""The extraction pool under pages that kill their worker, exhaust its memory cap, or finish as the alarm fires.
+
+Everything runs through the real pool (forkserver workers, SIGALRM, RLIMIT_AS); the kill comes from an
+OOM-killer stand-in that watches the workers' resident memory from outside and SIGKILLs the one that balloons.
+"""
+import os
+import signal
+import sys
+import threading
+
+import pytest
+
+from core.records import Document, Link, Page
+from crawl.text import pool as pool_module
+from crawl.text.extract import ExtractConfig
+from crawl.text.pool import ExtractPool, document_with_alarm
+
+WORDS = ("the river archive holds letters maps and ledgers from the old harbour town where merchants wrote "
+         "about weather prices ships and the long winter of that year").split()
+
+
+def article(i: int) -> bytes:
+    sentences = " ".join(f"{' '.join(WORDS[(i + k) % 7:(i + k) % 7 + 12]).capitalize()} number {i}-{k}."
+                         for k in range(20))
+    return f"<html><body><article><h1>Story {i}</h1><p>{sentences}</p></article></body></html>".encode()
+
+
+def balloon(kib: int = 1024) -> bytes:
+    # Flat unclosed paragraphs: lxml + trafilatura need ~300 MiB and ~20 s for 1 MiB of this.
+    return b"<html><body>" + b"<p>a" * (kib * 256) + b"</body></html>"
+
+
+def page(body: bytes, i: int) -> Page:
+    url = f"http://example.com/{i}"
+    return Page(Link(url, "example.com", 5, ("s",), 1_400_000_000, 1), url, 200, "text/html", body, "utf-8")
+
+
+def _descendants(pid: int) -> set:
+    children, found = {}, set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+class OomKiller(threading.Thread):
+    """SIGKILLs any descendant process whose RSS grows more than `limit_mib` above what it first had."""
+
+    def __init__(self, limit_mib: float):
+        super().__init__(daemon=True)
+        self.limit, self.base, self.killed, self.stop = limit_mib, {}, [], threading.Event()
+
+    def run(self):
+        while not self.stop.wait(0.05):
+            for pid in _descendants(os.getpid()):
+                rss = _rss_mib(pid)
+                base = self.base.setdefault(pid, rss)
+                if rss - base > self.limit:
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed.append(pid)
+
+
+def test_a_page_that_kills_its_worker_is_the_only_drop():
+    pages = [page(article(i), i) for i in range(6)] + [page(balloon(), 6)] + [page(article(i), i) for i in range(7, 12)]
+    pool = ExtractPool(ExtractConfig(timeout=60, language="", max_worker_memory_mb=0), processes=2)
+    pool._ensure_started()
+    killer = OomKiller(limit_mib=120)
+    killer.start()
+    try:
+        results = pool.map(pages)
+    finally:
+        killer.stop.set()
+        pool.close()
+    assert killer.killed, "the balloon page never grew its worker"
+    assert results[6][0] == "extract_crashed"
+    assert all(isinstance(r, Document) for k, r in enumerate(results) if k != 6), results
+    assert [r.url for k, r in enumerate(results) if k != 6] == [p.link.url for k, p in enumerate(pages) if k != 6]
+
+
+def test_memory_cap_is_a_named_drop_and_the_pool_keeps_working():
+    pages = [page(article(0), 0), page(balloon(), 1), page(article(2), 2)]
+    pool = ExtractPool(ExtractConfig(timeout=60, language="", max_worker_memory_mb=100), processes=1)
+    try:
+        results = pool.map(pages)
+        again = pool.map([page(article(3), 3)])
+    finally:
+        pool.close()
+    assert results[1][0] in ("extract_memory", "extract_crashed"), results[1]
+    assert isinstance(results[0], Document) and isinstance(results[2], Document)
+    assert isinstance(again[0], Document)      # uncapped, the same page is a Document after ~20 s here
+
+
+def _alarm_after_return(n: int, page_, cfg):
+    """document_with_alarm with SIGALRM delivered at the n-th bytecode of the worker function after extraction
+    returned: an opcode tracer sends the real signal to this process, and its handler runs right there."""
+    caller, callee = document_with_alarm.__code__, pool_module.document_from_page.__code__
+    state = {"returned": False, "count": 0, "fired": False}
+
+    def tracer(frame, event, arg):
+        if frame.f_code is callee:
+            if event == "return":
+                state["returned"] = True
+            return tracer
+        if frame.f_code is caller:
+            frame.f_trace_opcodes = True
+            if event == "opcode" and state["returned"]:
+                if state["count"] == n:
+                    state["fired"] = True
+                    os.kill(os.getpid(), signal.SIGALRM)
+                state["count"] += 1
+            return tracer
+        return None
+
+    sys.settrace(tracer)
+    try:
+        return document_with_alarm(page_, cfg, pool_module.LinkRules()), state["fired"]
+    finally:
+        sys.settrace(None)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def test_an_alarm_as_the_page_finishes_never_escapes():
+    """Every instant between the end of extraction and the worker function's return: the page keeps its result
+    (or ends as extract_timeout); ExtractTimeout never leaves the worker to fail the bundle."""
+    cfg = ExtractConfig(timeout=30, language="")
+    old = signal.getsignal(signal.SIGALRM)
+    try:
+        for n in range(60):
+            result, fired = _alarm_after_return(n, page(article(n), n), cfg)
+            assert isinstance(result, Document) or result[0] == "extract_timeout", (n, result)
+            if not fired:         # past the function's last bytecode: every position was tried
+                break
+        assert n > 2
+    finally:
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_config_checks_memory_cap():
+    with pytest.raises(ValueError):
+        ExtractConfig(max_worker_memory_mb=-1)
