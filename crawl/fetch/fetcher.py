@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urljoin, urlsplit
@@ -27,9 +28,10 @@ from crawl.fetch.content import check_content_type, detect_encoding, read_body, 
 from crawl.links import LinkRules, host_of, normalize_url, url_drop_reason
 from core.records import Link, Page
 from core.retry import retry_wait
+from crawl.fetch.deadline import WATCHDOG
 from crawl.fetch.http import Pacer, classify, now, send, status_outcome
 from crawl.fetch.robots import RobotsCache
-from crawl.fetch.safety import GuardedAdapter, Resolver, check_host
+from crawl.fetch.safety import FetchAdapter, Resolver, ip_literal, pinned, sendable_url, vet_host
 
 DROP_REASONS = (
     "bad_url", "private_address", "dns_error", "connection_error", "tls_error", "timeout", "host_unreachable",
@@ -50,12 +52,14 @@ class FetchConfig:
     user_agent: str = "webtext/0.1 (+https://github.com/webtext)"
     connect_timeout: float = 10.0       # seconds per connection attempt
     read_timeout: float = 20.0          # seconds of silence allowed while waiting for bytes
-    page_timeout: float = 60.0          # wall clock per page, all redirect hops included
+    page_timeout: float = 60.0          # wall clock per page from its first request: every hop, header and byte
+    dns_timeout: float = 10.0           # longest wait for one name lookup (a late answer is a transient failure)
     max_bytes: int = 5 * 2**20          # bytes on the wire per response
     max_decompressed_bytes: int = 20 * 2**20   # gzip/deflate bomb cap
     max_redirects: int = 5
     content_types: Tuple[str, ...] = ("text/html", "application/xhtml+xml")
-    http_proxy: Optional[str] = None    # every request goes through it; it then resolves names
+    http_proxy: Optional[str] = None    # every request goes through it; it then resolves names ...
+    pin_dns: bool = False               # ... unless this is set: resolve here, check, send it the checked address
     allow_private: bool = False         # True only for loopback demos and tests
     verify_tls: bool = True
     min_delay: float = 1.0              # seconds from the end of a response to the next request on that host
@@ -78,7 +82,7 @@ class FetchConfig:
     def __post_init__(self):
         if self.per_host_concurrency < 1 or self.global_concurrency < 1 or self.max_urls_per_host_key < 1:
             raise ValueError("fetch concurrency and max_urls_per_host_key must be >= 1")
-        for name in ("connect_timeout", "read_timeout", "page_timeout", "robots_timeout", "max_bytes",
+        for name in ("connect_timeout", "read_timeout", "page_timeout", "robots_timeout", "dns_timeout", "max_bytes",
                      "max_decompressed_bytes", "robots_max_bytes", "warc_rotate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
@@ -116,7 +120,7 @@ def make_session(cfg: FetchConfig) -> requests.Session:
     s.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     pool = dict(pool_connections=max(10, cfg.global_concurrency), pool_maxsize=max(10, cfg.global_concurrency),
                 max_retries=0)
-    adapter = requests.adapters.HTTPAdapter(**pool) if cfg.allow_private or cfg.http_proxy else GuardedAdapter(**pool)
+    adapter = FetchAdapter(guarded=not (cfg.allow_private or cfg.http_proxy), **pool)
     s.mount("http://", adapter)
     s.mount("https://", adapter)
     if cfg.http_proxy:
@@ -136,58 +140,111 @@ class _Ctx(NamedTuple):
     robots: Optional[RobotsCache]
     key_host: str = ""
     n_keys: int = 1
+    pace_key: str = ""                  # the pacer entry of this host key's own requests
 
 
-def _delay(ctx: _Ctx, url: str, host: str) -> float:
+class _Stop(Exception):
+    """A hop that ends the page: (outcome, detail, whether anything reached the network)."""
+
+
+def _pacing(ctx: _Ctx, url: str, host: str, own: bool) -> Tuple[str, float]:
+    """(pacer entry, delay). A split host's key paces its own URLs alone, at n_keys x the delay, so the host sees
+    one request per delay in total however its keys are placed on workers; sharing the host's entry as well would
+    slow it n_keys-fold again. Everything else (robots.txt, redirect hops) goes through the host's entry."""
     delay = ctx.cfg.min_delay
     if ctx.robots is not None:
         delay = max(delay, min(ctx.robots.crawl_delay(url), ctx.cfg.max_crawl_delay))
-    return delay * (ctx.n_keys if host == ctx.key_host else 1)
+    if own and ctx.n_keys > 1 and host == ctx.key_host:
+        return ctx.pace_key or f"{host}#", delay * ctx.n_keys
+    return host, delay
 
 
-def _get_robots(ctx: _Ctx, robots_url: str) -> Tuple[int, bytes, str, str]:
-    """RobotsGetter: /robots.txt through the same session, proxy, checks and pacing, with its own timeout."""
-    cfg = ctx.cfg
-    url, jar = robots_url, requests.cookies.RequestsCookieJar()
-    deadline = time.monotonic() + cfg.robots_timeout
-    for _ in range(6):                  # RFC 9309: follow at least five redirects
-        host = host_of(url)
-        bad = check_host(host, cfg.allow_private, bool(cfg.http_proxy), ctx.resolver)
-        if bad:
-            return 0, b"", bad[0], bad[1]
-        with ctx.pacer.slot(host, _delay(ctx, url, host)):
-            left = max(0.1, deadline - time.monotonic())
+@contextmanager
+def _exchange(ctx: _Ctx, url: str, jar, pace: Tuple[str, float], budget: float, deadline: Optional[float]):
+    """Check the host, wait for its turn, send `url` exactly (to its checked address with pin_dns), under one
+    wall-clock deadline that the watchdog enforces on every socket read. Yields (response, deadline); a deadline
+    of None starts when the request goes out. Raises _Stop."""
+    cfg, host = ctx.cfg, host_of(url)
+    lookup_wait = cfg.dns_timeout if deadline is None else max(0.01, deadline - time.monotonic())
+    bad, addrs = vet_host(host, cfg.allow_private, bool(cfg.http_proxy), ctx.resolver, cfg.pin_dns, lookup_wait)
+    if bad:
+        raise _Stop(bad[0], bad[1], False)
+    target, headers = url, None
+    if cfg.pin_dns and cfg.http_proxy and ip_literal(host) is None:
+        addr = next((a for a in addrs if ":" not in a), addrs[0])
+        target, headers = pinned(url, addr), {"Host": urlsplit(url).netloc}
+    with ctx.pacer.slot(*pace):
+        started = time.monotonic()
+        deadline = deadline or started + budget
+        left = deadline - started
+        if left <= 0:
+            raise _Stop("timeout", "page timeout before the request", False)
+        with WATCHDOG.deadline(deadline):
             try:
-                with send(ctx.session, url, jar, (min(cfg.connect_timeout, left), min(cfg.read_timeout, left))) as r:
-                    location = r.headers.get("Location")
-                    if r.status_code in REDIRECTS and location:
-                        requests.cookies.extract_cookies_to_jar(jar, r.request, r.raw)
-                        url = urljoin(url, location)
-                        if urlsplit(url).scheme not in ("http", "https"):
-                            return 0, b"", "bad_redirect", url[:200]
-                        continue
-                    if not 200 <= r.status_code < 300:
-                        return r.status_code, b"", "", ""
+                resp = send(ctx.session, target, jar, (min(cfg.connect_timeout, left), min(cfg.read_timeout, left)),
+                            deadline, headers)
+            except Exception as e:
+                raise _Stop(*_failure(e, deadline), True) from None
+            with resp:
+                yield resp, deadline
+
+
+def _transient(reason: str, detail: str) -> bool:
+    """A lookup that timed out or got EAI_AGAIN (crawl/fetch/safety.py Resolver): worth asking again, and not a
+    sign that the host is dead (the circuit breaker does not count it)."""
+    return reason == "dns_error" and "transient" in detail
+
+
+def _failure(e: BaseException, deadline: float) -> Tuple[str, str]:
+    if time.monotonic() >= deadline:    # the watchdog cut the socket, or a read ran into the deadline
+        return "timeout", f"page timeout ({type(e).__name__})"
+    return classify(e)
+
+
+def _get_robots(ctx: _Ctx, robots_url: str, page_deadline: Optional[float] = None) -> Tuple[int, bytes, str, str]:
+    """RobotsGetter: /robots.txt through the same session, proxy, checks and pacing, within robots_timeout and the
+    page's own deadline. Cut short by the page's deadline, it answers "deadline" (not judged, not cached)."""
+    cfg = ctx.cfg
+    url, jar = sendable_url(robots_url, normalize_url)[0] or robots_url, requests.cookies.RequestsCookieJar()
+    own = time.monotonic() + cfg.robots_timeout
+    deadline = min(own, page_deadline or own)
+    for _ in range(6):                  # RFC 9309: follow at least five redirects
+        try:
+            with _exchange(ctx, url, jar, _pacing(ctx, url, host_of(url), False), 0, deadline) as (r, _):
+                location = r.headers.get("Location")
+                if r.status_code in REDIRECTS and location:
+                    requests.cookies.extract_cookies_to_jar(jar, r.request, r.raw)
+                    url, why = sendable_url(urljoin(url, location), normalize_url)
+                    if url is None:
+                        return 0, b"", "bad_redirect", why
+                    continue
+                if not 200 <= r.status_code < 300:
+                    return r.status_code, b"", "", ""
+                try:
                     body = read_body(r.raw, r.headers.get("Content-Encoding", ""), cfg.robots_max_bytes,
                                      cfg.robots_max_bytes, deadline, truncate=True)
-                    return r.status_code, body, "", ""
-            except Exception as e:
-                reason, detail = classify(e)
-                return 0, b"", reason, detail
+                except Exception as e:
+                    raise _Stop(*_failure(e, deadline), True) from None
+                return r.status_code, body, "", ""
+        except _Stop as stop:
+            reason, detail, _ = stop.args
+            if reason == "timeout" and deadline < own:
+                return 0, b"", "deadline", detail
+            return 0, b"", reason, detail
     return 0, b"", "too_many_redirects", url[:200]
 
 
 def fetch_one(session: requests.Session, link: Union[Link, str], cfg: FetchConfig, rules: LinkRules = LinkRules(),
               *, pacer: Optional[Pacer] = None, resolver: Optional[Resolver] = None,
-              robots: Optional[RobotsCache] = None, n_keys: int = 1) -> FetchResult:
+              robots: Optional[RobotsCache] = None, n_keys: int = 1, pace_key: str = "") -> FetchResult:
     """Fetch one link; never raises. Pass the pacer/resolver/robots cache shared by a worker's threads (fetch_host
     does); left out, fresh ones are made (robots.txt then is fetched for this call only, if cfg.robots)."""
     if isinstance(link, str):
         link = Link(link, host_of(link), 0, (), 0)
     if robots is None and cfg.robots:
         robots = RobotsCache(cfg.user_agent)
-    ctx = _Ctx(session, cfg, rules, pacer or Pacer(cfg.per_host_concurrency), resolver or Resolver(), robots,
-               link.host, n_keys)
+    ctx = _Ctx(session, cfg, rules, pacer or Pacer(cfg.per_host_concurrency),
+               resolver or Resolver(timeout=cfg.dns_timeout), robots, link.host, n_keys, pace_key)
     try:
         return _fetch(ctx, link)
     except Exception as e:              # a bug or a library surprise: one link lost, the crawl goes on
@@ -196,61 +253,62 @@ def fetch_one(session: requests.Session, link: Union[Link, str], cfg: FetchConfi
 
 def _fetch(ctx: _Ctx, link: Link) -> FetchResult:
     cfg = ctx.cfg
-    url = link.url
-    if normalize_url(url) is None:
-        return FetchResult("bad_url", detail=url[:200], network=False)
+    url, why = sendable_url(link.url, normalize_url)     # normalized once: this string is checked and sent
+    if url is None:
+        return FetchResult("bad_url", detail=f"{why}: {link.url[:200]}", network=False)
     reason = url_drop_reason(url, ctx.rules)
     if reason:
         return FetchResult(reason, detail=url[:200], network=False)
     jar = requests.cookies.RequestsCookieJar()
     seen = set()                        # (url, cookies) states: the same state twice is a loop
     hops, attempt, retry_wait, deadline, sent = 0, 0, 0.0, None, False
+    robots_wait = cfg.page_timeout + cfg.robots_timeout + max(cfg.min_delay, cfg.max_crawl_delay)
     while True:
         host = host_of(url)
-        bad = check_host(host, cfg.allow_private, bool(cfg.http_proxy), ctx.resolver)
-        if bad:
-            return FetchResult(bad[0], detail=bad[1], network=sent)
         if ctx.robots is not None:
-            verdict = ctx.robots.verdict(url, lambda u: _get_robots(ctx, u))
+            verdict = ctx.robots.verdict(url, lambda u: _get_robots(ctx, u, deadline), wait=robots_wait)
+            if verdict and _transient(*verdict) and attempt < cfg.max_retries and deadline is None:
+                attempt += 1
+                time.sleep(cfg.backoff * 2 ** (attempt - 1))    # a DNS hiccup: ask again a little later
+                continue
             if verdict:
-                return FetchResult(verdict[0], detail=verdict[1])
-        seen.add((normalize_url(url), tuple(sorted(jar.items()))))
-        with ctx.pacer.slot(host, max(_delay(ctx, url, host), retry_wait)):
-            started = time.monotonic()
-            deadline = deadline or started + cfg.page_timeout
-            left = deadline - started
-            if left <= 0:
-                return FetchResult("timeout", detail=f"page timeout after {hops} redirects")
-            sent = True
-            try:
-                resp = send(ctx.session, url, jar, (min(cfg.connect_timeout, left), min(cfg.read_timeout, left)))
-            except Exception as e:
-                reason, detail = classify(e)
-                return FetchResult(reason, detail=detail)
-            with resp:
+                outcome = "timeout" if verdict[0] == "deadline" else verdict[0]
+                return FetchResult(outcome, detail=verdict[1], network=sent or outcome not in ("private_address",))
+        seen.add((url, tuple(sorted(jar.items()))))
+        pacer_key, delay = _pacing(ctx, url, host, own=hops == 0)
+        try:
+            with _exchange(ctx, url, jar, (pacer_key, max(delay, retry_wait)), cfg.page_timeout, deadline) as (
+                    resp, deadline):
+                sent = True
                 result, location, retry_wait = _handle(ctx, link, url, resp, deadline, attempt)
                 if location:
                     requests.cookies.extract_cookies_to_jar(jar, resp.request, resp.raw)
+        except _Stop as stop:
+            reason, detail, network = stop.args
+            if _transient(reason, detail) and attempt < cfg.max_retries and deadline is None:
+                attempt += 1
+                time.sleep(cfg.backoff * 2 ** (attempt - 1))    # a DNS hiccup: ask again a little later
+                continue
+            return FetchResult(reason, detail=detail, network=sent or network)
         if result is not None:
             return result
         if retry_wait:                  # a 429/5xx we retry: same URL, after the wait, with a fresh page timeout
             attempt, deadline = attempt + 1, None
             continue
-        # A redirect: every hop faces the link rules again.
+        # A redirect: normalized once, then every hop faces the link rules again.
         hops += 1
         if hops > cfg.max_redirects:
             return FetchResult("too_many_redirects", detail=f"more than {cfg.max_redirects} redirects")
-        url = urljoin(url, location)
-        normalized = normalize_url(url)
-        if normalized is None:
-            return FetchResult("bad_redirect", detail=f"redirect to {url[:200]}")
-        reason = url_drop_reason(normalized, ctx.rules)
+        url, why = sendable_url(urljoin(url, location), normalize_url)
+        if url is None:
+            return FetchResult("bad_redirect", detail=f"redirect to {location[:200]!r}: {why}")
+        reason = url_drop_reason(url, ctx.rules)
         if reason in AFTER_REDIRECT:
-            return FetchResult(AFTER_REDIRECT[reason], detail=f"redirect to {normalized[:200]}")
+            return FetchResult(AFTER_REDIRECT[reason], detail=f"redirect to {url[:200]}")
         if reason:
-            return FetchResult("bad_redirect", detail=f"redirect to {normalized[:200]} ({reason})")
-        if (normalized, tuple(sorted(jar.items()))) in seen:
-            return FetchResult("redirect_loop", detail=f"back to {normalized[:200]}")
+            return FetchResult("bad_redirect", detail=f"redirect to {url[:200]} ({reason})")
+        if (url, tuple(sorted(jar.items()))) in seen:
+            return FetchResult("redirect_loop", detail=f"back to {url[:200]}")
         attempt, retry_wait = 0, 0.0
 
 
@@ -281,12 +339,12 @@ def _handle(ctx: _Ctx, link: Link, url: str, resp: requests.Response, deadline: 
         body = read_body(resp.raw, resp.headers.get("Content-Encoding", ""), cfg.max_bytes,
                          cfg.max_decompressed_bytes, deadline)
     except Exception as e:
-        reason, detail = classify(e)
+        reason, detail = _failure(e, deadline)
         return FetchResult(reason, detail=detail), None, 0.0
     bad, mtype = sniff_body(ctype, body, cfg.content_types)
     if bad:
         return FetchResult("not_html", detail=bad), None, 0.0
-    page = Page(link, normalize_url(url) or url, status, mtype, body, detect_encoding(ctype, body), now())
+    page = Page(link, url, status, mtype, body, detect_encoding(ctype, body), now())
     capture = Capture(tuple(resp.request.headers.items()), f"{status} {resp.reason or ''}".strip(),
                       tuple(resp.raw.headers.items()))
     return FetchResult("ok", page, capture=capture), None, 0.0
@@ -294,15 +352,16 @@ def _handle(ctx: _Ctx, link: Link, url: str, resp: requests.Response, deadline: 
 
 def fetch_host(links: Iterable[Link], cfg: FetchConfig, rules: LinkRules = LinkRules(),
                session: Optional[requests.Session] = None, *, n_keys: int = 1, pacer: Optional[Pacer] = None,
-               resolver: Optional[Resolver] = None, robots: Optional[RobotsCache] = None
+               resolver: Optional[Resolver] = None, robots: Optional[RobotsCache] = None, pace_key: str = ""
                ) -> Iterator[Tuple[Link, FetchResult]]:
     """One host's links, sorted by URL, fetched one after another. `n_keys` > 1 when the host was split into
-    that many keys: each key then waits n_keys times the delay, so the host as a whole still sees one request
-    per delay. After `cfg.circuit_breaker` consecutive network failures the remaining links end as
-    "host_unreachable" without a request."""
+    that many keys (`pace_key` names this one): each key then waits n_keys times the delay on its own pacer
+    entry, so the host as a whole still sees one request per delay. After `cfg.circuit_breaker` consecutive
+    network failures (transient DNS failures not counted) the remaining links end as "host_unreachable" without
+    a request."""
     session = session or make_session(cfg)
     pacer = pacer or Pacer(cfg.per_host_concurrency)
-    resolver = resolver or Resolver()
+    resolver = resolver or Resolver(timeout=cfg.dns_timeout)
     if robots is None and cfg.robots:
         robots = RobotsCache(cfg.user_agent)
     failures, last = 0, ""
@@ -311,8 +370,9 @@ def fetch_host(links: Iterable[Link], cfg: FetchConfig, rules: LinkRules = LinkR
             yield link, FetchResult("host_unreachable", detail=f"{failures} consecutive failures, last: {last}"[:300],
                                     network=False)
             continue
-        result = fetch_one(session, link, cfg, rules, pacer=pacer, resolver=resolver, robots=robots, n_keys=n_keys)
-        if result.outcome in BREAKER_FAILURES:
+        result = fetch_one(session, link, cfg, rules, pacer=pacer, resolver=resolver, robots=robots, n_keys=n_keys,
+                           pace_key=pace_key)
+        if result.outcome in BREAKER_FAILURES and not _transient(result.outcome, result.detail):
             failures, last = failures + 1, f"{result.outcome}: {result.detail}"
         elif result.network:
             failures = 0

@@ -22,16 +22,21 @@ class Pacer:
 
     def __init__(self, concurrency: int = 1, max_hosts: int = 100_000):
         self.concurrency, self.max_hosts = concurrency, max_hosts
+        self.longest = 0.0              # the longest delay asked for: a host idle for less may not be forgotten
         self._hosts = {}                # host -> [semaphore, last response end, requests in flight]
         self._lock = threading.Lock()
 
     @contextmanager
     def slot(self, host: str, delay: float):
         with self._lock:
+            self.longest = max(self.longest, delay)
             entry = self._hosts.get(host)
             if entry is None:
-                if len(self._hosts) >= self.max_hosts:     # forget hosts idle for ten minutes
-                    cutoff = time.monotonic() - 600
+                if len(self._hosts) >= self.max_hosts:
+                    # Forget hosts idle for ten minutes, or for longer than any delay (a split giant host asks
+                    # delay x n_keys, which can be more than ten minutes): forgetting one sooner would let its
+                    # next request go out early.
+                    cutoff = time.monotonic() - max(600.0, 2 * self.longest)
                     self._hosts = {h: e for h, e in self._hosts.items() if e[2] or e[1] > cutoff}
                     self.max_hosts = max(self.max_hosts, 2 * len(self._hosts))   # amortized: no scan per host
                 entry = self._hosts[host] = [threading.Semaphore(self.concurrency), float("-inf"), 0]
@@ -98,12 +103,13 @@ def stale(e: BaseException) -> bool:
                for c in _chain(e))
 
 
-def send(session: requests.Session, url: str, jar, timeout) -> requests.Response:
+def send(session: requests.Session, url: str, jar, timeout, deadline: float, headers=None) -> requests.Response:
     """GET without following redirects; one immediate second try when a pooled connection turned out stale, as
-    browsers do (a server closing an idle keep-alive connection races with our reuse of it)."""
+    browsers do (a server closing an idle keep-alive connection races with our reuse of it), unless the deadline
+    has passed (the watchdog closing the socket looks the same)."""
     try:
-        return session.get(url, stream=True, allow_redirects=False, cookies=jar, timeout=timeout)
+        return session.get(url, stream=True, allow_redirects=False, cookies=jar, timeout=timeout, headers=headers)
     except requests.exceptions.ConnectionError as e:
-        if not stale(e):
+        if not stale(e) or time.monotonic() >= deadline:
             raise
-    return session.get(url, stream=True, allow_redirects=False, cookies=jar, timeout=timeout)
+    return session.get(url, stream=True, allow_redirects=False, cookies=jar, timeout=timeout, headers=headers)

@@ -67,7 +67,7 @@ class _FetchHosts(_FetchStep):
     def setup(self):
         cfg = self.cfg
         self.session = make_session(cfg)
-        self.pacer, self.resolver = Pacer(cfg.per_host_concurrency), Resolver()
+        self.pacer, self.resolver = Pacer(cfg.per_host_concurrency), Resolver(timeout=cfg.dns_timeout)
         self.robots = RobotsCache(cfg.user_agent) if cfg.robots else None
         self.pool = ThreadPoolExecutor(cfg.global_concurrency, thread_name_prefix="fetch")
         self.bar = None                 # made at the first host group: idle workers show no bar
@@ -76,10 +76,11 @@ class _FetchHosts(_FetchStep):
         self.done, self.inflight = queue.Queue(), 0
         self.sink = WarcSink(self.cfg.warc_dir, self.cfg.warc_rotate) if self.cfg.warc_dir else None
 
-    def _run_host(self, links, n_keys, done, sink):
+    def _run_host(self, key, links, done, sink):
         try:
-            for link, result in fetch_host(links, self.cfg, self.rules, self.session, n_keys=n_keys,
-                                           pacer=self.pacer, resolver=self.resolver, robots=self.robots):
+            for link, result in fetch_host(links, self.cfg, self.rules, self.session, n_keys=_n_keys(key),
+                                           pacer=self.pacer, resolver=self.resolver, robots=self.robots,
+                                           pace_key=key):
                 if sink is not None:
                     sink.add(link, result)
                 done.put((link, result))
@@ -113,7 +114,7 @@ class _FetchHosts(_FetchStep):
         while self.inflight >= self.cfg.global_concurrency:     # backpressure: never queue more than we run
             yield from self._drain(wait_for_host=True)
         self.inflight += 1
-        self.pool.submit(self._run_host, links, _n_keys(key), self.done, self.sink)
+        self.pool.submit(self._run_host, key, links, self.done, self.sink)
         yield from self._drain(wait_for_host=False)
 
     def finish_bundle(self):
