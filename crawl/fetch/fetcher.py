@@ -186,6 +186,8 @@ def _exchange(ctx: _Ctx, url: str, jar, pace: Tuple[str, float], budget: float, 
             except Exception as e:
                 raise _Stop(*_failure(e, deadline), True) from None
             with resp:
+                if time.monotonic() >= deadline:    # cut mid-headers: http.client may still hand back a response
+                    raise _Stop("timeout", "page timeout while reading the headers", True)
                 yield resp, deadline
 
 
