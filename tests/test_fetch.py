@@ -314,3 +314,16 @@ def test_split_host_key_waits_n_keys_times_the_delay(web):
     links = [Link(f"http://split.example/{i}", "split.example", 3, (), 0) for i in range(2)]
     assert [r.outcome for _, r in fetch_host(links, cfg, session=make_session(cfg), n_keys=3)] == ["ok", "ok"]
     assert min(_gaps(web, "split.example")) >= 0.3
+
+
+def test_pacer_remembers_a_host_as_long_as_its_delay():
+    """A split host asks delay x n_keys, which can exceed ten minutes; forgetting it after ten idle minutes would
+    let its next request out early."""
+    from crawl.fetch.http import Pacer
+    pacer = Pacer(max_hosts=1)
+    with pacer.slot("giant.example#0/900", 900.0):
+        pass
+    pacer._hosts["giant.example#0/900"][1] -= 700            # its last response ended 700 s ago
+    with pacer.slot("other.example", 1.0):                    # a new host: the table is full, idle ones go
+        pass
+    assert "giant.example#0/900" in pacer._hosts

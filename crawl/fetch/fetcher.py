@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urljoin, urlsplit
@@ -147,20 +147,24 @@ class _Stop(Exception):
     """A hop that ends the page: (outcome, detail, whether anything reached the network)."""
 
 
-def _pacing(ctx: _Ctx, url: str, host: str, own: bool) -> Tuple[str, float]:
-    """(pacer entry, delay). A split host's key paces its own URLs alone, at n_keys x the delay, so the host sees
-    one request per delay in total however its keys are placed on workers; sharing the host's entry as well would
-    slow it n_keys-fold again. Everything else (robots.txt, redirect hops) goes through the host's entry."""
+def _pacing(ctx: _Ctx, url: str, host: str, own: bool, wait: float = 0.0) -> Tuple[Tuple[str, float], ...]:
+    """The pacer slots a request takes, in order: (entry, delay). A split host's key paces its own URLs on its own
+    entry at n_keys x the delay, so the host sees one request per delay in total however its keys are placed on
+    workers; then, like everything else (robots.txt, redirect hops), the host's entry at the plain delay, which
+    on one worker keeps any two requests to the host a delay apart. (Making each key also wait n_keys x the
+    delay on the shared host entry is what slowed a split host n_keys-fold.) `wait`: a Retry-After to honour."""
     delay = ctx.cfg.min_delay
     if ctx.robots is not None:
         delay = max(delay, min(ctx.robots.crawl_delay(url), ctx.cfg.max_crawl_delay))
+    host_slot = (host, max(delay, wait))
     if own and ctx.n_keys > 1 and host == ctx.key_host:
-        return ctx.pace_key or f"{host}#", delay * ctx.n_keys
-    return host, delay
+        return (ctx.pace_key or f"{host}#", delay * ctx.n_keys), host_slot
+    return (host_slot,)
 
 
 @contextmanager
-def _exchange(ctx: _Ctx, url: str, jar, pace: Tuple[str, float], budget: float, deadline: Optional[float]):
+def _exchange(ctx: _Ctx, url: str, jar, pace: Tuple[Tuple[str, float], ...], budget: float,
+              deadline: Optional[float]):
     """Check the host, wait for its turn, send `url` exactly (to its checked address with pin_dns), under one
     wall-clock deadline that the watchdog enforces on every socket read. Yields (response, deadline); a deadline
     of None starts when the request goes out. Raises _Stop."""
@@ -173,7 +177,9 @@ def _exchange(ctx: _Ctx, url: str, jar, pace: Tuple[str, float], budget: float, 
     if cfg.pin_dns and cfg.http_proxy and ip_literal(host) is None:
         addr = next((a for a in addrs if ":" not in a), addrs[0])
         target, headers = pinned(url, addr), {"Host": urlsplit(url).netloc}
-    with ctx.pacer.slot(*pace):
+    with ExitStack() as slots:
+        for entry, delay in pace:
+            slots.enter_context(ctx.pacer.slot(entry, delay))
         started = time.monotonic()
         deadline = deadline or started + budget
         left = deadline - started
@@ -277,10 +283,9 @@ def _fetch(ctx: _Ctx, link: Link) -> FetchResult:
                 outcome = "timeout" if verdict[0] == "deadline" else verdict[0]
                 return FetchResult(outcome, detail=verdict[1], network=sent or outcome not in ("private_address",))
         seen.add((url, tuple(sorted(jar.items()))))
-        pacer_key, delay = _pacing(ctx, url, host, own=hops == 0)
         try:
-            with _exchange(ctx, url, jar, (pacer_key, max(delay, retry_wait)), cfg.page_timeout, deadline) as (
-                    resp, deadline):
+            with _exchange(ctx, url, jar, _pacing(ctx, url, host, hops == 0, retry_wait), cfg.page_timeout,
+                           deadline) as (resp, deadline):
                 sent = True
                 result, location, retry_wait = _handle(ctx, link, url, resp, deadline, attempt)
                 if location:
