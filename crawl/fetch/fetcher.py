@@ -352,7 +352,8 @@ def _handle(ctx: _Ctx, link: Link, url: str, resp: requests.Response, deadline: 
     if bad:
         return FetchResult("not_html", detail=bad), None, 0.0
     page = Page(link, url, status, mtype, body, detect_encoding(ctype, body), now())
-    capture = Capture(tuple(resp.request.headers.items()), f"{status} {resp.reason or ''}".strip(),
+    sent = tuple((k, v) for k, v in resp.request.headers.items() if k.lower() != "proxy-authorization")  # a secret
+    capture = Capture(sent, f"{status} {resp.reason or ''}".strip(),
                       tuple(resp.raw.headers.items()))
     return FetchResult("ok", page, capture=capture), None, 0.0
 
