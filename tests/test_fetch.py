@@ -313,7 +313,7 @@ def test_split_host_key_waits_n_keys_times_the_delay(web):
     cfg = _cfg(web, min_delay=0.1, robots=False)
     links = [Link(f"http://split.example/{i}", "split.example", 3, (), 0) for i in range(2)]
     assert [r.outcome for _, r in fetch_host(links, cfg, session=make_session(cfg), n_keys=3)] == ["ok", "ok"]
-    assert min(_gaps(web, "split.example")) >= 0.3
+    assert min(_gaps(web, "split.example")) >= 0.3 * 0.9   # start to start at the client; jitter at the server
 
 
 def test_pacer_remembers_a_host_as_long_as_its_delay():

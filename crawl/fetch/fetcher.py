@@ -139,7 +139,7 @@ class _Ctx(NamedTuple):
     resolver: Resolver
     robots: Optional[RobotsCache]
     key_host: str = ""
-    n_keys: int = 1
+    n_keys: float = 1.0                 # this key's delay factor (transform.key_share; ~ the key count)
     pace_key: str = ""                  # the pacer entry of this host key's own requests
 
 
@@ -147,23 +147,23 @@ class _Stop(Exception):
     """A hop that ends the page: (outcome, detail, whether anything reached the network)."""
 
 
-def _pacing(ctx: _Ctx, url: str, host: str, own: bool, wait: float = 0.0) -> Tuple[Tuple[str, float], ...]:
-    """The pacer slots a request takes, in order: (entry, delay). A split host's key paces its own URLs on its own
-    entry at n_keys x the delay, so the host sees one request per delay in total however its keys are placed on
+def _pacing(ctx: _Ctx, url: str, host: str, own: bool, wait: float = 0.0) -> Tuple[Tuple[str, float, bool], ...]:
+    """The pacer slots a request takes, in order: (entry, delay, from_start). A split host's key paces the starts
+    of its own URLs on its own entry at n_keys x the delay, so the host sees one request per delay in total however its keys are placed on
     workers; then, like everything else (robots.txt, redirect hops), the host's entry at the plain delay, which
     on one worker keeps any two requests to the host a delay apart. (Making each key also wait n_keys x the
     delay on the shared host entry is what slowed a split host n_keys-fold.) `wait`: a Retry-After to honour."""
     delay = ctx.cfg.min_delay
     if ctx.robots is not None:
         delay = max(delay, min(ctx.robots.crawl_delay(url), ctx.cfg.max_crawl_delay))
-    host_slot = (host, max(delay, wait))
+    host_slot = (host, max(delay, wait), False)
     if own and ctx.n_keys > 1 and host == ctx.key_host:
-        return (ctx.pace_key or f"{host}#", delay * ctx.n_keys), host_slot
+        return (ctx.pace_key or f"{host}#", delay * ctx.n_keys, True), host_slot
     return (host_slot,)
 
 
 @contextmanager
-def _exchange(ctx: _Ctx, url: str, jar, pace: Tuple[Tuple[str, float], ...], budget: float,
+def _exchange(ctx: _Ctx, url: str, jar, pace: Tuple[Tuple[str, float, bool], ...], budget: float,
               deadline: Optional[float]):
     """Check the host, wait for its turn, send `url` exactly (to its checked address with pin_dns), under one
     wall-clock deadline that the watchdog enforces on every socket read. Yields (response, deadline); a deadline
@@ -178,8 +178,8 @@ def _exchange(ctx: _Ctx, url: str, jar, pace: Tuple[Tuple[str, float], ...], bud
         addr = next((a for a in addrs if ":" not in a), addrs[0])
         target, headers = pinned(url, addr), {"Host": urlsplit(url).netloc}
     with ExitStack() as slots:
-        for entry, delay in pace:
-            slots.enter_context(ctx.pacer.slot(entry, delay))
+        for entry, delay, from_start in pace:
+            slots.enter_context(ctx.pacer.slot(entry, delay, from_start))
         started = time.monotonic()
         deadline = deadline or started + budget
         left = deadline - started
@@ -244,7 +244,7 @@ def _get_robots(ctx: _Ctx, robots_url: str, page_deadline: Optional[float] = Non
 
 def fetch_one(session: requests.Session, link: Union[Link, str], cfg: FetchConfig, rules: LinkRules = LinkRules(),
               *, pacer: Optional[Pacer] = None, resolver: Optional[Resolver] = None,
-              robots: Optional[RobotsCache] = None, n_keys: int = 1, pace_key: str = "") -> FetchResult:
+              robots: Optional[RobotsCache] = None, n_keys: float = 1, pace_key: str = "") -> FetchResult:
     """Fetch one link; never raises. Pass the pacer/resolver/robots cache shared by a worker's threads (fetch_host
     does); left out, fresh ones are made (robots.txt then is fetched for this call only, if cfg.robots)."""
     if isinstance(link, str):
@@ -359,12 +359,13 @@ def _handle(ctx: _Ctx, link: Link, url: str, resp: requests.Response, deadline: 
 
 
 def fetch_host(links: Iterable[Link], cfg: FetchConfig, rules: LinkRules = LinkRules(),
-               session: Optional[requests.Session] = None, *, n_keys: int = 1, pacer: Optional[Pacer] = None,
+               session: Optional[requests.Session] = None, *, n_keys: float = 1, pacer: Optional[Pacer] = None,
                resolver: Optional[Resolver] = None, robots: Optional[RobotsCache] = None, pace_key: str = ""
                ) -> Iterator[Tuple[Link, FetchResult]]:
     """One host's links, sorted by URL, fetched one after another. `n_keys` > 1 when the host was split into
-    that many keys (`pace_key` names this one): each key then waits n_keys times the delay on its own pacer
-    entry, so the host as a whole still sees one request per delay. After `cfg.circuit_breaker` consecutive
+    keys (`pace_key` names this one; n_keys is then the host's URL count over this key's, about the key count):
+    each key waits n_keys times the delay on its own pacer entry, so the host as a whole still sees one request
+    per delay. After `cfg.circuit_breaker` consecutive
     network failures (transient DNS failures not counted) the remaining links end as "host_unreachable" without
     a request."""
     session = session or make_session(cfg)

@@ -27,7 +27,11 @@ class Pacer:
         self._lock = threading.Lock()
 
     @contextmanager
-    def slot(self, host: str, delay: float):
+    def slot(self, host: str, delay: float, from_start: bool = False):
+        """Wait for `host`'s turn. `from_start`: space the moments this slot was granted instead of end-to-start
+        (a rate: a split host's per-key budget). The host's own entry, taken inside it on the same worker, still
+        spaces each request from the last response's end; a wait there does not push the key's budget back, or
+        every collision between keys would be lost for good and the split host would run late."""
         with self._lock:
             self.longest = max(self.longest, delay)
             entry = self._hosts.get(host)
@@ -42,13 +46,15 @@ class Pacer:
                 entry = self._hosts[host] = [threading.Semaphore(self.concurrency), float("-inf"), 0]
             entry[2] += 1
         entry[0].acquire()
+        started = [None]
         try:
             wait = entry[1] + delay - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
+            started[0] = time.monotonic()
             yield
         finally:
-            entry[1] = time.monotonic()
+            entry[1] = started[0] if from_start and started[0] is not None else time.monotonic()
             entry[0].release()
             with self._lock:
                 entry[2] -= 1

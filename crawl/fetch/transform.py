@@ -50,6 +50,15 @@ def _n_keys(key: str) -> int:
     return int(key.rsplit("/", 1)[1])
 
 
+def key_share(key: str, n_links: int, giants: dict) -> float:
+    """How many times the host's delay this key waits between its own requests: the host's URL count over the
+    key's. The keys' rates then add up to one request per delay for the host, and every key, whatever its size
+    (the hash split is uneven), takes about host URLs x delay, so none is a straggler. 1 for an unsplit host."""
+    if _n_keys(key) == 1 or n_links == 0:
+        return 1.0
+    return max(1.0, giants.get(key.rsplit("#", 1)[0], n_links) / n_links)
+
+
 class _FetchStep(Step):
     """Counts on the DoFn's own thread only: Beam metrics live in the thread that runs the DoFn, increments from
     the pool's threads would be lost. A FetchResult becomes its page, or a Drop named by its outcome."""
@@ -76,9 +85,9 @@ class _FetchHosts(_FetchStep):
         self.done, self.inflight = queue.Queue(), 0
         self.sink = WarcSink(self.cfg.warc_dir, self.cfg.warc_rotate) if self.cfg.warc_dir else None
 
-    def _run_host(self, key, links, done, sink):
+    def _run_host(self, key, links, share, done, sink):
         try:
-            for link, result in fetch_host(links, self.cfg, self.rules, self.session, n_keys=_n_keys(key),
+            for link, result in fetch_host(links, self.cfg, self.rules, self.session, n_keys=share,
                                            pacer=self.pacer, resolver=self.resolver, robots=self.robots,
                                            pace_key=key):
                 if sink is not None:
@@ -105,7 +114,7 @@ class _FetchHosts(_FetchStep):
                 self.bar.update(1)
                 yield from self.emit(self.outcome(*item))
 
-    def process(self, kv):
+    def process(self, kv, giants):
         key, links = kv
         links = list(links)
         if self.bar is None:
@@ -114,7 +123,7 @@ class _FetchHosts(_FetchStep):
         while self.inflight >= self.cfg.global_concurrency:     # backpressure: never queue more than we run
             yield from self._drain(wait_for_host=True)
         self.inflight += 1
-        self.pool.submit(self._run_host, key, links, self.done, self.sink)
+        self.pool.submit(self._run_host, key, links, key_share(key, len(links), giants), self.done, self.sink)
         yield from self._drain(wait_for_host=False)
 
     def finish_bundle(self):
@@ -212,8 +221,8 @@ class FetchPages(beam.PTransform):
         fetched = (todo
                    | "HostKey" >> beam.Map(host_key, giants=beam.pvalue.AsDict(giants), per_key=per_key)
                    | "GroupByHost" >> beam.GroupByKey()
-                   | "FetchHosts" >> beam.ParDo(_FetchHosts(cfg, self.rules, self.quiet)).with_outputs(
-                       DROPPED, main="pages"))
+                   | "FetchHosts" >> beam.ParDo(_FetchHosts(cfg, self.rules, self.quiet),
+                                                giants=beam.pvalue.AsDict(giants)).with_outputs(DROPPED, main="pages"))
         if replayed is None:
             return {"pages": fetched.pages, DROPPED: fetched[DROPPED]}
         pages = (fetched.pages, replayed.pages) | "FlattenPages" >> beam.Flatten()
