@@ -148,3 +148,70 @@ def test_nxdomain_is_cached():
     r = Resolver(lookup=_answers({"gone.example": nx}, calls))
     assert r.resolve("gone.example")[0] == [] and r.resolve("gone.example")[0] == []
     assert calls == ["gone.example"]
+
+
+def _tls_server(tmp_path, name):
+    """HTTPS on 127.0.0.1 with a self-signed certificate for `name`; logs (SNI, Host) per request."""
+    import datetime
+    import http.server
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    seen, sni = [], []
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_path, key_path)
+    ctx.sni_callback = lambda sock, server_name, _: sni.append(server_name)
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((sni[-1] if sni else None, self.headers.get("Host"), self.path))
+            body = PAGE.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return srv, str(cert_path), seen
+
+
+def test_pin_dns_over_tls_keeps_the_name_for_sni_and_certificate(tmp_path):
+    srv, ca, seen = _tls_server(tmp_path, "tls.example")
+    port = srv.server_address[1]
+    try:
+        cfg = FetchConfig(allow_private=True, pin_dns=True, robots=False, min_delay=0.0, read_timeout=2.0)
+        resolver = Resolver(lookup=_answers({"tls.example": "127.0.0.1", "wrong.example": "127.0.0.1"}))
+        session = make_session(cfg)
+        session.verify = ca                                   # trust the test certificate (for tls.example only)
+        ok = fetch_one(session, f"https://tls.example:{port}/a", cfg, resolver=resolver)
+        assert ok.outcome == "ok", ok
+        assert seen == [("tls.example", f"tls.example:{port}", "/a")]
+        wrong = fetch_one(session, f"https://wrong.example:{port}/b", cfg, resolver=resolver)
+        assert wrong.outcome == "tls_error", wrong             # checked against the name, not the address
+        assert len(seen) == 1
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -59,7 +59,8 @@ class FetchConfig:
     max_redirects: int = 5
     content_types: Tuple[str, ...] = ("text/html", "application/xhtml+xml")
     http_proxy: Optional[str] = None    # every request goes through it; it then resolves names ...
-    pin_dns: bool = False               # ... unless this is set: resolve here, check, send it the checked address
+    pin_dns: bool = False               # ... unless this is set: resolve here, check, and send (directly or through
+                                        # the proxy) to the checked address, the name kept for Host, SNI, TLS checks
     allow_private: bool = False         # True only for loopback demos and tests
     verify_tls: bool = True
     min_delay: float = 1.0              # seconds from the end of a response to the next request on that host
@@ -174,7 +175,7 @@ def _exchange(ctx: _Ctx, url: str, jar, pace: Tuple[Tuple[str, float, bool], ...
     if bad:
         raise _Stop(bad[0], bad[1], False)
     target, headers = url, None
-    if cfg.pin_dns and cfg.http_proxy and ip_literal(host) is None:
+    if cfg.pin_dns and ip_literal(host) is None:
         addr = next((a for a in addrs if ":" not in a), addrs[0])
         target, headers = pinned(url, addr), {"Host": urlsplit(url).netloc}
     with ExitStack() as slots:
