@@ -1,8 +1,9 @@
 """Fetch: outbound Links -> Pages, politely, safely, and with every link ending in exactly one named outcome.
 
 Plain functions here (testable without Beam); the Beam transform is in crawl/fetch/transform.py, WARC capture in
-crawl/fetch/warc.py, address checks in crawl/fetch/safety.py, robots.txt in crawl/fetch/robots.py, body handling in
-crawl/fetch/content.py, pacing and error mapping in crawl/fetch/http.py.
+crawl/fetch/warc.py, address and URL checks in crawl/fetch/safety.py, robots.txt in crawl/fetch/robots.py, body
+handling in crawl/fetch/content.py, pacing and error mapping in crawl/fetch/http.py, one request under its
+deadline in crawl/fetch/exchange.py (enforced by crawl/fetch/deadline.py).
 
 - `fetch_one(session, link, cfg, rules)` fetches one URL: redirects followed by hand (each hop re-checked against
   the link rules, the address rules and robots.txt), retries with backoff on 429/5xx honouring Retry-After,
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import http.cookiejar
 import time
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urljoin, urlsplit
@@ -28,10 +28,10 @@ from crawl.fetch.content import check_content_type, detect_encoding, read_body, 
 from crawl.links import LinkRules, host_of, normalize_url, url_drop_reason
 from core.records import Link, Page
 from core.retry import retry_wait
-from crawl.fetch.deadline import WATCHDOG
-from crawl.fetch.http import Pacer, classify, now, send, status_outcome
+from crawl.fetch.exchange import REDIRECTS, Ctx, exchange, failure, get_robots, pacing, Stop, transient
+from crawl.fetch.http import Pacer, now, status_outcome
 from crawl.fetch.robots import RobotsCache
-from crawl.fetch.safety import FetchAdapter, Resolver, ip_literal, pinned, sendable_url, vet_host
+from crawl.fetch.safety import FetchAdapter, Resolver, sendable_url
 
 DROP_REASONS = (
     "bad_url", "private_address", "dns_error", "connection_error", "tls_error", "timeout", "host_unreachable",
@@ -42,7 +42,6 @@ DROP_REASONS = (
     "wikipedia", "blocked_domain", "non_page_extension",
 )
 BREAKER_FAILURES = frozenset({"dns_error", "connection_error", "tls_error", "timeout"})
-REDIRECTS = (301, 302, 303, 307, 308)
 AFTER_REDIRECT = {"wikipedia": "wikipedia_after_redirect", "blocked_domain": "blocked_after_redirect",
                   "non_page_extension": "non_page_after_redirect"}
 
@@ -131,118 +130,6 @@ def make_session(cfg: FetchConfig) -> requests.Session:
     return s
 
 
-class _Ctx(NamedTuple):
-    """What one host's fetching shares between pages (all thread-safe)."""
-    session: requests.Session
-    cfg: FetchConfig
-    rules: LinkRules
-    pacer: Pacer
-    resolver: Resolver
-    robots: Optional[RobotsCache]
-    key_host: str = ""
-    n_keys: float = 1.0                 # this key's delay factor (transform.key_share; ~ the key count)
-    pace_key: str = ""                  # the pacer entry of this host key's own requests
-
-
-class _Stop(Exception):
-    """A hop that ends the page: (outcome, detail, whether anything reached the network)."""
-
-
-def _pacing(ctx: _Ctx, url: str, host: str, own: bool, wait: float = 0.0) -> Tuple[Tuple[str, float, bool], ...]:
-    """The pacer slots a request takes, in order: (entry, delay, from_start). A split host's key paces the starts
-    of its own URLs on its own entry at n_keys x the delay, so the host sees one request per delay in total however its keys are placed on
-    workers; then, like everything else (robots.txt, redirect hops), the host's entry at the plain delay, which
-    on one worker keeps any two requests to the host a delay apart. (Making each key also wait n_keys x the
-    delay on the shared host entry is what slowed a split host n_keys-fold.) `wait`: a Retry-After to honour."""
-    delay = ctx.cfg.min_delay
-    if ctx.robots is not None:
-        delay = max(delay, min(ctx.robots.crawl_delay(url), ctx.cfg.max_crawl_delay))
-    host_slot = (host, max(delay, wait), False)
-    if own and ctx.n_keys > 1 and host == ctx.key_host:
-        return (ctx.pace_key or f"{host}#", delay * ctx.n_keys, True), host_slot
-    return (host_slot,)
-
-
-@contextmanager
-def _exchange(ctx: _Ctx, url: str, jar, pace: Tuple[Tuple[str, float, bool], ...], budget: float,
-              deadline: Optional[float]):
-    """Check the host, wait for its turn, send `url` exactly (to its checked address with pin_dns), under one
-    wall-clock deadline that the watchdog enforces on every socket read. Yields (response, deadline); a deadline
-    of None starts when the request goes out. Raises _Stop."""
-    cfg, host = ctx.cfg, host_of(url)
-    lookup_wait = cfg.dns_timeout if deadline is None else max(0.01, deadline - time.monotonic())
-    bad, addrs = vet_host(host, cfg.allow_private, bool(cfg.http_proxy), ctx.resolver, cfg.pin_dns, lookup_wait)
-    if bad:
-        raise _Stop(bad[0], bad[1], False)
-    target, headers = url, None
-    if cfg.pin_dns and ip_literal(host) is None:
-        addr = next((a for a in addrs if ":" not in a), addrs[0])
-        target, headers = pinned(url, addr), {"Host": urlsplit(url).netloc}
-    with ExitStack() as slots:
-        for entry, delay, from_start in pace:
-            slots.enter_context(ctx.pacer.slot(entry, delay, from_start))
-        started = time.monotonic()
-        deadline = deadline or started + budget
-        left = deadline - started
-        if left <= 0:
-            raise _Stop("timeout", "page timeout before the request", False)
-        with WATCHDOG.deadline(deadline):
-            try:
-                resp = send(ctx.session, target, jar, (min(cfg.connect_timeout, left), min(cfg.read_timeout, left)),
-                            deadline, headers)
-            except Exception as e:
-                raise _Stop(*_failure(e, deadline), True) from None
-            with resp:
-                if time.monotonic() >= deadline:    # cut mid-headers: http.client may still hand back a response
-                    raise _Stop("timeout", "page timeout while reading the headers", True)
-                yield resp, deadline
-
-
-def _transient(reason: str, detail: str) -> bool:
-    """A lookup that timed out or got EAI_AGAIN (crawl/fetch/safety.py Resolver): worth asking again, and not a
-    sign that the host is dead (the circuit breaker does not count it)."""
-    return reason == "dns_error" and "transient" in detail
-
-
-def _failure(e: BaseException, deadline: float) -> Tuple[str, str]:
-    if time.monotonic() >= deadline:    # the watchdog cut the socket, or a read ran into the deadline
-        return "timeout", f"page timeout ({type(e).__name__})"
-    return classify(e)
-
-
-def _get_robots(ctx: _Ctx, robots_url: str, page_deadline: Optional[float] = None) -> Tuple[int, bytes, str, str]:
-    """RobotsGetter: /robots.txt through the same session, proxy, checks and pacing, within robots_timeout and the
-    page's own deadline. Cut short by the page's deadline, it answers "deadline" (not judged, not cached)."""
-    cfg = ctx.cfg
-    url, jar = sendable_url(robots_url, normalize_url)[0] or robots_url, requests.cookies.RequestsCookieJar()
-    own = time.monotonic() + cfg.robots_timeout
-    deadline = min(own, page_deadline or own)
-    for _ in range(6):                  # RFC 9309: follow at least five redirects
-        try:
-            with _exchange(ctx, url, jar, _pacing(ctx, url, host_of(url), False), 0, deadline) as (r, _):
-                location = r.headers.get("Location")
-                if r.status_code in REDIRECTS and location:
-                    requests.cookies.extract_cookies_to_jar(jar, r.request, r.raw)
-                    url, why = sendable_url(urljoin(url, location), normalize_url)
-                    if url is None:
-                        return 0, b"", "bad_redirect", why
-                    continue
-                if not 200 <= r.status_code < 300:
-                    return r.status_code, b"", "", ""
-                try:
-                    body = read_body(r.raw, r.headers.get("Content-Encoding", ""), cfg.robots_max_bytes,
-                                     cfg.robots_max_bytes, deadline, truncate=True)
-                except Exception as e:
-                    raise _Stop(*_failure(e, deadline), True) from None
-                return r.status_code, body, "", ""
-        except _Stop as stop:
-            reason, detail, _ = stop.args
-            if reason == "timeout" and deadline < own:
-                return 0, b"", "deadline", detail
-            return 0, b"", reason, detail
-    return 0, b"", "too_many_redirects", url[:200]
-
-
 def fetch_one(session: requests.Session, link: Union[Link, str], cfg: FetchConfig, rules: LinkRules = LinkRules(),
               *, pacer: Optional[Pacer] = None, resolver: Optional[Resolver] = None,
               robots: Optional[RobotsCache] = None, n_keys: float = 1, pace_key: str = "") -> FetchResult:
@@ -252,7 +139,7 @@ def fetch_one(session: requests.Session, link: Union[Link, str], cfg: FetchConfi
         link = Link(link, host_of(link), 0, (), 0)
     if robots is None and cfg.robots:
         robots = RobotsCache(cfg.user_agent)
-    ctx = _Ctx(session, cfg, rules, pacer or Pacer(cfg.per_host_concurrency),
+    ctx = Ctx(session, cfg, rules, pacer or Pacer(cfg.per_host_concurrency),
                resolver or Resolver(timeout=cfg.dns_timeout), robots, link.host, n_keys, pace_key)
     try:
         return _fetch(ctx, link)
@@ -260,7 +147,7 @@ def fetch_one(session: requests.Session, link: Union[Link, str], cfg: FetchConfi
         return FetchResult("fetch_error", detail=f"{type(e).__name__}: {e}"[:300])
 
 
-def _fetch(ctx: _Ctx, link: Link) -> FetchResult:
+def _fetch(ctx: Ctx, link: Link) -> FetchResult:
     cfg = ctx.cfg
     url, why = sendable_url(link.url, normalize_url)     # normalized once: this string is checked and sent
     if url is None:
@@ -275,8 +162,8 @@ def _fetch(ctx: _Ctx, link: Link) -> FetchResult:
     while True:
         host = host_of(url)
         if ctx.robots is not None:
-            verdict = ctx.robots.verdict(url, lambda u: _get_robots(ctx, u, deadline), wait=robots_wait)
-            if verdict and _transient(*verdict) and attempt < cfg.max_retries and deadline is None:
+            verdict = ctx.robots.verdict(url, lambda u: get_robots(ctx, u, deadline), wait=robots_wait)
+            if verdict and transient(*verdict) and attempt < cfg.max_retries and deadline is None:
                 attempt += 1
                 time.sleep(cfg.backoff * 2 ** (attempt - 1))    # a DNS hiccup: ask again a little later
                 continue
@@ -285,15 +172,15 @@ def _fetch(ctx: _Ctx, link: Link) -> FetchResult:
                 return FetchResult(outcome, detail=verdict[1], network=sent or outcome not in ("private_address",))
         seen.add((url, tuple(sorted(jar.items()))))
         try:
-            with _exchange(ctx, url, jar, _pacing(ctx, url, host, hops == 0, retry_wait), cfg.page_timeout,
+            with exchange(ctx, url, jar, pacing(ctx, url, host, hops == 0, retry_wait), cfg.page_timeout,
                            deadline) as (resp, deadline):
                 sent = True
                 result, location, retry_wait = _handle(ctx, link, url, resp, deadline, attempt)
                 if location:
                     requests.cookies.extract_cookies_to_jar(jar, resp.request, resp.raw)
-        except _Stop as stop:
+        except Stop as stop:
             reason, detail, network = stop.args
-            if _transient(reason, detail) and attempt < cfg.max_retries and deadline is None:
+            if transient(reason, detail) and attempt < cfg.max_retries and deadline is None:
                 attempt += 1
                 time.sleep(cfg.backoff * 2 ** (attempt - 1))    # a DNS hiccup: ask again a little later
                 continue
@@ -320,7 +207,7 @@ def _fetch(ctx: _Ctx, link: Link) -> FetchResult:
         attempt, retry_wait = 0, 0.0
 
 
-def _handle(ctx: _Ctx, link: Link, url: str, resp: requests.Response, deadline: float, attempt: int
+def _handle(ctx: Ctx, link: Link, url: str, resp: requests.Response, deadline: float, attempt: int
             ) -> Tuple[Optional[FetchResult], Optional[str], float]:
     """One response: (final result, None, 0) or (None, redirect location, 0) or (None, None, retry wait)."""
     cfg, status = ctx.cfg, resp.status_code
@@ -347,7 +234,7 @@ def _handle(ctx: _Ctx, link: Link, url: str, resp: requests.Response, deadline: 
         body = read_body(resp.raw, resp.headers.get("Content-Encoding", ""), cfg.max_bytes,
                          cfg.max_decompressed_bytes, deadline)
     except Exception as e:
-        reason, detail = _failure(e, deadline)
+        reason, detail = failure(e, deadline)
         return FetchResult(reason, detail=detail), None, 0.0
     bad, mtype = sniff_body(ctype, body, cfg.content_types)
     if bad:
@@ -382,7 +269,7 @@ def fetch_host(links: Iterable[Link], cfg: FetchConfig, rules: LinkRules = LinkR
             continue
         result = fetch_one(session, link, cfg, rules, pacer=pacer, resolver=resolver, robots=robots, n_keys=n_keys,
                            pace_key=pace_key)
-        if result.outcome in BREAKER_FAILURES and not _transient(result.outcome, result.detail):
+        if result.outcome in BREAKER_FAILURES and not transient(result.outcome, result.detail):
             failures, last = failures + 1, f"{result.outcome}: {result.detail}"
         elif result.network:
             failures = 0
