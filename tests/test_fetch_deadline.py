@@ -134,3 +134,22 @@ def test_trickling_robots_txt_is_bounded_for_every_url_of_the_host():
     assert len(robots) == 1 and robots[0][1] - robots[0][0] < 0.4 + 0.4
     assert len(server.log) == 1 and took < 1.5                   # no page requested, one bounded robots wait
 
+
+
+def test_waiting_for_another_threads_robots_fetch_is_bounded():
+    """A thread that finds robots.txt already being fetched by another waits at most `wait` seconds."""
+    from crawl.fetch.robots import RobotsCache
+    robots, release = RobotsCache("webtext"), threading.Event()
+
+    def stuck(url):
+        release.wait(5)
+        return 200, b"", "", ""
+    owner = threading.Thread(target=robots.verdict, args=("http://stuck.example/a", stuck))
+    owner.start()
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    verdict = robots.verdict("http://stuck.example/b", stuck, wait=0.2)
+    took = time.monotonic() - t0
+    release.set()
+    owner.join()
+    assert verdict is not None and verdict[0] == "timeout" and took < 0.5
