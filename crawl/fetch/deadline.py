@@ -57,12 +57,6 @@ class Watchdog:
             else:
                 entry[2].append(sock)
 
-    def fired(self) -> bool:
-        """Whether this thread's armed deadline has passed."""
-        token = getattr(self._local, "token", None)
-        entry = self._armed.get(token) if token is not None else None
-        return bool(entry and (entry[1] or time.monotonic() >= entry[0]))
-
     def _run(self):
         while True:
             with self._cv:
