@@ -42,10 +42,11 @@ class Stop(Exception):
 
 def pacing(ctx: Ctx, url: str, host: str, own: bool, wait: float = 0.0) -> Tuple[Tuple[str, float, bool], ...]:
     """The pacer slots a request takes, in order: (entry, delay, from_start). A split host's key paces the starts
-    of its own URLs on its own entry at n_keys x the delay, so the host sees one request per delay in total however its keys are placed on
-    workers; then, like everything else (robots.txt, redirect hops), the host's entry at the plain delay, which
-    on one worker keeps any two requests to the host a delay apart. (Making each key also wait n_keys x the
-    delay on the shared host entry is what slowed a split host n_keys-fold.) `wait`: a Retry-After to honour."""
+    of its own URLs on its own entry at n_keys x the delay, so the host sees one request per delay in total
+    however its keys are placed on workers; then, like everything else (robots.txt, redirect hops), the host's
+    entry at the plain delay, which on one worker keeps any two requests to the host a delay apart. (Making each
+    key also wait n_keys x the delay on the shared host entry is what slowed a split host n_keys-fold.)
+    `wait`: a Retry-After to honour."""
     delay = ctx.cfg.min_delay
     if ctx.robots is not None:
         delay = max(delay, min(ctx.robots.crawl_delay(url), ctx.cfg.max_crawl_delay))
@@ -57,7 +58,7 @@ def pacing(ctx: Ctx, url: str, host: str, own: bool, wait: float = 0.0) -> Tuple
 
 @contextmanager
 def exchange(ctx: Ctx, url: str, jar, pace: Tuple[Tuple[str, float, bool], ...], budget: float,
-              deadline: Optional[float]):
+             deadline: Optional[float]):
     """Check the host, wait for its turn, send `url` exactly (to its checked address with pin_dns), under one
     wall-clock deadline that the watchdog enforces on every socket read. Yields (response, deadline); a deadline
     of None starts when the request goes out. Raises Stop."""
