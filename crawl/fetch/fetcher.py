@@ -74,7 +74,7 @@ class FetchConfig:
     robots_max_bytes: int = 500 * 1024
     max_crawl_delay: float = 30.0       # robots.txt Crawl-delay is honoured up to this
     circuit_breaker: int = 5            # consecutive network failures before a host's other URLs are given up
-    max_urls_per_host_key: int = 500    # giant hosts are split into several keys (each slower by the key count)
+    max_urls_per_host_key: int = 500    # giant hosts are split into keys; their delays add up to one per host
     warc_dir: Optional[str] = None      # keep raw responses as WARC + outcomes, and resume from them
     warc_rotate: int = 1000             # outcomes per committed WARC/outcomes file pair
     resume_retry: Tuple[str, ...] = ()  # outcomes a rerun fetches again instead of replaying, e.g. ("timeout",)
