@@ -233,3 +233,31 @@ def test_split_host_gets_one_request_per_delay_in_total():
         assert ts[-1] - ts[0] >= (len(ts) - 1) * n / len(ts) * delay * 0.9 - delay
     # ~ (n - 1) x delay = 1.65 s when the keys interleave; n_keys-fold slower (~4.95 s) when they do not.
     assert starts[-1] - starts[0] < 0.6 * (n - 1) * 3 * delay
+
+
+def test_redirect_targets_are_paced_across_workers():
+    """A shortener split over keys on two worker processes, every link redirecting to one target host that has
+    links of its own: the target still sees one request per delay, because the redirected chains are fetched
+    under the target host's key (measured at the server, which lives in this process)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    delay = 0.3
+    with LoopbackWeb() as web:
+        links = []
+        for i in range(8):
+            web.add_redirect(f"http://short.example/{i}", f"http://target.example/r{i}")
+            web.add(f"http://target.example/r{i}", _page_html(i))
+            links.append(_link(f"http://short.example/{i}"))
+        for i in range(3):
+            web.add(f"http://target.example/own{i}", _page_html(i))
+            links.append(_link(f"http://target.example/own{i}"))
+        cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=delay, read_timeout=2, robots=False,
+                          max_urls_per_host_key=2, global_concurrency=8)
+        opts = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+        p = beam.Pipeline(runner=FnApiRunner(), options=opts)
+        _ = p | beam.Create(links) | FetchPages(cfg, quiet=True)
+        p.run().wait_until_finish()
+        log = list(web.log)
+    target = sorted(t for t, _, host, _ in log if host == "target.example")
+    assert len(target) == 11
+    gaps = [b - a for a, b in zip(target, target[1:])]
+    assert min(gaps) >= delay * 0.95, gaps

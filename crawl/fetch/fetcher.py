@@ -56,6 +56,7 @@ class FetchConfig:
     max_bytes: int = 5 * 2**20          # bytes on the wire per response
     max_decompressed_bytes: int = 20 * 2**20   # gzip/deflate bomb cap
     max_redirects: int = 5
+    redirect_rounds: int = 2            # cross-host redirect hops handed to the target host's own key (Beam only)
     content_types: Tuple[str, ...] = ("text/html", "application/xhtml+xml")
     http_proxy: Optional[str] = None    # every request goes through it; it then resolves names ...
     pin_dns: bool = False               # ... unless this is set: resolve here, check, and send (directly or through
@@ -87,7 +88,7 @@ class FetchConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
         for name in ("min_delay", "backoff", "max_retry_wait", "max_crawl_delay", "max_retries", "max_redirects",
-                     "circuit_breaker"):
+                     "circuit_breaker", "redirect_rounds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.http_proxy is not None:
@@ -103,12 +104,26 @@ class Capture(NamedTuple):
     response_headers: Tuple[Tuple[str, str], ...]
 
 
+class Pending(NamedTuple):
+    """A redirect chain handed on to the target host's key: the next hop, already normalized and checked against
+    the link rules, and what the chain carried so far."""
+    link: Link
+    url: str
+    hops: int
+    cookies: Tuple[Tuple[str, str, str, str], ...]      # (name, value, domain, path)
+    seen: Tuple[Tuple[str, tuple], ...]                 # (url, cookies) states already visited: loop detection
+
+
+DEFERRED = "redirect_deferred"          # not an outcome: the chain goes on in the next round (FetchResult.pending)
+
+
 class FetchResult(NamedTuple):
-    outcome: str                        # "ok" or a DROP_REASONS entry
+    outcome: str                        # "ok" or a DROP_REASONS entry (or DEFERRED, with `pending`)
     page: Optional[Page] = None         # set when outcome == "ok"
     detail: str = ""
     capture: Optional[Capture] = None
     network: bool = True                # False if decided without sending anything (breaker, address checks)
+    pending: Optional[Pending] = None
 
 
 def make_session(cfg: FetchConfig) -> requests.Session:
@@ -132,32 +147,42 @@ def make_session(cfg: FetchConfig) -> requests.Session:
 
 def fetch_one(session: requests.Session, link: Union[Link, str], cfg: FetchConfig, rules: LinkRules = LinkRules(),
               *, pacer: Optional[Pacer] = None, resolver: Optional[Resolver] = None,
-              robots: Optional[RobotsCache] = None, n_keys: float = 1, pace_key: str = "") -> FetchResult:
+              robots: Optional[RobotsCache] = None, n_keys: float = 1, pace_key: str = "", defer: bool = False,
+              start: Optional[Pending] = None) -> FetchResult:
     """Fetch one link; never raises. Pass the pacer/resolver/robots cache shared by a worker's threads (fetch_host
-    does); left out, fresh ones are made (robots.txt then is fetched for this call only, if cfg.robots)."""
+    does); left out, fresh ones are made (robots.txt then is fetched for this call only, if cfg.robots).
+    `defer`: a redirect to another host ends as DEFERRED with a Pending instead of being followed here (the Beam
+    transform fetches it under the target host's key, so that host's pacing holds across workers); `start`: go
+    on with such a Pending."""
     if isinstance(link, str):
         link = Link(link, host_of(link), 0, (), 0)
     if robots is None and cfg.robots:
         robots = RobotsCache(cfg.user_agent)
     ctx = Ctx(session, cfg, rules, pacer or Pacer(cfg.per_host_concurrency),
-               resolver or Resolver(timeout=cfg.dns_timeout), robots, link.host, n_keys, pace_key)
+              resolver or Resolver(timeout=cfg.dns_timeout), robots, host_of(start.url) if start else link.host,
+              n_keys, pace_key)
     try:
-        return _fetch(ctx, link)
+        return _fetch(ctx, link, defer, start)
     except Exception as e:              # a bug or a library surprise: one link lost, the crawl goes on
         return FetchResult("fetch_error", detail=f"{type(e).__name__}: {e}"[:300])
 
 
-def _fetch(ctx: Ctx, link: Link) -> FetchResult:
+def _fetch(ctx: Ctx, link: Link, defer: bool, start: Optional[Pending]) -> FetchResult:
     cfg = ctx.cfg
-    url, why = sendable_url(link.url, normalize_url)     # normalized once: this string is checked and sent
-    if url is None:
-        return FetchResult("bad_url", detail=f"{why}: {link.url[:200]}", network=False)
-    reason = url_drop_reason(url, ctx.rules)
-    if reason:
-        return FetchResult(reason, detail=url[:200], network=False)
     jar = requests.cookies.RequestsCookieJar()
-    seen = set()                        # (url, cookies) states: the same state twice is a loop
-    hops, attempt, retry_wait, deadline, sent = 0, 0, 0.0, None, False
+    if start is None:
+        url, why = sendable_url(link.url, normalize_url)     # normalized once: this string is checked and sent
+        if url is None:
+            return FetchResult("bad_url", detail=f"{why}: {link.url[:200]}", network=False)
+        reason = url_drop_reason(url, ctx.rules)
+        if reason:
+            return FetchResult(reason, detail=url[:200], network=False)
+        seen, hops = set(), 0           # (url, cookies) states: the same state twice is a loop
+    else:
+        url, hops, seen = start.url, start.hops, set(start.seen)
+        for name, value, domain, path in start.cookies:
+            jar.set(name, value, domain=domain, path=path)
+    attempt, retry_wait, deadline, sent = 0, 0.0, None, start is not None
     robots_wait = cfg.page_timeout + cfg.robots_timeout + max(cfg.min_delay, cfg.max_crawl_delay)
     while True:
         host = host_of(url)
@@ -204,6 +229,9 @@ def _fetch(ctx: Ctx, link: Link) -> FetchResult:
             return FetchResult("bad_redirect", detail=f"redirect to {url[:200]} ({reason})")
         if (url, tuple(sorted(jar.items()))) in seen:
             return FetchResult("redirect_loop", detail=f"back to {url[:200]}")
+        if defer and host_of(url) != ctx.key_host:
+            cookies = tuple((c.name, c.value or "", c.domain, c.path) for c in jar)
+            return FetchResult(DEFERRED, detail=url[:200], pending=Pending(link, url, hops, cookies, tuple(seen)))
         attempt, retry_wait = 0, 0.0
 
 
@@ -248,14 +276,13 @@ def _handle(ctx: Ctx, link: Link, url: str, resp: requests.Response, deadline: f
 
 def fetch_host(links: Iterable[Link], cfg: FetchConfig, rules: LinkRules = LinkRules(),
                session: Optional[requests.Session] = None, *, n_keys: float = 1, pacer: Optional[Pacer] = None,
-               resolver: Optional[Resolver] = None, robots: Optional[RobotsCache] = None, pace_key: str = ""
-               ) -> Iterator[Tuple[Link, FetchResult]]:
+               resolver: Optional[Resolver] = None, robots: Optional[RobotsCache] = None, pace_key: str = "",
+               defer: bool = False) -> Iterator[Tuple[Link, FetchResult]]:
     """One host's links, sorted by URL, fetched one after another. `n_keys` > 1 when the host was split into
     keys (`pace_key` names this one; n_keys is then the host's URL count over this key's, about the key count):
     each key waits n_keys times the delay on its own pacer entry, so the host as a whole still sees one request
-    per delay. After `cfg.circuit_breaker` consecutive
-    network failures (transient DNS failures not counted) the remaining links end as "host_unreachable" without
-    a request."""
+    per delay. After `cfg.circuit_breaker` consecutive network failures (transient DNS failures not counted) the
+    remaining links end as "host_unreachable" without a request. `defer`: see fetch_one."""
     session = session or make_session(cfg)
     pacer = pacer or Pacer(cfg.per_host_concurrency)
     resolver = resolver or Resolver(timeout=cfg.dns_timeout)
@@ -268,9 +295,18 @@ def fetch_host(links: Iterable[Link], cfg: FetchConfig, rules: LinkRules = LinkR
                                     network=False)
             continue
         result = fetch_one(session, link, cfg, rules, pacer=pacer, resolver=resolver, robots=robots, n_keys=n_keys,
-                           pace_key=pace_key)
+                           pace_key=pace_key, defer=defer)
         if result.outcome in BREAKER_FAILURES and not transient(result.outcome, result.detail):
             failures, last = failures + 1, f"{result.outcome}: {result.detail}"
         elif result.network:
             failures = 0
         yield link, result
+
+
+def fetch_pending(chains: Iterable[Pending], cfg: FetchConfig, rules: LinkRules, session: requests.Session, *,
+                  pacer: Pacer, resolver: Resolver, robots: Optional[RobotsCache], defer: bool = False
+                  ) -> Iterator[Tuple[Link, FetchResult]]:
+    """Redirect chains that arrive at one host, one after another (that host's pacing, robots.txt, checks)."""
+    for p in sorted(chains, key=lambda p: (p.url, p.link.url)):
+        yield p.link, fetch_one(session, p.link, cfg, rules, pacer=pacer, resolver=resolver, robots=robots,
+                                defer=defer, start=p)

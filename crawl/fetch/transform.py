@@ -28,8 +28,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 from tqdm.auto import tqdm
 
-from crawl.fetch.fetcher import FetchConfig, FetchResult, Pacer, fetch_host, make_session
-from crawl.links import LinkRules
+from crawl.fetch.fetcher import DEFERRED, FetchConfig, FetchResult, Pacer, fetch_host, fetch_pending, make_session
+from crawl.links import LinkRules, host_of
 from core.records import DROPPED, FETCH, Link, Step, doc_id_for
 from crawl.fetch.robots import RobotsCache
 from crawl.fetch.safety import Resolver
@@ -69,9 +69,13 @@ class _FetchStep(Step):
 
 
 class _FetchHosts(_FetchStep):
-    def __init__(self, cfg: FetchConfig, rules: LinkRules, quiet: bool):
+    """Round 0: (host key, links). Round r > 0: (host, Pending redirect chains that arrived at that host); those
+    links were counted in round 0 already. A chain that leaves for yet another host goes to the "deferred"
+    output, keyed by that host, for the next round; the last round follows every hop itself."""
+
+    def __init__(self, cfg: FetchConfig, rules: LinkRules, quiet: bool, round_: int = 0):
         super().__init__()
-        self.cfg, self.rules, self.quiet = cfg, rules, quiet
+        self.cfg, self.rules, self.quiet, self.round = cfg, rules, quiet, round_
 
     def setup(self):
         cfg = self.cfg
@@ -85,12 +89,17 @@ class _FetchHosts(_FetchStep):
         self.done, self.inflight = queue.Queue(), 0
         self.sink = WarcSink(self.cfg.warc_dir, self.cfg.warc_rotate) if self.cfg.warc_dir else None
 
-    def _run_host(self, key, links, share, done, sink):
+    def _run_host(self, key, items, share, done, sink):
+        defer = self.round < self.cfg.redirect_rounds
         try:
-            for link, result in fetch_host(links, self.cfg, self.rules, self.session, n_keys=share,
-                                           pacer=self.pacer, resolver=self.resolver, robots=self.robots,
-                                           pace_key=key):
-                if sink is not None:
+            if self.round == 0:
+                results = fetch_host(items, self.cfg, self.rules, self.session, n_keys=share, pacer=self.pacer,
+                                     resolver=self.resolver, robots=self.robots, pace_key=key, defer=defer)
+            else:
+                results = fetch_pending(items, self.cfg, self.rules, self.session, pacer=self.pacer,
+                                        resolver=self.resolver, robots=self.robots, defer=defer)
+            for link, result in results:
+                if sink is not None and result.outcome != DEFERRED:     # only final outcomes are logged
                     sink.add(link, result)
                 done.put((link, result))
         except BaseException as e:      # the WARC disk failed, or a bug: fail the bundle, Beam retries it
@@ -110,6 +119,9 @@ class _FetchHosts(_FetchStep):
                 wait_for_host = False
             elif isinstance(item, BaseException):
                 raise item
+            elif item[1].outcome == DEFERRED:      # not counted: the link ends in a later round
+                pending = item[1].pending
+                yield beam.pvalue.TaggedOutput("deferred", (host_of(pending.url), pending))
             else:
                 self.bar.update(1)
                 yield from self.emit(self.outcome(*item))
@@ -119,11 +131,13 @@ class _FetchHosts(_FetchStep):
         links = list(links)
         if self.bar is None:
             self.bar = tqdm(desc="fetch", unit="url", disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
-        self.count("in", len(links))
+        if self.round == 0:
+            self.count("in", len(links))
         while self.inflight >= self.cfg.global_concurrency:     # backpressure: never queue more than we run
             yield from self._drain(wait_for_host=True)
         self.inflight += 1
-        self.pool.submit(self._run_host, key, links, key_share(key, len(links), giants), self.done, self.sink)
+        share = key_share(key, len(links), giants) if self.round == 0 else 1.0
+        self.pool.submit(self._run_host, key, links, share, self.done, self.sink)
         yield from self._drain(wait_for_host=False)
 
     def finish_bundle(self):
@@ -222,9 +236,22 @@ class FetchPages(beam.PTransform):
                    | "HostKey" >> beam.Map(host_key, giants=beam.pvalue.AsDict(giants), per_key=per_key)
                    | "GroupByHost" >> beam.GroupByKey()
                    | "FetchHosts" >> beam.ParDo(_FetchHosts(cfg, self.rules, self.quiet),
-                                                giants=beam.pvalue.AsDict(giants)).with_outputs(DROPPED, main="pages"))
-        if replayed is None:
-            return {"pages": fetched.pages, DROPPED: fetched[DROPPED]}
-        pages = (fetched.pages, replayed.pages) | "FlattenPages" >> beam.Flatten()
-        dropped = (fetched[DROPPED], replayed[DROPPED]) | "FlattenDrops" >> beam.Flatten()
-        return {"pages": pages, DROPPED: dropped}
+                                                giants=beam.pvalue.AsDict(giants)).with_outputs(
+                       DROPPED, "deferred", main="pages"))
+        pages, dropped, deferred = [fetched.pages], [fetched[DROPPED]], fetched.deferred
+        # A redirect to another host is fetched under that host's key in the next round, so the target host's
+        # pacing holds across workers too (a shortener's keys would otherwise hit it from several at once).
+        for r in range(1, cfg.redirect_rounds + 1):
+            step = (deferred
+                    | f"GroupRedirects{r}" >> beam.GroupByKey()
+                    | f"FetchRedirects{r}" >> beam.ParDo(_FetchHosts(cfg, self.rules, self.quiet, r),
+                                                         giants=beam.pvalue.AsDict(giants)).with_outputs(
+                        DROPPED, "deferred", main="pages"))
+            pages.append(step.pages)
+            dropped.append(step[DROPPED])
+            deferred = step.deferred      # empty after the last round, which follows every hop itself
+        if replayed is not None:
+            pages.append(replayed.pages)
+            dropped.append(replayed[DROPPED])
+        return {"pages": tuple(pages) | "FlattenPages" >> beam.Flatten(),
+                DROPPED: tuple(dropped) | "FlattenDrops" >> beam.Flatten()}
