@@ -52,6 +52,7 @@ class FetchConfig:
     connect_timeout: float = 10.0       # seconds per connection attempt
     read_timeout: float = 20.0          # seconds of silence allowed while waiting for bytes
     page_timeout: float = 60.0          # wall clock per page from its first request: every hop, header and byte
+                                        # (per fetch round: a chain handed to another host's key starts anew)
     dns_timeout: float = 10.0           # longest wait for one name lookup (a late answer is a transient failure)
     max_bytes: int = 5 * 2**20          # bytes on the wire per response
     max_decompressed_bytes: int = 20 * 2**20   # gzip/deflate bomb cap

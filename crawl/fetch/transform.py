@@ -2,6 +2,9 @@
 
 Politeness has to hold across workers, so a host is fetched by one DoFn call:
     Links -> key by host (giant hosts split into host#k keys) -> GroupByKey -> _FetchHosts
+    -> redirect chains that leave for another host, keyed by that host -> GroupByKey -> _FetchHosts (round 1) ...
+A split host's keys each pace their own URLs at (host URLs / key URLs) x the delay, which adds up to one request
+per delay for the host wherever the keys run; `redirect_rounds` rounds later, the last one follows the rest inline.
 _FetchHosts runs many host groups at once in a thread pool of `global_concurrency`, each host's URLs one after
 another (crawl.fetch.fetcher.fetch_host). It does not wait for a whole batch of hosts to finish before taking the next:
 each process() call submits one host group and hands on whatever finished meanwhile, so one slow host delays
@@ -130,7 +133,8 @@ class _FetchHosts(_FetchStep):
         key, links = kv
         links = list(links)
         if self.bar is None:
-            self.bar = tqdm(desc="fetch", unit="url", disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
+            self.bar = tqdm(desc=f"fetch, redirects {self.round}" if self.round else "fetch", unit="url",
+                            disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
         if self.round == 0:
             self.count("in", len(links))
         while self.inflight >= self.cfg.global_concurrency:     # backpressure: never queue more than we run
