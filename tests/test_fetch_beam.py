@@ -255,8 +255,14 @@ def test_redirect_targets_are_paced_across_workers():
         opts = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
         p = beam.Pipeline(runner=FnApiRunner(), options=opts)
         _ = p | beam.Create(links) | FetchPages(cfg, quiet=True)
-        p.run().wait_until_finish()
+        result = p.run()
+        result.wait_until_finish()
         log = list(web.log)
+    counters = defaultdict(int)        # each link counted in once, out once, whichever round ended it
+    for c in result.metrics().query()["counters"]:
+        if c.key.metric.namespace == "webtext":
+            counters[c.key.metric.name] += c.committed
+    assert counters["fetch.in"] == counters["fetch.out"] == 11
     target = sorted(t for t, _, host, _ in log if host == "target.example")
     assert len(target) == 11
     gaps = [b - a for a, b in zip(target, target[1:])]
