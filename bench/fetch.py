@@ -2,11 +2,16 @@
 FnApiRunner, next to the politeness bound and a measured single-host baseline.
 
     python bench/fetch.py [--hosts 50] [--pages 20] [--delay 1.0] [--latency 0.02] [--concurrency 64]
+                          [--giant 60] [--keys 4] [--giant-delay 0.1]
 
 Politeness fixes the best possible time: a host's P pages plus its robots.txt are P+1 requests, P gaps of `delay`
 each, so no crawler obeying the delay can finish in less than P * delay (ideal, from the config). The baseline is
 the same host fetched alone with the plain function (fetch_host), measured here: the floor with our per-request
 costs (latency, connection setup) included. Achieved is the whole Beam job for N hosts, start to finish.
+
+Then a giant host (`--giant` URLs) split into `--keys` host keys, against the same host fetched as one key in the
+same run: politeness allows one request per delay to the host in total, so both should take ~giant x delay
+(split/unsplit ~1.0); a split that slowed each key n_keys-fold would read ~n_keys.
 """
 from __future__ import annotations
 
@@ -41,6 +46,37 @@ def serve_with_latency(web: LoopbackWeb, latency: float):
     return handler
 
 
+def _beam_fetch(links, cfg):
+    t0 = time.perf_counter()
+    p = beam.Pipeline(runner=FnApiRunner())
+    _ = p | beam.Create(links) | FetchPages(cfg, quiet=True)
+    result = p.run()
+    result.wait_until_finish()
+    return time.perf_counter() - t0, result
+
+
+def giant_host(web: LoopbackWeb, args) -> list:
+    """One host split into --keys keys vs the same host as one key: wall time and the host's smallest gap."""
+    for name in ("giant-split", "giant-whole"):
+        web.add_handler(f"http://{name}.example/page", serve_with_latency(web, args.latency))
+    rows = {}
+    for name, per_key in (("giant-whole", args.giant), ("giant-split", -(-args.giant // args.keys))):
+        cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=args.giant_delay, robots=False,
+                          global_concurrency=args.concurrency, max_urls_per_host_key=per_key)
+        links = [Link(f"http://{name}.example/page/{i}", f"{name}.example", 3, (), 0) for i in range(args.giant)]
+        n_log = len(web.log)
+        took, _ = _beam_fetch(links, cfg)
+        ts = sorted(t for t, _, host, _ in web.log[n_log:] if host == f"{name}.example")
+        rows[name] = (took, ts[-1] - ts[0], min(b - a for a, b in zip(ts, ts[1:])), len(ts))
+    ideal = (args.giant - 1) * args.giant_delay
+    lines = [f"giant host: {args.giant} URLs, delay {args.giant_delay}s, ideal first-to-last {ideal:.2f}s"]
+    for name, (took, span, gap, n) in rows.items():
+        lines.append(f"  {name}: {n} requests, first-to-last {span:.2f}s, wall {took:.2f}s, min gap {gap:.3f}s")
+    lines.append(f"  split ({args.keys} keys) / unsplit (1 key), first-to-last = "
+                 f"{rows['giant-split'][1] / rows['giant-whole'][1]:.3f}   (n_keys-fold slowdown would be ~{args.keys})")
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hosts", type=int, default=50)
@@ -48,6 +84,9 @@ def main():
     ap.add_argument("--delay", type=float, default=1.0)
     ap.add_argument("--latency", type=float, default=0.02)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--giant", type=int, default=60, help="URLs of the split giant host (0: skip)")
+    ap.add_argument("--keys", type=int, default=4, help="host keys the giant host is split into")
+    ap.add_argument("--giant-delay", type=float, default=0.1)
     args = ap.parse_args()
 
     with LoopbackWeb() as web:
@@ -66,13 +105,9 @@ def main():
         baseline = time.perf_counter() - t0
 
         n_log = len(web.log)
-        t0 = time.perf_counter()
-        p = beam.Pipeline(runner=FnApiRunner())
-        _ = p | beam.Create(links) | FetchPages(cfg, quiet=True)
-        result = p.run()
-        result.wait_until_finish()
-        achieved = time.perf_counter() - t0
+        achieved, result = _beam_fetch(links, cfg)
         log = web.log[n_log:]
+        giant = giant_host(web, args) if args.giant else []
 
     counters = defaultdict(int)
     for c in result.metrics().query()["counters"]:
@@ -97,6 +132,7 @@ def main():
     print(f"achieved/ideal = {ideal / achieved:.3f}   achieved/baseline = {baseline / achieved:.3f}")
     drops = {k: v for k, v in counters.items() if k.startswith("fetch.drop.")}
     print(f"drops: {drops or 0}")
+    print("\n".join(giant))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
+from urllib.parse import urlsplit, urlunsplit
 
 from core.settings import UsageError, dataclass_from, read_toml
 from crawl.fetch.fetcher import FetchConfig
@@ -52,8 +53,27 @@ class Config:
     reddit: Optional[RedditConfig] = None    # set when harvesting live through praw
 
     def to_dict(self) -> Dict[str, Any]:
-        return {name: (dataclasses.asdict(getattr(self, name)) if getattr(self, name) is not None else None)
+        """The config as written into outputs (manifest.json): secrets redacted, so a shard set can be shared."""
+        return {name: (_redact(dataclasses.asdict(getattr(self, name))) if getattr(self, name) is not None else None)
                 for name in SECTIONS}
+
+
+_SECRET_KEYS = ("password", "secret", "token", "credential", "api_key")
+
+
+def _redact(value: Any, key: str = "") -> Any:
+    """user:password in any URL (http_proxy, endpoints) and values of secret-named keys become "***"."""
+    if isinstance(value, dict):
+        return {k: _redact(v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact(v, key) for v in value)
+    if isinstance(value, str) and value and any(s in key.lower() for s in _SECRET_KEYS):
+        return "***"
+    if isinstance(value, str) and "@" in value and "://" in value:
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+    return value
 
 
 def _section_type(hint):

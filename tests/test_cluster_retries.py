@@ -25,10 +25,10 @@ def _links(web, host, n):
     return links
 
 
-def _bundle(dofn, elements):
+def _bundle(dofn, elements, **side_inputs):
     """One whole bundle on `dofn`: what process() and finish_bundle() emitted, unwrapped."""
     dofn.start_bundle()
-    out = [o for e in elements for o in dofn.process(e)]
+    out = [o for e in elements for o in dofn.process(e, **side_inputs)]
     out += [getattr(o, "value", o) for o in dofn.finish_bundle() or ()]
     return [getattr(o, "value", o) for o in out]
 
@@ -46,7 +46,7 @@ def test_failed_fetch_bundle_retried_on_a_fresh_instance_keeps_politeness():
         first = _FetchHosts(cfg, LinkRules(), quiet=True)
         first.setup()
         first.start_bundle()
-        list(first.process(group))          # the host's thread starts fetching ...
+        list(first.process(group, giants={}))          # the host's thread starts fetching ...
         time.sleep(2.2 * DELAY)             # ... a few pages, then the bundle fails:
         first.teardown()                    # the harness discards the instance
         before = len(_requests(web, "slow.example"))
@@ -56,7 +56,7 @@ def test_failed_fetch_bundle_retried_on_a_fresh_instance_keeps_politeness():
 
         retry = _FetchHosts(cfg, LinkRules(), quiet=True)
         retry.setup()
-        pages = _bundle(retry, [group])
+        pages = _bundle(retry, [group], giants={})
         retry.teardown()
         starts = _requests(web, "slow.example")
 
@@ -75,7 +75,7 @@ def test_fetch_instance_reused_for_bundle_after_bundle():
         for b in range(3):   # one instance, one thread pool, three bundles: nothing leaks from one to the next
             links = _links(web, f"h{b}.example", 3) + _links(web, f"g{b}.example", 2)
             groups = [(f"h{b}.example#0/1", links[:3]), (f"g{b}.example#0/1", links[3:])]
-            pages = _bundle(dofn, groups)
+            pages = _bundle(dofn, groups, giants={})
             assert sorted(p.link.url for p in pages) == sorted(l.url for l in links)
         dofn.teardown()
 

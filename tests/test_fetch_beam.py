@@ -206,3 +206,64 @@ def test_resume_retries_chosen_outcomes_and_refetches_lost_warcs(tmp_path):
         assert sorted(e[3] for e in web.log[n:] if e[3] != "/robots.txt") == ["/a", "/b", "/flaky"]
         assert len(pages) == 3 and not drops
         assert counters["fetch.in"] == 3 == counters["fetch.out"]
+
+
+def test_split_host_gets_one_request_per_delay_in_total():
+    """A giant host split into keys that share a worker: about one request per delay overall (N x delay), not
+    each key waiting n_keys x the delay on the host's shared pacer as well (N x n_keys x delay)."""
+    delay, n = 0.15, 12
+    with LoopbackWeb() as web:
+        links = []
+        for i in range(n):
+            url = f"http://giant.example/p{i}"
+            web.add(url, _page_html(url))
+            links.append(_link(url))
+        cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=delay, read_timeout=2, robots=False,
+                          max_urls_per_host_key=4, global_concurrency=8)
+        pages, drops, counters = _run(links, cfg, "split")
+        log = [(t, path) for t, _, host, path in web.log if host == "giant.example"]
+    assert len(pages) == n and not drops
+    keys = {l.url.rsplit("/", 1)[1]: host_key(l, {"giant.example": n}, 4)[0] for l in links}
+    assert len(set(keys.values())) == 3
+    starts = sorted(t for t, _ in log)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert min(gaps) >= delay * 0.95, gaps                     # never two requests to the host within a delay
+    for key in set(keys.values()):          # each key alone: (host URLs / key URLs) x the delay per request
+        ts = sorted(t for t, path in log if keys[path.strip("/")] == key)
+        assert ts[-1] - ts[0] >= (len(ts) - 1) * n / len(ts) * delay * 0.9 - delay
+    # ~ (n - 1) x delay = 1.65 s when the keys interleave; n_keys-fold slower (~4.95 s) when they do not.
+    assert starts[-1] - starts[0] < 0.6 * (n - 1) * 3 * delay
+
+
+def test_redirect_targets_are_paced_across_workers():
+    """A shortener split over keys on two worker processes, every link redirecting to one target host that has
+    links of its own: the target still sees one request per delay, because the redirected chains are fetched
+    under the target host's key (measured at the server, which lives in this process)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    delay = 0.3
+    with LoopbackWeb() as web:
+        links = []
+        for i in range(8):
+            web.add_redirect(f"http://short.example/{i}", f"http://target.example/r{i}")
+            web.add(f"http://target.example/r{i}", _page_html(i))
+            links.append(_link(f"http://short.example/{i}"))
+        for i in range(3):
+            web.add(f"http://target.example/own{i}", _page_html(i))
+            links.append(_link(f"http://target.example/own{i}"))
+        cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=delay, read_timeout=2, robots=False,
+                          max_urls_per_host_key=2, global_concurrency=8)
+        opts = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+        p = beam.Pipeline(runner=FnApiRunner(), options=opts)
+        _ = p | beam.Create(links) | FetchPages(cfg, quiet=True)
+        result = p.run()
+        result.wait_until_finish()
+        log = list(web.log)
+    counters = defaultdict(int)        # each link counted in once, out once, whichever round ended it
+    for c in result.metrics().query()["counters"]:
+        if c.key.metric.namespace == "webtext":
+            counters[c.key.metric.name] += c.committed
+    assert counters["fetch.in"] == counters["fetch.out"] == 11
+    target = sorted(t for t, _, host, _ in log if host == "target.example")
+    assert len(target) == 11
+    gaps = [b - a for a, b in zip(target, target[1:])]
+    assert min(gaps) >= delay * 0.95, gaps

@@ -2,6 +2,7 @@
 named reason in drops/, and the stats add up at every stage."""
 import glob
 import json
+import os
 
 import zstandard
 
@@ -27,6 +28,8 @@ EXPECTED = {   # a sample of links and the reason the pipeline must give
     "http://robots.example/private/page": "fetch/robots_disallowed",
     "http://robots-500.example/page": "fetch/robots_unreachable",
     "http://169.254.169.254/latest/meta-data/": "fetch/private_address",
+    "http://localhost/admin": "fetch/private_address",          # through the proxy too
+    "http://metadata.google.internal/computeMetadata/v1/": "fetch/private_address",
     "http://ok.example/": "extract/too_short",          # fetched fine; its text is one word
     "http://cs.example/bad-utf8": "extract/too_short",  # undecodable bytes: no crash, a short text
 }
@@ -46,7 +49,9 @@ def test_hostile_web_through_the_whole_pipeline(web, tmp_path):  # noqa: F811
     settings = ["fetch.min_delay=0", "fetch.connect_timeout=1", "fetch.read_timeout=0.3", "fetch.page_timeout=0.6",
                 "fetch.robots_timeout=0.4", "fetch.backoff=0.05", "fetch.max_bytes=100000",
                 "fetch.max_decompressed_bytes=1000000"]
-    argv = ["run", "--input", str(dump), "--out", str(tmp_path / "out"), "--http-proxy", web.proxy_url, "--quiet"]
+    # Proxy credentials are a secret: they must not end up in any output (the proxy here ignores them).
+    proxy = web.proxy_url.replace("http://", "http://crawler:s3cret-pw@")
+    argv = ["run", "--input", str(dump), "--out", str(tmp_path / "out"), "--http-proxy", proxy, "--quiet"]
     for s in settings:
         argv += ["--set", s]
     assert main(argv) == 0
@@ -64,3 +69,8 @@ def test_hostile_web_through_the_whole_pipeline(web, tmp_path):  # noqa: F811
     assert {normalize_url(u) for u in urls} == set(drops)   # every link accounted for, by reason
     for url, reason in EXPECTED.items():
         assert drops[normalize_url(url)] == reason, url
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["config"]["fetch"]["http_proxy"] == f"http://***@127.0.0.1:{web.port}"
+    for path in glob.glob(str(tmp_path / "out" / "**"), recursive=True):
+        if os.path.isfile(path):
+            assert b"s3cret-pw" not in open(path, "rb").read(), path

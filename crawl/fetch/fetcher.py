@@ -1,8 +1,9 @@
 """Fetch: outbound Links -> Pages, politely, safely, and with every link ending in exactly one named outcome.
 
 Plain functions here (testable without Beam); the Beam transform is in crawl/fetch/transform.py, WARC capture in
-crawl/fetch/warc.py, address checks in crawl/fetch/safety.py, robots.txt in crawl/fetch/robots.py, body handling in
-crawl/fetch/content.py, pacing and error mapping in crawl/fetch/http.py.
+crawl/fetch/warc.py, address and URL checks in crawl/fetch/safety.py, robots.txt in crawl/fetch/robots.py, body
+handling in crawl/fetch/content.py, pacing and error mapping in crawl/fetch/http.py, one request under its
+deadline in crawl/fetch/exchange.py (enforced by crawl/fetch/deadline.py).
 
 - `fetch_one(session, link, cfg, rules)` fetches one URL: redirects followed by hand (each hop re-checked against
   the link rules, the address rules and robots.txt), retries with backoff on 429/5xx honouring Retry-After,
@@ -27,9 +28,10 @@ from crawl.fetch.content import check_content_type, detect_encoding, read_body, 
 from crawl.links import LinkRules, host_of, normalize_url, url_drop_reason
 from core.records import Link, Page
 from core.retry import retry_wait
-from crawl.fetch.http import Pacer, classify, now, send, status_outcome
+from crawl.fetch.exchange import REDIRECTS, Ctx, exchange, failure, get_robots, pacing, Stop, transient
+from crawl.fetch.http import Pacer, now, status_outcome
 from crawl.fetch.robots import RobotsCache
-from crawl.fetch.safety import GuardedAdapter, Resolver, check_host
+from crawl.fetch.safety import FetchAdapter, Resolver, sendable_url
 
 DROP_REASONS = (
     "bad_url", "private_address", "dns_error", "connection_error", "tls_error", "timeout", "host_unreachable",
@@ -40,7 +42,6 @@ DROP_REASONS = (
     "wikipedia", "blocked_domain", "non_page_extension",
 )
 BREAKER_FAILURES = frozenset({"dns_error", "connection_error", "tls_error", "timeout"})
-REDIRECTS = (301, 302, 303, 307, 308)
 AFTER_REDIRECT = {"wikipedia": "wikipedia_after_redirect", "blocked_domain": "blocked_after_redirect",
                   "non_page_extension": "non_page_after_redirect"}
 
@@ -51,12 +52,17 @@ class FetchConfig:
     user_agent: str = ""                # "" = webtext/0.1 (+contact); product token "webtext" for robots.txt
     connect_timeout: float = 10.0       # seconds per connection attempt
     read_timeout: float = 20.0          # seconds of silence allowed while waiting for bytes
-    page_timeout: float = 60.0          # wall clock per page, all redirect hops included
+    page_timeout: float = 60.0          # wall clock per page from its first request: every hop, header and byte
+                                        # (per fetch round: a chain handed to another host's key starts anew)
+    dns_timeout: float = 10.0           # longest wait for one name lookup (a late answer is a transient failure)
     max_bytes: int = 5 * 2**20          # bytes on the wire per response
     max_decompressed_bytes: int = 20 * 2**20   # gzip/deflate bomb cap
     max_redirects: int = 5                        # redirect hops followed (each hop re-checked)
+    redirect_rounds: int = 2            # cross-host redirect hops handed to the target host's own key (Beam only)
     content_types: Tuple[str, ...] = ("text/html", "application/xhtml+xml")   # media types kept; others are not_html
-    http_proxy: Optional[str] = None    # every request goes through it; it then resolves names
+    http_proxy: Optional[str] = None    # every request goes through it; it then resolves names ...
+    pin_dns: bool = False               # ... unless this is set: resolve here, check, and send (directly or through
+                                        # the proxy) to the checked address, the name kept for Host, SNI, TLS checks
     allow_private: bool = False         # True only for loopback demos and tests
     verify_tls: bool = True                       # check TLS certificates
     min_delay: float = 1.0              # seconds from the end of a response to the next request on that host
@@ -71,7 +77,7 @@ class FetchConfig:
     robots_max_bytes: int = 500 * 1024            # robots.txt bytes read at most (RFC 9309 asks for >= 500 KiB)
     max_crawl_delay: float = 30.0       # robots.txt Crawl-delay is honoured up to this
     circuit_breaker: int = 5            # consecutive network failures before a host's other URLs are given up
-    max_urls_per_host_key: int = 500    # giant hosts are split into several keys (each slower by the key count)
+    max_urls_per_host_key: int = 500    # giant hosts are split into keys; their delays add up to one per host
     warc_dir: Optional[str] = None      # keep raw responses as WARC + outcomes, and resume from them
     warc_rotate: int = 1000             # outcomes per committed WARC/outcomes file pair
     warc_commit_seconds: float = 5.0    # also commit at least this often: a killed run loses at most this much
@@ -83,12 +89,12 @@ class FetchConfig:
             object.__setattr__(self, "user_agent", agent)
         if self.per_host_concurrency < 1 or self.global_concurrency < 1 or self.max_urls_per_host_key < 1:
             raise ValueError("fetch concurrency and max_urls_per_host_key must be >= 1")
-        for name in ("connect_timeout", "read_timeout", "page_timeout", "robots_timeout", "max_bytes",
+        for name in ("connect_timeout", "read_timeout", "page_timeout", "robots_timeout", "dns_timeout", "max_bytes",
                      "max_decompressed_bytes", "robots_max_bytes", "warc_rotate", "warc_commit_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
         for name in ("min_delay", "backoff", "max_retry_wait", "max_crawl_delay", "max_retries", "max_redirects",
-                     "circuit_breaker"):
+                     "circuit_breaker", "redirect_rounds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.http_proxy is not None:
@@ -104,12 +110,26 @@ class Capture(NamedTuple):
     response_headers: Tuple[Tuple[str, str], ...]
 
 
+class Pending(NamedTuple):
+    """A redirect chain handed on to the target host's key: the next hop, already normalized and checked against
+    the link rules, and what the chain carried so far."""
+    link: Link
+    url: str
+    hops: int
+    cookies: Tuple[Tuple[str, str, str, str], ...]      # (name, value, domain, path)
+    seen: Tuple[Tuple[str, tuple], ...]                 # (url, cookies) states already visited: loop detection
+
+
+DEFERRED = "redirect_deferred"          # not an outcome: the chain goes on in the next round (FetchResult.pending)
+
+
 class FetchResult(NamedTuple):
-    outcome: str                        # "ok" or a DROP_REASONS entry
+    outcome: str                        # "ok" or a DROP_REASONS entry (or DEFERRED, with `pending`)
     page: Optional[Page] = None         # set when outcome == "ok"
     detail: str = ""
     capture: Optional[Capture] = None
     network: bool = True                # False if decided without sending anything (breaker, address checks)
+    pending: Optional[Pending] = None
 
 
 def make_session(cfg: FetchConfig) -> requests.Session:
@@ -121,7 +141,7 @@ def make_session(cfg: FetchConfig) -> requests.Session:
     s.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     pool = dict(pool_connections=max(10, cfg.global_concurrency), pool_maxsize=max(10, cfg.global_concurrency),
                 max_retries=0)
-    adapter = requests.adapters.HTTPAdapter(**pool) if cfg.allow_private or cfg.http_proxy else GuardedAdapter(**pool)
+    adapter = FetchAdapter(guarded=not (cfg.allow_private or cfg.http_proxy), **pool)
     s.mount("http://", adapter)
     s.mount("https://", adapter)
     if cfg.http_proxy:
@@ -131,135 +151,97 @@ def make_session(cfg: FetchConfig) -> requests.Session:
     return s
 
 
-class _Ctx(NamedTuple):
-    """What one host's fetching shares between pages (all thread-safe)."""
-    session: requests.Session
-    cfg: FetchConfig
-    rules: LinkRules
-    pacer: Pacer
-    resolver: Resolver
-    robots: Optional[RobotsCache]
-    key_host: str = ""
-    n_keys: int = 1
-
-
-def _delay(ctx: _Ctx, url: str, host: str) -> float:
-    delay = ctx.cfg.min_delay
-    if ctx.robots is not None:
-        delay = max(delay, min(ctx.robots.crawl_delay(url), ctx.cfg.max_crawl_delay))
-    return delay * (ctx.n_keys if host == ctx.key_host else 1)
-
-
-def _get_robots(ctx: _Ctx, robots_url: str) -> Tuple[int, bytes, str, str]:
-    """RobotsGetter: /robots.txt through the same session, proxy, checks and pacing, with its own timeout."""
-    cfg = ctx.cfg
-    url, jar = robots_url, requests.cookies.RequestsCookieJar()
-    deadline = time.monotonic() + cfg.robots_timeout
-    for _ in range(6):                  # RFC 9309: follow at least five redirects
-        host = host_of(url)
-        bad = check_host(host, cfg.allow_private, bool(cfg.http_proxy), ctx.resolver)
-        if bad:
-            return 0, b"", bad[0], bad[1]
-        with ctx.pacer.slot(host, _delay(ctx, url, host)):
-            left = max(0.1, deadline - time.monotonic())
-            try:
-                with send(ctx.session, url, jar, (min(cfg.connect_timeout, left), min(cfg.read_timeout, left))) as r:
-                    location = r.headers.get("Location")
-                    if r.status_code in REDIRECTS and location:
-                        requests.cookies.extract_cookies_to_jar(jar, r.request, r.raw)
-                        url = urljoin(url, location)
-                        if urlsplit(url).scheme not in ("http", "https"):
-                            return 0, b"", "bad_redirect", url[:200]
-                        continue
-                    if not 200 <= r.status_code < 300:
-                        return r.status_code, b"", "", ""
-                    body = read_body(r.raw, r.headers.get("Content-Encoding", ""), cfg.robots_max_bytes,
-                                     cfg.robots_max_bytes, deadline, truncate=True)
-                    return r.status_code, body, "", ""
-            except Exception as e:
-                reason, detail = classify(e)
-                return 0, b"", reason, detail
-    return 0, b"", "too_many_redirects", url[:200]
-
-
 def fetch_one(session: requests.Session, link: Union[Link, str], cfg: FetchConfig, rules: LinkRules = LinkRules(),
               *, pacer: Optional[Pacer] = None, resolver: Optional[Resolver] = None,
-              robots: Optional[RobotsCache] = None, n_keys: int = 1) -> FetchResult:
+              robots: Optional[RobotsCache] = None, n_keys: float = 1, pace_key: str = "", defer: bool = False,
+              start: Optional[Pending] = None) -> FetchResult:
     """Fetch one link; never raises. Pass the pacer/resolver/robots cache shared by a worker's threads (fetch_host
-    does); left out, fresh ones are made (robots.txt then is fetched for this call only, if cfg.robots)."""
+    does); left out, fresh ones are made (robots.txt then is fetched for this call only, if cfg.robots).
+    `defer`: a redirect to another host ends as DEFERRED with a Pending instead of being followed here (the Beam
+    transform fetches it under the target host's key, so that host's pacing holds across workers); `start`: go
+    on with such a Pending."""
     if isinstance(link, str):
         link = Link(link, host_of(link), 0, (), 0)
     if robots is None and cfg.robots:
         robots = RobotsCache(cfg.user_agent)
-    ctx = _Ctx(session, cfg, rules, pacer or Pacer(cfg.per_host_concurrency), resolver or Resolver(), robots,
-               link.host, n_keys)
+    ctx = Ctx(session, cfg, rules, pacer or Pacer(cfg.per_host_concurrency),
+              resolver or Resolver(timeout=cfg.dns_timeout), robots, host_of(start.url) if start else link.host,
+              n_keys, pace_key)
     try:
-        return _fetch(ctx, link)
+        return _fetch(ctx, link, defer, start)
     except Exception as e:              # a bug or a library surprise: one link lost, the crawl goes on
         return FetchResult("fetch_error", detail=f"{type(e).__name__}: {e}"[:300])
 
 
-def _fetch(ctx: _Ctx, link: Link) -> FetchResult:
+def _fetch(ctx: Ctx, link: Link, defer: bool, start: Optional[Pending]) -> FetchResult:
     cfg = ctx.cfg
-    url = link.url
-    if normalize_url(url) is None:
-        return FetchResult("bad_url", detail=url[:200], network=False)
-    reason = url_drop_reason(url, ctx.rules)
-    if reason:
-        return FetchResult(reason, detail=url[:200], network=False)
     jar = requests.cookies.RequestsCookieJar()
-    seen = set()                        # (url, cookies) states: the same state twice is a loop
-    hops, attempt, retry_wait, deadline, sent = 0, 0, 0.0, None, False
+    if start is None:
+        url, why = sendable_url(link.url, normalize_url)     # normalized once: this string is checked and sent
+        if url is None:
+            return FetchResult("bad_url", detail=f"{why}: {link.url[:200]}", network=False)
+        reason = url_drop_reason(url, ctx.rules)
+        if reason:
+            return FetchResult(reason, detail=url[:200], network=False)
+        seen, hops = set(), 0           # (url, cookies) states: the same state twice is a loop
+    else:
+        url, hops, seen = start.url, start.hops, set(start.seen)
+        for name, value, domain, path in start.cookies:
+            jar.set(name, value, domain=domain, path=path)
+    attempt, retry_wait, deadline, sent = 0, 0.0, None, start is not None
+    robots_wait = cfg.page_timeout + cfg.robots_timeout + max(cfg.min_delay, cfg.max_crawl_delay)
     while True:
         host = host_of(url)
-        bad = check_host(host, cfg.allow_private, bool(cfg.http_proxy), ctx.resolver)
-        if bad:
-            return FetchResult(bad[0], detail=bad[1], network=sent)
         if ctx.robots is not None:
-            verdict = ctx.robots.verdict(url, lambda u: _get_robots(ctx, u))
+            verdict = ctx.robots.verdict(url, lambda u: get_robots(ctx, u, deadline), wait=robots_wait)
+            if verdict and transient(*verdict) and attempt < cfg.max_retries and deadline is None:
+                attempt += 1
+                time.sleep(cfg.backoff * 2 ** (attempt - 1))    # a DNS hiccup: ask again a little later
+                continue
             if verdict:
-                return FetchResult(verdict[0], detail=verdict[1])
-        seen.add((normalize_url(url), tuple(sorted(jar.items()))))
-        with ctx.pacer.slot(host, max(_delay(ctx, url, host), retry_wait)):
-            started = time.monotonic()
-            deadline = deadline or started + cfg.page_timeout
-            left = deadline - started
-            if left <= 0:
-                return FetchResult("timeout", detail=f"page timeout after {hops} redirects")
-            sent = True
-            try:
-                resp = send(ctx.session, url, jar, (min(cfg.connect_timeout, left), min(cfg.read_timeout, left)))
-            except Exception as e:
-                reason, detail = classify(e)
-                return FetchResult(reason, detail=detail)
-            with resp:
+                outcome = "timeout" if verdict[0] == "deadline" else verdict[0]
+                return FetchResult(outcome, detail=verdict[1], network=sent or outcome not in ("private_address",))
+        seen.add((url, tuple(sorted(jar.items()))))
+        try:
+            with exchange(ctx, url, jar, pacing(ctx, url, host, hops == 0, retry_wait), cfg.page_timeout,
+                           deadline) as (resp, deadline):
+                sent = True
                 result, location, retry_wait = _handle(ctx, link, url, resp, deadline, attempt)
                 if location:
                     requests.cookies.extract_cookies_to_jar(jar, resp.request, resp.raw)
+        except Stop as stop:
+            reason, detail, network = stop.args
+            if transient(reason, detail) and attempt < cfg.max_retries and deadline is None:
+                attempt += 1
+                time.sleep(cfg.backoff * 2 ** (attempt - 1))    # a DNS hiccup: ask again a little later
+                continue
+            return FetchResult(reason, detail=detail, network=sent or network)
         if result is not None:
             return result
         if retry_wait:                  # a 429/5xx we retry: same URL, after the wait, with a fresh page timeout
             attempt, deadline = attempt + 1, None
             continue
-        # A redirect: every hop faces the link rules again.
+        # A redirect: normalized once, then every hop faces the link rules again.
         hops += 1
         if hops > cfg.max_redirects:
             return FetchResult("too_many_redirects", detail=f"more than {cfg.max_redirects} redirects")
-        url = urljoin(url, location)
-        normalized = normalize_url(url)
-        if normalized is None:
-            return FetchResult("bad_redirect", detail=f"redirect to {url[:200]}")
-        reason = url_drop_reason(normalized, ctx.rules)
+        url, why = sendable_url(urljoin(url, location), normalize_url)
+        if url is None:
+            return FetchResult("bad_redirect", detail=f"redirect to {location[:200]!r}: {why}")
+        reason = url_drop_reason(url, ctx.rules)
         if reason in AFTER_REDIRECT:
-            return FetchResult(AFTER_REDIRECT[reason], detail=f"redirect to {normalized[:200]}")
+            return FetchResult(AFTER_REDIRECT[reason], detail=f"redirect to {url[:200]}")
         if reason:
-            return FetchResult("bad_redirect", detail=f"redirect to {normalized[:200]} ({reason})")
-        if (normalized, tuple(sorted(jar.items()))) in seen:
-            return FetchResult("redirect_loop", detail=f"back to {normalized[:200]}")
+            return FetchResult("bad_redirect", detail=f"redirect to {url[:200]} ({reason})")
+        if (url, tuple(sorted(jar.items()))) in seen:
+            return FetchResult("redirect_loop", detail=f"back to {url[:200]}")
+        if defer and host_of(url) != ctx.key_host:
+            cookies = tuple((c.name, c.value or "", c.domain, c.path) for c in jar)
+            return FetchResult(DEFERRED, detail=url[:200], pending=Pending(link, url, hops, cookies, tuple(seen)))
         attempt, retry_wait = 0, 0.0
 
 
-def _handle(ctx: _Ctx, link: Link, url: str, resp: requests.Response, deadline: float, attempt: int
+def _handle(ctx: Ctx, link: Link, url: str, resp: requests.Response, deadline: float, attempt: int
             ) -> Tuple[Optional[FetchResult], Optional[str], float]:
     """One response: (final result, None, 0) or (None, redirect location, 0) or (None, None, retry wait)."""
     cfg, status = ctx.cfg, resp.status_code
@@ -286,28 +268,30 @@ def _handle(ctx: _Ctx, link: Link, url: str, resp: requests.Response, deadline: 
         body = read_body(resp.raw, resp.headers.get("Content-Encoding", ""), cfg.max_bytes,
                          cfg.max_decompressed_bytes, deadline)
     except Exception as e:
-        reason, detail = classify(e)
+        reason, detail = failure(e, deadline)
         return FetchResult(reason, detail=detail), None, 0.0
     bad, mtype = sniff_body(ctype, body, cfg.content_types)
     if bad:
         return FetchResult("not_html", detail=bad), None, 0.0
-    page = Page(link, normalize_url(url) or url, status, mtype, body, detect_encoding(ctype, body), now())
-    capture = Capture(tuple(resp.request.headers.items()), f"{status} {resp.reason or ''}".strip(),
+    page = Page(link, url, status, mtype, body, detect_encoding(ctype, body), now())
+    sent = tuple((k, v) for k, v in resp.request.headers.items() if k.lower() != "proxy-authorization")  # a secret
+    capture = Capture(sent, f"{status} {resp.reason or ''}".strip(),
                       tuple(resp.raw.headers.items()))
     return FetchResult("ok", page, capture=capture), None, 0.0
 
 
 def fetch_host(links: Iterable[Link], cfg: FetchConfig, rules: LinkRules = LinkRules(),
-               session: Optional[requests.Session] = None, *, n_keys: int = 1, pacer: Optional[Pacer] = None,
-               resolver: Optional[Resolver] = None, robots: Optional[RobotsCache] = None
-               ) -> Iterator[Tuple[Link, FetchResult]]:
+               session: Optional[requests.Session] = None, *, n_keys: float = 1, pacer: Optional[Pacer] = None,
+               resolver: Optional[Resolver] = None, robots: Optional[RobotsCache] = None, pace_key: str = "",
+               defer: bool = False) -> Iterator[Tuple[Link, FetchResult]]:
     """One host's links, sorted by URL, fetched one after another. `n_keys` > 1 when the host was split into
-    that many keys: each key then waits n_keys times the delay, so the host as a whole still sees one request
-    per delay. After `cfg.circuit_breaker` consecutive network failures the remaining links end as
-    "host_unreachable" without a request."""
+    keys (`pace_key` names this one; n_keys is then the host's URL count over this key's, about the key count):
+    each key waits n_keys times the delay on its own pacer entry, so the host as a whole still sees one request
+    per delay. After `cfg.circuit_breaker` consecutive network failures (transient DNS failures not counted) the
+    remaining links end as "host_unreachable" without a request. `defer`: see fetch_one."""
     session = session or make_session(cfg)
     pacer = pacer or Pacer(cfg.per_host_concurrency)
-    resolver = resolver or Resolver()
+    resolver = resolver or Resolver(timeout=cfg.dns_timeout)
     if robots is None and cfg.robots:
         robots = RobotsCache(cfg.user_agent)
     failures, last = 0, ""
@@ -316,9 +300,19 @@ def fetch_host(links: Iterable[Link], cfg: FetchConfig, rules: LinkRules = LinkR
             yield link, FetchResult("host_unreachable", detail=f"{failures} consecutive failures, last: {last}"[:300],
                                     network=False)
             continue
-        result = fetch_one(session, link, cfg, rules, pacer=pacer, resolver=resolver, robots=robots, n_keys=n_keys)
-        if result.outcome in BREAKER_FAILURES:
+        result = fetch_one(session, link, cfg, rules, pacer=pacer, resolver=resolver, robots=robots, n_keys=n_keys,
+                           pace_key=pace_key, defer=defer)
+        if result.outcome in BREAKER_FAILURES and not transient(result.outcome, result.detail):
             failures, last = failures + 1, f"{result.outcome}: {result.detail}"
         elif result.network:
             failures = 0
         yield link, result
+
+
+def fetch_pending(chains: Iterable[Pending], cfg: FetchConfig, rules: LinkRules, session: requests.Session, *,
+                  pacer: Pacer, resolver: Resolver, robots: Optional[RobotsCache], defer: bool = False
+                  ) -> Iterator[Tuple[Link, FetchResult]]:
+    """Redirect chains that arrive at one host, one after another (that host's pacing, robots.txt, checks)."""
+    for p in sorted(chains, key=lambda p: (p.url, p.link.url)):
+        yield p.link, fetch_one(session, p.link, cfg, rules, pacer=pacer, resolver=resolver, robots=robots,
+                                defer=defer, start=p)

@@ -22,16 +22,26 @@ class Pacer:
 
     def __init__(self, concurrency: int = 1, max_hosts: int = 100_000):
         self.concurrency, self.max_hosts = concurrency, max_hosts
+        self.longest = 0.0              # the longest delay asked for: a host idle for less may not be forgotten
         self._hosts = {}                # host -> [semaphore, last response end, requests in flight]
         self._lock = threading.Lock()
 
     @contextmanager
-    def slot(self, host: str, delay: float):
+    def slot(self, host: str, delay: float, from_start: bool = False):
+        """Wait for `host`'s turn. `from_start`: space the moments this slot was granted instead of end-to-start
+        (a rate: a split host's per-key budget; the caller may move the start to when its request went out, after
+        any inner slot's wait). The host's own entry, taken inside it on the same worker, still
+        spaces each request from the last response's end; a wait there does not push the key's budget back, or
+        every collision between keys would be lost for good and the split host would run late."""
         with self._lock:
+            self.longest = max(self.longest, delay)
             entry = self._hosts.get(host)
             if entry is None:
-                if len(self._hosts) >= self.max_hosts:     # forget hosts idle for ten minutes
-                    cutoff = time.monotonic() - 600
+                if len(self._hosts) >= self.max_hosts:
+                    # Forget hosts idle for ten minutes, or for longer than any delay (a split giant host asks
+                    # delay x n_keys, which can be more than ten minutes): forgetting one sooner would let its
+                    # next request go out early.
+                    cutoff = time.monotonic() - max(600.0, 2 * self.longest)
                     self._hosts = {h: e for h, e in self._hosts.items() if e[2] or e[1] > cutoff}
                     self.max_hosts = max(self.max_hosts, 2 * len(self._hosts))   # amortized: no scan per host
                 # A host new to this Pacer may have been fetched a moment ago by another instance: the failed
@@ -40,13 +50,15 @@ class Pacer:
                 entry = self._hosts[host] = [threading.Semaphore(self.concurrency), time.monotonic(), 0]
             entry[2] += 1
         entry[0].acquire()
+        started = [None]
         try:
             wait = entry[1] + delay - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-            yield
+            started[0] = time.monotonic()
+            yield started       # a caller holding several slots sets started[0] to when its request really went out
         finally:
-            entry[1] = time.monotonic()
+            entry[1] = started[0] if from_start and started[0] is not None else time.monotonic()
             entry[0].release()
             with self._lock:
                 entry[2] -= 1
@@ -101,12 +113,13 @@ def stale(e: BaseException) -> bool:
                for c in _chain(e))
 
 
-def send(session: requests.Session, url: str, jar, timeout) -> requests.Response:
+def send(session: requests.Session, url: str, jar, timeout, deadline: float, headers=None) -> requests.Response:
     """GET without following redirects; one immediate second try when a pooled connection turned out stale, as
-    browsers do (a server closing an idle keep-alive connection races with our reuse of it)."""
+    browsers do (a server closing an idle keep-alive connection races with our reuse of it), unless the deadline
+    has passed (the watchdog closing the socket looks the same)."""
     try:
-        return session.get(url, stream=True, allow_redirects=False, cookies=jar, timeout=timeout)
+        return session.get(url, stream=True, allow_redirects=False, cookies=jar, timeout=timeout, headers=headers)
     except requests.exceptions.ConnectionError as e:
-        if not stale(e):
+        if not stale(e) or time.monotonic() >= deadline:
             raise
-    return session.get(url, stream=True, allow_redirects=False, cookies=jar, timeout=timeout)
+    return session.get(url, stream=True, allow_redirects=False, cookies=jar, timeout=timeout, headers=headers)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit
 
@@ -42,8 +43,9 @@ def robots_url(url: str) -> str:
 
 
 def judge(status: int, body: bytes, failure: str, detail: str) -> Optional[RobotsFile]:
-    """RFC 9309 reading of one robots.txt fetch; None means "network failure, do not cache, retry later"."""
-    if failure in NETWORK_FAILURES:
+    """RFC 9309 reading of one robots.txt fetch; None means "network failure, do not cache, retry later".
+    "deadline" means the asking page ran out of time first: that says nothing about the robots.txt."""
+    if failure in NETWORK_FAILURES or failure == "deadline":
         return None
     if failure == "timeout":
         return RobotsFile("unreachable", detail=f"robots.txt timed out: {detail}")
@@ -72,8 +74,9 @@ class RobotsCache:
         self._files: "OrderedDict[str, Future]" = OrderedDict()
         self._lock = threading.Lock()
 
-    def _file(self, url: str, fetch: RobotsGetter) -> Tuple[Optional[RobotsFile], str, str]:
-        """(robots file, failure reason, detail); the file is None after a network failure."""
+    def _file(self, url: str, fetch: RobotsGetter, wait: Optional[float]) -> Tuple[Optional[RobotsFile], str, str]:
+        """(robots file, failure reason, detail); the file is None after a network failure. A thread waiting for
+        another's fetch of the same file waits at most `wait` seconds (then: "timeout", not cached)."""
         key = robots_url(url)
         with self._lock:
             fut = self._files.get(key)
@@ -94,12 +97,16 @@ class RobotsCache:
                 with self._lock:
                     if self._files.get(key) is fut:
                         del self._files[key]     # network failure: the next URL asks again
-        return fut.result()
+            return fut.result()
+        try:
+            return fut.result(timeout=wait)
+        except FutureTimeout:
+            return None, "timeout", f"waited {wait:.0f}s for another thread's fetch of {key}"
 
-    def verdict(self, url: str, fetch: RobotsGetter) -> Optional[Tuple[str, str]]:
+    def verdict(self, url: str, fetch: RobotsGetter, wait: Optional[float] = None) -> Optional[Tuple[str, str]]:
         """None if `url` may be fetched, else (outcome, detail): robots_disallowed, robots_unreachable, or the
-        network failure that kept us from reading robots.txt."""
-        robots, failure, detail = self._file(url, fetch)
+        network failure that kept us from reading robots.txt ("deadline": the page's own time ran out)."""
+        robots, failure, detail = self._file(url, fetch, wait)
         if robots is None:
             return failure or "connection_error", f"robots.txt: {detail}"
         if robots.kind == "unreachable":

@@ -2,6 +2,9 @@
 
 Politeness has to hold across workers, so a host is fetched by one DoFn call:
     Links -> key by host (giant hosts split into host#k keys) -> GroupByKey -> _FetchHosts
+    -> redirect chains that leave for another host, keyed by that host -> GroupByKey -> _FetchHosts (round 1) ...
+A split host's keys each pace their own URLs at (host URLs / key URLs) x the delay, which adds up to one request
+per delay for the host wherever the keys run; `redirect_rounds` rounds later, the last one follows the rest inline.
 _FetchHosts runs many host groups at once in a thread pool of `global_concurrency`, each host's URLs one after
 another (crawl.fetch.fetcher.fetch_host). It does not wait for a whole batch of hosts to finish before taking the next:
 each process() call submits one host group and hands on whatever finished meanwhile, so one slow host delays
@@ -30,8 +33,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 from tqdm.auto import tqdm
 
-from crawl.fetch.fetcher import FetchConfig, FetchResult, Pacer, fetch_host, make_session
-from crawl.links import LinkRules
+from crawl.fetch.fetcher import DEFERRED, FetchConfig, FetchResult, Pacer, fetch_host, fetch_pending, make_session
+from crawl.links import LinkRules, host_of
 from core.records import DROPPED, FETCH, Link, Step, doc_id_for
 from crawl.fetch.robots import RobotsCache
 from crawl.fetch.safety import Resolver
@@ -53,6 +56,15 @@ def _n_keys(key: str) -> int:
     return int(key.rsplit("/", 1)[1])
 
 
+def key_share(key: str, n_links: int, giants: dict) -> float:
+    """How many times the host's delay this key waits between its own requests: the host's URL count over the
+    key's. The keys' rates then add up to one request per delay for the host, and every key, whatever its size
+    (the hash split is uneven), takes about host URLs x delay, so none is a straggler. 1 for an unsplit host."""
+    if _n_keys(key) == 1 or n_links == 0:
+        return 1.0
+    return max(1.0, giants.get(key.rsplit("#", 1)[0], n_links) / n_links)
+
+
 class _FetchStep(Step):
     """Counts on the DoFn's own thread only: Beam metrics live in the thread that runs the DoFn, increments from
     the pool's threads would be lost. A FetchResult becomes its page, or a Drop named by its outcome."""
@@ -63,14 +75,18 @@ class _FetchStep(Step):
 
 
 class _FetchHosts(_FetchStep):
-    def __init__(self, cfg: FetchConfig, rules: LinkRules, quiet: bool):
+    """Round 0: (host key, links). Round r > 0: (host, Pending redirect chains that arrived at that host); those
+    links were counted in round 0 already. A chain that leaves for yet another host goes to the "deferred"
+    output, keyed by that host, for the next round; the last round follows every hop itself."""
+
+    def __init__(self, cfg: FetchConfig, rules: LinkRules, quiet: bool, round_: int = 0):
         super().__init__()
-        self.cfg, self.rules, self.quiet = cfg, rules, quiet
+        self.cfg, self.rules, self.quiet, self.round = cfg, rules, quiet, round_
 
     def setup(self):
         cfg = self.cfg
         self.session = make_session(cfg)
-        self.pacer, self.resolver = Pacer(cfg.per_host_concurrency), Resolver()
+        self.pacer, self.resolver = Pacer(cfg.per_host_concurrency), Resolver(timeout=cfg.dns_timeout)
         self.robots = RobotsCache(cfg.user_agent) if cfg.robots else None
         self.pool = ThreadPoolExecutor(cfg.global_concurrency, thread_name_prefix="fetch")
         self.stopped = threading.Event()   # set by teardown: host threads stop before their next request
@@ -82,14 +98,20 @@ class _FetchHosts(_FetchStep):
         self.sink = (WarcSink(self.cfg.warc_dir, self.cfg.warc_rotate, commit_seconds=self.cfg.warc_commit_seconds)
                      if self.cfg.warc_dir else None)
 
-    def _run_host(self, links, n_keys, done, sink):
+    def _run_host(self, key, items, share, done, sink):
+        defer = self.round < self.cfg.redirect_rounds
         try:
-            for link, result in fetch_host(links, self.cfg, self.rules, self.session, n_keys=n_keys,
-                                           pacer=self.pacer, resolver=self.resolver, robots=self.robots):
+            if self.round == 0:
+                results = fetch_host(items, self.cfg, self.rules, self.session, n_keys=share, pacer=self.pacer,
+                                     resolver=self.resolver, robots=self.robots, pace_key=key, defer=defer)
+            else:
+                results = fetch_pending(items, self.cfg, self.rules, self.session, pacer=self.pacer,
+                                        resolver=self.resolver, robots=self.robots, defer=defer)
+            for link, result in results:
                 if self.stopped.is_set():   # the bundle failed and this instance is discarded: see teardown
                     self.interrupted = True
                     return
-                if sink is not None:
+                if sink is not None and result.outcome != DEFERRED:     # only final outcomes are logged
                     sink.add(link, result)
                 done.put((link, result))
         except BaseException as e:      # the WARC disk failed, or a bug: fail the bundle, Beam retries it
@@ -109,20 +131,26 @@ class _FetchHosts(_FetchStep):
                 wait_for_host = False
             elif isinstance(item, BaseException):
                 raise item
+            elif item[1].outcome == DEFERRED:      # not counted: the link ends in a later round
+                pending = item[1].pending
+                yield beam.pvalue.TaggedOutput("deferred", (host_of(pending.url), pending))
             else:
                 self.bar.update(1)
                 yield from self.emit(self.outcome(*item))
 
-    def process(self, kv):
+    def process(self, kv, giants):
         key, links = kv
         links = list(links)
         if self.bar is None:
-            self.bar = tqdm(desc="fetch", unit="url", disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
-        self.count("in", len(links))
+            self.bar = tqdm(desc=f"fetch, redirects {self.round}" if self.round else "fetch", unit="url",
+                            disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
+        if self.round == 0:
+            self.count("in", len(links))
         while self.inflight >= self.cfg.global_concurrency:     # backpressure: never queue more than we run
             yield from self._drain(wait_for_host=True)
         self.inflight += 1
-        self.pool.submit(self._run_host, links, _n_keys(key), self.done, self.sink)
+        share = key_share(key, len(links), giants) if self.round == 0 else 1.0
+        self.pool.submit(self._run_host, key, links, share, self.done, self.sink)
         yield from self._drain(wait_for_host=False)
 
     def finish_bundle(self):
@@ -228,10 +256,23 @@ class FetchPages(beam.PTransform):
         fetched = (todo
                    | "HostKey" >> beam.Map(host_key, giants=beam.pvalue.AsDict(giants), per_key=per_key)
                    | "GroupByHost" >> beam.GroupByKey()
-                   | "FetchHosts" >> beam.ParDo(_FetchHosts(cfg, self.rules, self.quiet)).with_outputs(
-                       DROPPED, main="pages"))
-        if replayed is None:
-            return {"pages": fetched.pages, DROPPED: fetched[DROPPED]}
-        pages = (fetched.pages, replayed.pages) | "FlattenPages" >> beam.Flatten()
-        dropped = (fetched[DROPPED], replayed[DROPPED]) | "FlattenDrops" >> beam.Flatten()
-        return {"pages": pages, DROPPED: dropped}
+                   | "FetchHosts" >> beam.ParDo(_FetchHosts(cfg, self.rules, self.quiet),
+                                                giants=beam.pvalue.AsDict(giants)).with_outputs(
+                       DROPPED, "deferred", main="pages"))
+        pages, dropped, deferred = [fetched.pages], [fetched[DROPPED]], fetched.deferred
+        # A redirect to another host is fetched under that host's key in the next round, so the target host's
+        # pacing holds across workers too (a shortener's keys would otherwise hit it from several at once).
+        for r in range(1, cfg.redirect_rounds + 1):
+            step = (deferred
+                    | f"GroupRedirects{r}" >> beam.GroupByKey()
+                    | f"FetchRedirects{r}" >> beam.ParDo(_FetchHosts(cfg, self.rules, self.quiet, r),
+                                                         giants=beam.pvalue.AsDict(giants)).with_outputs(
+                        DROPPED, "deferred", main="pages"))
+            pages.append(step.pages)
+            dropped.append(step[DROPPED])
+            deferred = step.deferred      # empty after the last round, which follows every hop itself
+        if replayed is not None:
+            pages.append(replayed.pages)
+            dropped.append(replayed[DROPPED])
+        return {"pages": tuple(pages) | "FlattenPages" >> beam.Flatten(),
+                DROPPED: tuple(dropped) | "FlattenDrops" >> beam.Flatten()}
