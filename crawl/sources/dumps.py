@@ -12,7 +12,7 @@ import gzip
 import io
 import json
 import lzma
-from typing import IO, Iterator, Union
+from typing import IO, Iterable, Iterator, List, Optional, Tuple, Union
 
 import apache_beam as beam
 import zstandard
@@ -22,81 +22,199 @@ from apache_beam.io.filesystem import CompressionTypes
 from core.records import DROPPED, SOURCE, Drop, Step, Submission
 
 ZSTD_MAX_WINDOW = 2 ** 31
+MAX_LINE = 1 << 20          # longest dump line read (bytes); a longer one is skipped to its newline, one malformed_line
+CHUNK = 1 << 20             # decompressed bytes handed to the line splitter at a time
+ZSTD_FEED = 512             # compressed bytes per decompress call: zstd's best case (RLE blocks) is ~32,000:1,
+                            # so one call yields at most ~16 MiB however the frame was made
+INT64 = 2 ** 63             # karma and created_utc go to int64 Arrow columns
+TOO_LONG = None             # what iter_lines yields for a line over the cap
 
 
 class TruncatedInput(OSError):
     pass
 
 
-class _ZstdReader(io.RawIOBase):
-    """Multi-frame zstd reader that raises on a truncated last frame (zstandard's stream_reader just stops)."""
+def _zstd_chunks(raw: IO[bytes]) -> Iterator[bytes]:
+    """Decompressed bytes of a multi-frame zstd stream in bounded pieces; raises on a truncated last frame
+    (zstandard's stream_reader just stops there, and its decompressobj has no output bound)."""
+    dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+    dobj, in_frame, out, size = dctx.decompressobj(), False, [], 0
+    while True:
+        data = raw.read(CHUNK)
+        if not data:
+            break
+        view = memoryview(data)
+        pos = 0
+        while pos < len(view):
+            piece = view[pos:pos + ZSTD_FEED]
+            pos += len(piece)
+            in_frame = True
+            got = dobj.decompress(piece)
+            if got:
+                out.append(got)
+                size += len(got)
+            if dobj.eof:   # frame finished: anything after it starts the next frame
+                rest = dobj.unused_data
+                dobj, in_frame = dctx.decompressobj(), False
+                if rest:
+                    view, pos = memoryview(rest + bytes(view[pos:])), 0
+            if size >= CHUNK:
+                yield b"".join(out)
+                out, size = [], 0
+    if out:
+        yield b"".join(out)
+    if in_frame:
+        raise TruncatedInput("zstd stream ends inside a frame (truncated file)")
 
-    def __init__(self, raw: IO[bytes], chunk: int = 1 << 20):
-        self.raw, self.chunk, self.pending = raw, chunk, b""
-        self.dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
-        self.dobj, self.in_frame = self.dctx.decompressobj(), False
+
+def _read_chunks(f) -> Iterator[bytes]:
+    while True:
+        data = f.read(CHUNK)   # gzip/lzma/bz2 readers bound what one read() returns
+        if not data:
+            return
+        yield data
+
+
+def iter_chunks(raw: IO[bytes], name: str) -> Iterator[bytes]:
+    """Decompressed bytes of one file, as its name says, in pieces of bounded size."""
+    lower = name.lower()
+    if lower.endswith(".zst") or lower.endswith(".zstd"):
+        return _zstd_chunks(raw)
+    if lower.endswith(".gz"):
+        return _read_chunks(gzip.GzipFile(fileobj=raw))
+    if lower.endswith(".xz") or lower.endswith(".lzma"):
+        return _read_chunks(lzma.LZMAFile(raw))
+    if lower.endswith(".bz2"):
+        return _read_chunks(bz2.BZ2File(raw))
+    return _read_chunks(raw)
+
+
+def iter_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iterator[Optional[bytes]]:
+    """Lines (without the newline) from byte chunks; TOO_LONG (None) once for each line over `max_line`, whose
+    bytes are skipped up to the next newline, never held. A partial line is kept as a list of parts, so a line
+    spread over many chunks is joined once (no re-slicing of a growing buffer)."""
+    parts: List[bytes] = []
+    held, skipping = 0, False
+    for chunk in chunks:
+        start = 0
+        if skipping:
+            start = chunk.find(b"\n") + 1
+            if not start:
+                continue
+            skipping = False
+        end = chunk.rfind(b"\n")
+        if end < start:                     # no newline in the rest of this chunk: the line goes on
+            piece = chunk[start:] if start else chunk
+            if held + len(piece) > max_line:
+                parts, held, skipping = [], 0, True
+                yield TOO_LONG
+            elif piece:
+                parts.append(piece)
+                held += len(piece)
+            continue
+        lines = chunk[start:end].split(b"\n")
+        if parts:
+            first = lines[0]
+            parts.append(first)
+            lines[0] = b"".join(parts) if held + len(first) <= max_line else b""
+            if not lines[0]:
+                yield TOO_LONG
+            parts, held = [], 0
+        for line in lines:
+            yield line if len(line) <= max_line else TOO_LONG
+        tail = chunk[end + 1:]
+        if len(tail) > max_line:
+            skipping = True
+            yield TOO_LONG
+        elif tail:
+            parts, held = [tail], len(tail)
+    if parts:
+        yield b"".join(parts)
+
+
+def open_decompressed(raw: IO[bytes], name: str) -> IO[bytes]:
+    """A file-like reader of the decompressed bytes (for callers that want one; dump reading uses iter_lines)."""
+    return _ChunkReader(iter_chunks(raw, name))
+
+
+class _ChunkReader(io.RawIOBase):
+    def __init__(self, chunks: Iterator[bytes]):
+        self.chunks, self.pending, self.pos = chunks, b"", 0
 
     def readable(self):
         return True
 
     def readinto(self, buf) -> int:
-        while not self.pending:
-            data = self.raw.read(self.chunk)
-            if not data:
-                if self.in_frame:
-                    raise TruncatedInput("zstd stream ends inside a frame (truncated file)")
+        while self.pos >= len(self.pending):
+            self.pending, self.pos = next(self.chunks, b""), 0
+            if not self.pending:
                 return 0
-            while data:
-                self.in_frame = True
-                self.pending += self.dobj.decompress(data)
-                data = b""
-                if self.dobj.eof:   # frame finished: anything after it starts the next frame
-                    data, self.dobj, self.in_frame = self.dobj.unused_data, self.dctx.decompressobj(), False
-        n = min(len(buf), len(self.pending))
-        buf[:n], self.pending = self.pending[:n], self.pending[n:]
+        n = min(len(buf), len(self.pending) - self.pos)
+        buf[:n] = self.pending[self.pos:self.pos + n]
+        self.pos += n
         return n
 
 
-def open_decompressed(raw: IO[bytes], name: str) -> IO[bytes]:
-    """Wrap a raw byte stream with the decompressor its file name calls for."""
-    lower = name.lower()
-    if lower.endswith(".zst") or lower.endswith(".zstd"):
-        return _ZstdReader(raw)
-    if lower.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw)
-    if lower.endswith(".xz") or lower.endswith(".lzma"):
-        return lzma.LZMAFile(raw)
-    if lower.endswith(".bz2"):
-        return bz2.BZ2File(raw)
-    return raw
+def _as_int(value) -> int:
+    """An int64 from a JSON number or numeric string; ValueError otherwise (inf, nan, 1e400, huge, bool)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    if not isinstance(value, int):
+        value = float(value) if not isinstance(value, float) else value
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{value!r} is not a finite number")
+        value = int(value)
+    if not -INT64 <= value < INT64:
+        raise ValueError("number out of range")
+    return value
 
 
-def parse_dump_line(line: Union[bytes, str], source: str = "") -> Union[Submission, str]:
-    """A Submission from one Pushshift NDJSON line, or the reason it is malformed (a short string)."""
+def parse_dump_obj(line: Union[bytes, str]) -> Union[dict, str]:
+    """The JSON object of one dump line, or why it is not one. Never raises."""
     try:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError):
         return "not JSON"
+    except RecursionError:
+        return "nested too deeply"
     if not isinstance(obj, dict):
         return "not a JSON object"
+    return obj
+
+
+def submission_fields(obj: dict) -> Union[tuple, str]:
+    """(url, karma, is_self, over_18, created_utc) from a dump object, or why a record cannot hold it."""
     try:
         url = obj["url"]
         if not isinstance(url, str):
             return "url is not a string"
-        return Submission(
-            id=str(obj.get("id") or obj.get("name") or ""),
-            url=url,
-            karma=int(obj["score"]),
-            is_self=bool(obj.get("is_self", False)),
-            over_18=bool(obj.get("over_18", False)),
-            subreddit=str(obj.get("subreddit") or ""),
-            created_utc=int(float(obj.get("created_utc") or 0)),
-            source=source,
-        )
+        return url, _as_int(obj["score"]), bool(obj.get("is_self", False)), bool(obj.get("over_18", False)), \
+            _as_int(obj.get("created_utc") or 0)
     except KeyError as e:
         return f"missing field {e.args[0]}"
-    except (TypeError, ValueError) as e:
-        return f"bad field value ({e})"
+    except (TypeError, ValueError, OverflowError) as e:
+        return f"bad field value ({str(e)[:80]})"
+
+
+def text_field(obj: dict, *keys: str) -> str:
+    for key in keys:
+        value = obj.get(key)
+        if value:
+            return value if isinstance(value, str) else str(value)[:200]
+    return ""
+
+
+def parse_dump_line(line: Union[bytes, str], source: str = "") -> Union[Submission, str]:
+    """A Submission from one Pushshift NDJSON line, or the reason it is malformed (a short string). Never raises."""
+    obj = parse_dump_obj(line)
+    if isinstance(obj, str):
+        return obj
+    fields = submission_fields(obj)
+    if isinstance(fields, str):
+        return fields
+    url, karma, is_self, over_18, created = fields
+    return Submission(text_field(obj, "id", "name"), url, karma, is_self, over_18, text_field(obj, "subreddit"),
+                      created, source)
 
 
 def parse_url_line(line: str, source: str, lineno: int, default_karma: int) -> Union[Submission, str]:
@@ -111,30 +229,70 @@ def parse_url_line(line: str, source: str, lineno: int, default_karma: int) -> U
                       subreddit="", created_utc=0, source="url-list")
 
 
-def iter_file(stream: IO[bytes], name: str, default_karma: int = 3) -> Iterator[Union[Submission, Drop]]:
-    """Submissions (or Drops for malformed lines) from one source file, decompressing as its name says.
+class CountingReader(io.RawIOBase):
+    """Passes reads through and reports the compressed bytes read so far (for a bytes-read progress bar)."""
 
-    The format is chosen by the first non-empty line: `{` means a Pushshift dump, anything else a URL list.
-    """
+    def __init__(self, raw: IO[bytes], report=None):
+        self.raw, self.report, self.done = raw, report, 0
+
+    def readable(self):
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.done += len(data)
+        if self.report is not None:
+            self.report(len(data))
+        return data
+
+
+def iter_parsed(stream: IO[bytes], name: str, default_karma: int = 3,
+                max_line: int = MAX_LINE) -> Iterator[Tuple[int, Union[Submission, str]]]:
+    """(line number, Submission or the reason the line is malformed) per non-empty line of one file. The format is chosen by the first non-empty line:
+    `{` means a Pushshift dump, anything else a URL list. Raises only for an unreadable archive."""
     short = name.rsplit("/", 1)[-1]
     is_dump = None
-    for lineno, raw in enumerate(io.BufferedReader(open_decompressed(stream, name), 1 << 20), 1):
-        line = raw.strip()
+    for lineno, line in enumerate(iter_lines(iter_chunks(stream, name), max_line), 1):
+        if line is TOO_LONG:
+            yield lineno, f"line longer than {max_line} bytes"
+            continue
+        line = line.strip()
         if not line:
             continue
         if is_dump is None:
             is_dump = line.startswith(b"{")
         if is_dump:
-            result = parse_dump_line(line, short)
+            obj = parse_dump_obj(line)
+            if isinstance(obj, str):
+                yield lineno, obj
+                continue
+            fields = submission_fields(obj)
+            if isinstance(fields, str):
+                yield lineno, fields
+                continue
+            url, karma, is_self, over_18, created = fields
+            yield lineno, Submission(text_field(obj, "id", "name"), url, karma, is_self, over_18,
+                                     text_field(obj, "subreddit"), created, short)
         else:
             try:
-                result = parse_url_line(line.decode("utf-8"), short, lineno, default_karma)
+                sub = parse_url_line(line.decode("utf-8"), short, lineno, default_karma)
             except UnicodeDecodeError:
-                result = "not UTF-8"
+                sub = "not UTF-8"
+            yield lineno, sub
+
+
+def iter_file(stream: IO[bytes], name: str, default_karma: int = 3,
+              max_line: int = MAX_LINE) -> Iterator[Union[Submission, Drop]]:
+    """Submissions (or Drops for malformed lines) from one source file, decompressing as its name says."""
+    short = name.rsplit("/", 1)[-1]
+    for lineno, result in iter_parsed(stream, name, default_karma, max_line):
         if isinstance(result, str):
             yield Drop(SOURCE, "malformed_line", "", f"{short}:{lineno}: {result}")
         else:
             yield result
+
+
+UNREADABLE = (OSError, EOFError, zstandard.ZstdError, lzma.LZMAError)
 
 
 class _ReadFile(Step):
@@ -153,7 +311,7 @@ class _ReadFile(Step):
                 for item in iter_file(raw, name, self.default_karma):
                     self.count("in")
                     yield from self.emit(item)
-            except (OSError, EOFError, zstandard.ZstdError, lzma.LZMAError) as e:
+            except UNREADABLE as e:
                 # A truncated or corrupt archive: keep what was read, count the rest as one malformed line.
                 self.count("in")
                 yield from self.emit(self.drop("malformed_line", "", f"{name}: unreadable from here on ({e})"))
