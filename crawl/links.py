@@ -7,11 +7,14 @@ the sum (OpenWebText2's choice) over them, and the karma threshold applies to th
 """
 from __future__ import annotations
 
+import gc
 import heapq
+import pickle
 import posixpath
 import re
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Dict, Iterable, Optional, Tuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -102,8 +105,45 @@ def host_of(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
+@lru_cache(maxsize=64)
+def _domain_set(domains: Tuple[str, ...]) -> frozenset:
+    return frozenset(d.lower() for d in domains)
+
+
+def _suffix_in(host: str, wanted) -> Optional[str]:
+    """The first of host, its parent domains, ... that is in `wanted` (a set or dict), or None."""
+    while True:
+        if host in wanted:
+            return host
+        dot = host.find(".")
+        if dot < 0:
+            return None
+        host = host[dot + 1:]
+
+
 def _matches(host: str, domains: Iterable[str]) -> bool:
-    return any(host == d or host.endswith("." + d) for d in domains)
+    """host is one of `domains` or a subdomain of one: a set lookup per label suffix, not a scan of the list."""
+    return _suffix_in(host, _domain_set(tuple(domains))) is not None
+
+
+@lru_cache(maxsize=64)
+def _host_reasons(wikipedia: Tuple[str, ...], blocked: Tuple[str, ...]) -> Dict[str, str]:
+    reasons = {d.lower(): "blocked_domain" for d in blocked}
+    reasons.update({d.lower(): "wikipedia" for d in wikipedia})
+    return reasons
+
+
+def host_drop_reason(host: str, rules: LinkRules) -> Optional[str]:
+    """"wikipedia" or "blocked_domain" for a host (Wikipedia first, as url_drop_reason checks), else None."""
+    reasons = _host_reasons(rules.wikipedia_domains, rules.blocked_domains)
+    while True:
+        reason = reasons.get(host)
+        if reason is not None:
+            return reason
+        dot = host.find(".")
+        if dot < 0:
+            return None
+        host = host[dot + 1:]
 
 
 def is_wikipedia(url_or_host: str, rules: LinkRules = LinkRules()) -> bool:
@@ -138,11 +178,9 @@ def judge_url(url: str, rules: LinkRules) -> Tuple[Optional[str], Optional[str]]
     """(drop reason or None, normalized URL or None): what normalize_url + url_drop_reason give, faster."""
     m = _PLAIN_HOST.match(url)
     if m is not None and _SPACE.search(url, m.end()) is None:
-        host = m.group(2)
-        if _matches(host, rules.wikipedia_domains):
-            return "wikipedia", None
-        if _matches(host, rules.blocked_domains):
-            return "blocked_domain", None
+        reason = host_drop_reason(m.group(2), rules)
+        if reason is not None:
+            return reason, None
         p = _PLAIN_PATH.match(url, m.end())
         if p is not None and "/." not in url:
             path = p.group(1) or "/"
@@ -194,22 +232,30 @@ def add_to(batch: Dict[str, list], url: str, karma: int, subreddit: str, created
 
 
 def shard_batches(batch: Dict[str, list]):
+    """(shard key, pickled batch) pairs: one pickle per batch costs far less than Beam's coder per entry."""
     shards: Dict[int, Dict[str, list]] = {}
     for url, acc in batch.items():
         shards.setdefault(url_shard(url), {})[url] = acc
-    return shards.items()
+    return [(key, pickle.dumps(part, pickle.HIGHEST_PROTOCOL)) for key, part in shards.items()]
+
+
+def example_order(d: Drop):
+    """Which examples of a (stage, reason) are listed when there are more than the cap: the smallest by this."""
+    return (zlib.crc32(f"{d.url}\x1f{d.detail}".encode("utf-8", "surrogatepass")), d.url, d.detail)
 
 
 class Examples:
     """At most `cap` example Drops per (stage, reason), the first ones seen; exact counts live in the counters."""
 
     def __init__(self, cap: int):
-        self.cap, self.kept = cap, {}
+        self.cap, self.kept, self.full = cap, {}, set()
 
     def add(self, stage: str, reason: str, url: str = "", detail: str = "") -> None:
         kept = self.kept.setdefault((stage, reason), [])
         if len(kept) < self.cap:
             kept.append(Drop(stage, reason, url, detail[:500]))
+        if len(kept) >= self.cap:
+            self.full.add((stage, reason))
 
     def drain(self):
         for drops in self.kept.values():
@@ -237,7 +283,7 @@ class _FilterSubmissions(Step):
             return self.drop(reason, sub.url)
         batch: Dict[str, list] = {}
         add_to(batch, url, sub.karma, sub.subreddit, sub.created_utc)
-        return url_shard(url), batch
+        return shard_batches(batch)[0]
 
 
 class _ReadDump(beam.DoFn):
@@ -254,48 +300,61 @@ class _ReadDump(beam.DoFn):
         name = readable.metadata.path
         short = name.rsplit("/", 1)[-1]
         rules, examples = self.rules, Examples(self.examples)
+        full = examples.full                 # (stage, reason) pairs with all their examples: skip the call
+        cutoff = rules.created_before
         counts: Dict[Tuple[str, str], int] = {}
-        batch: Dict[str, list] = {}
+        batch_urls: Dict[str, list] = {}
         lines = subs = 0
         bar = _progress(short, readable.metadata.size_in_bytes, self.quiet)
+        # The cyclic GC would walk the growing URL batch again and again while JSON parsing allocates millions of
+        # dicts; nothing built here forms a cycle, so it is paused while this file is read.
+        gc_was_on = gc.isenabled()
+        gc.disable()
         try:
             with readable.open(compression_type=dumps.CompressionTypes.UNCOMPRESSED) as raw:
                 stream = dumps.CountingReader(raw, bar.update if bar else None)
                 try:
-                    for lineno, sub in dumps.iter_parsed(stream, name, self.default_karma, self.max_line):
-                        lines += 1
-                        if isinstance(sub, str):
-                            reason, stage, url = "malformed_line", SOURCE, ""
-                            examples.add(SOURCE, reason, "", f"{short}:{lineno}: {sub}")
-                        else:
+                    for batch in dumps.iter_fields(stream, name, self.default_karma, self.max_line):
+                        lines += len(batch)
+                        for lineno, fields, obj in batch:
+                            if type(fields) is str:
+                                stage = SOURCE, "malformed_line"
+                                if stage not in full:
+                                    examples.add(SOURCE, "malformed_line", "", f"{short}:{lineno}: {fields}")
+                                counts[stage] = counts.get(stage, 0) + 1
+                                continue
+                            url, karma, is_self, over_18, created = fields
                             subs += 1
-                            stage, url = SUBMISSIONS, sub.url
-                            if rules.drop_self_posts and sub.is_self:
+                            if is_self and rules.drop_self_posts:
                                 reason = "self_post"
-                            elif rules.drop_nsfw and sub.over_18:
+                            elif over_18 and rules.drop_nsfw:
                                 reason = "nsfw"
-                            elif rules.created_before is not None and sub.created_utc >= rules.created_before:
+                            elif cutoff is not None and created >= cutoff:
                                 reason = "after_cutoff"
                             else:
-                                reason, url = judge_url(sub.url, rules)
+                                reason, norm = judge_url(url, rules)
                                 if reason is None:
-                                    add_to(batch, url, sub.karma, sub.subreddit, sub.created_utc)
-                                    if len(batch) >= FLUSH_URLS:
-                                        yield from shard_batches(batch)
-                                        batch = {}
+                                    add_to(batch_urls, norm, karma, obj[1] if obj else "",
+                                           created)
+                                    if len(batch_urls) >= FLUSH_URLS:
+                                        yield from shard_batches(batch_urls)
+                                        batch_urls = {}
                                     continue
-                                url = sub.url
-                            examples.add(SUBMISSIONS, reason, url)
-                        counts[stage, reason] = counts.get((stage, reason), 0) + 1
+                            stage = SUBMISSIONS, reason
+                            if stage not in full:
+                                examples.add(SUBMISSIONS, reason, url)
+                            counts[stage] = counts.get(stage, 0) + 1
                 except dumps.UNREADABLE as e:
                     # A truncated or corrupt archive: keep what was read, count the rest as one malformed line.
                     lines += 1
                     counts[SOURCE, "malformed_line"] = counts.get((SOURCE, "malformed_line"), 0) + 1
                     examples.add(SOURCE, "malformed_line", "", f"{name}: unreadable from here on ({e})")
         finally:
+            if gc_was_on:
+                gc.enable()
             if bar:
                 bar.close()
-        yield from shard_batches(batch)
+        yield from shard_batches(batch_urls)
         yield from examples.drain()
         counter(SOURCE, "files").inc()
         counter(SOURCE, "in").inc(lines)
@@ -316,34 +375,24 @@ def _progress(name: str, total: int, quiet: bool):
                 mininterval=1.0, leave=False)
 
 
-class _MergeBatches(beam.CombineFn):
-    """Merges URL batches of one shard key; karma max and sum, subreddits, first seen and count per URL."""
-
-    def create_accumulator(self):
-        return {}
-
-    def add_input(self, acc, batch):
-        for url, (kmax, ksum, subs, first, n) in batch.items():
-            mine = acc.get(url)
+def merge_batches(batches) -> Dict[str, list]:
+    """One shard's batches (pickled) merged per URL: karma max and sum, subreddits, first seen, count."""
+    merged: Dict[str, list] = {}
+    for blob in batches:
+        for url, acc in pickle.loads(blob).items():
+            mine = merged.get(url)
             if mine is None:
-                acc[url] = [kmax, ksum, set(subs), first, n]
+                merged[url] = acc
             else:
-                mine[0] = max(mine[0], kmax)
+                kmax, ksum, subs, first, n = acc
+                if kmax > mine[0]:
+                    mine[0] = kmax
                 mine[1] += ksum
                 mine[2] |= subs
-                mine[3] = min(mine[3], first)
+                if first < mine[3]:
+                    mine[3] = first
                 mine[4] += n
-        return acc
-
-    def merge_accumulators(self, accs):
-        accs = iter(accs)
-        out = next(accs)
-        for acc in accs:
-            out = self.add_input(out, acc)
-        return out
-
-    def extract_output(self, acc):
-        return acc
+    return merged
 
 
 class _KarmaThreshold(beam.DoFn):
@@ -355,7 +404,7 @@ class _KarmaThreshold(beam.DoFn):
         self.rules, self.examples = rules, examples
 
     def process(self, kv):
-        _, merged = kv
+        merged = merge_batches(kv[1])
         n_in = out = dups = 0
         low = []
         by_sum = self.rules.aggregate == "sum"
@@ -368,8 +417,11 @@ class _KarmaThreshold(beam.DoFn):
                 continue
             out += 1
             yield Link(url, host_of(url), karma, tuple(sorted(subs)), first, n)
-        for url, karma in heapq.nsmallest(self.examples, low):   # the same examples whatever the order
-            yield beam.pvalue.TaggedOutput(DROPPED, Drop(LINKS, "low_karma", url, f"karma={karma}"))
+        # a share of the examples cap per shard, chosen by the order WriteDrops keeps: the same whatever the order
+        share = -(-self.examples // URL_SHARDS)
+        for drop in heapq.nsmallest(share, (Drop(LINKS, "low_karma", url, f"karma={k}") for url, k in low),
+                                    key=example_order):
+            yield beam.pvalue.TaggedOutput(DROPPED, drop)
         for name, n in (("in", n_in), ("out", out), ("drop.duplicate_url", dups), ("drop.low_karma", len(low))):
             if n:
                 counter(LINKS, name).inc(n)
@@ -409,7 +461,8 @@ class HarvestLinks(beam.PTransform):
             batches.append(pcoll.pipeline | "NoBatches" >> beam.Create([]))
         links = (batches
                  | "AllBatches" >> beam.Flatten()
-                 | "MergeByURL" >> beam.CombinePerKey(_MergeBatches())
+                 | "ByShard" >> beam.GroupByKey()   # not CombinePerKey: its lifted accumulators would be
+                                                    # re-encoded entry by entry; a batch is merged once, here
                  | "KarmaThreshold" >> beam.ParDo(_KarmaThreshold(self.rules, self.examples)).with_outputs(
                      DROPPED, main="links"))
         dropped.append(links[DROPPED])

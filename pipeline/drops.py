@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import gzip
 import json
-import zlib
 from typing import Iterator
 
 import apache_beam as beam
 
 from core import files
 from core.records import Drop
+from crawl.links import example_order
 
 DROPS_DIR = "_drops"
-
-
-def _order(d: Drop):
-    return (zlib.crc32(f"{d.url}\x1f{d.detail}".encode("utf-8", "surrogatepass")), d.url, d.detail)
 
 
 def _by_reason(d: Drop):
@@ -40,8 +36,8 @@ class WriteDrops(beam.PTransform):
     def expand(self, drops):
         return (drops
                 | "ByReason" >> beam.Map(_by_reason)
-                | "Examples" >> beam.combiners.Top.PerKey(self.per_reason, key=_order, reverse=True)
-                | "Each" >> beam.FlatMap(lambda kv: sorted(kv[1], key=_order))
+                | "Examples" >> beam.combiners.Top.PerKey(self.per_reason, key=example_order, reverse=True)
+                | "Each" >> beam.FlatMap(lambda kv: sorted(kv[1], key=example_order))
                 | "ToJson" >> beam.Map(lambda d: json.dumps(d._asdict(), ensure_ascii=False))
                 | "Write" >> beam.io.WriteToText(files.join(self.out_dir, DROPS_DIR, "drops"),
                                                  file_name_suffix=".jsonl.gz"))

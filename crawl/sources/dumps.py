@@ -89,10 +89,10 @@ def iter_chunks(raw: IO[bytes], name: str) -> Iterator[bytes]:
     return _read_chunks(raw)
 
 
-def iter_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iterator[Optional[bytes]]:
-    """Lines (without the newline) from byte chunks; TOO_LONG (None) once for each line over `max_line`, whose
-    bytes are skipped up to the next newline, never held. A partial line is kept as a list of parts, so a line
-    spread over many chunks is joined once (no re-slicing of a growing buffer)."""
+def iter_line_batches(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iterator[List[Optional[bytes]]]:
+    """Lines (without the newline) from byte chunks, a list per chunk; TOO_LONG (None) once for each line over
+    `max_line`, whose bytes are skipped up to the next newline, never held. A partial line is kept as a list of
+    parts, so a line spread over many chunks is joined once (no re-slicing of a growing buffer)."""
     parts: List[bytes] = []
     held, skipping = 0, False
     for chunk in chunks:
@@ -107,29 +107,33 @@ def iter_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iterator[Op
             piece = chunk[start:] if start else chunk
             if held + len(piece) > max_line:
                 parts, held, skipping = [], 0, True
-                yield TOO_LONG
+                yield [TOO_LONG]
             elif piece:
                 parts.append(piece)
                 held += len(piece)
             continue
-        lines = chunk[start:end].split(b"\n")
+        lines: List[Optional[bytes]] = chunk[start:end].split(b"\n")
+        if len(chunk) > max_line:           # only then can a line inside this chunk be too long
+            lines = [line if len(line) <= max_line else TOO_LONG for line in lines]
         if parts:
             first = lines[0]
-            parts.append(first)
-            lines[0] = b"".join(parts) if held + len(first) <= max_line else b""
-            if not lines[0]:
-                yield TOO_LONG
+            lines[0] = (b"".join(parts) + first if first is not TOO_LONG and held + len(first) <= max_line
+                        else TOO_LONG)
             parts, held = [], 0
-        for line in lines:
-            yield line if len(line) <= max_line else TOO_LONG
         tail = chunk[end + 1:]
         if len(tail) > max_line:
             skipping = True
-            yield TOO_LONG
+            lines.append(TOO_LONG)
         elif tail:
             parts, held = [tail], len(tail)
+        yield lines
     if parts:
-        yield b"".join(parts)
+        yield [b"".join(parts)]
+
+
+def iter_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iterator[Optional[bytes]]:
+    for lines in iter_line_batches(chunks, max_line):
+        yield from lines
 
 
 def open_decompressed(raw: IO[bytes], name: str) -> IO[bytes]:
@@ -169,15 +173,21 @@ def _as_int(value) -> int:
     return value
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
 def parse_dump_obj(line: Union[bytes, str]) -> Union[dict, str]:
-    """The JSON object of one dump line, or why it is not one. Never raises."""
+    """The JSON object of one stripped dump line, or why it is not one. Never raises."""
     try:
-        obj = json.loads(line)
+        text = line.decode("utf-8") if isinstance(line, bytes) else line
+        obj, end = _raw_decode(text)   # json.loads minus its encoding sniffing; a stripped line has no padding
     except (ValueError, UnicodeDecodeError):
         return "not JSON"
     except RecursionError:
         return "nested too deeply"
-    if not isinstance(obj, dict):
+    if end != len(text):
+        return "not JSON"
+    if type(obj) is not dict:
         return "not a JSON object"
     return obj
 
@@ -185,23 +195,26 @@ def parse_dump_obj(line: Union[bytes, str]) -> Union[dict, str]:
 def submission_fields(obj: dict) -> Union[tuple, str]:
     """(url, karma, is_self, over_18, created_utc) from a dump object, or why a record cannot hold it."""
     try:
-        url = obj["url"]
-        if not isinstance(url, str):
+        url, score, created = obj["url"], obj["score"], obj.get("created_utc") or 0
+        if type(url) is not str:
             return "url is not a string"
-        return url, _as_int(obj["score"]), bool(obj.get("is_self", False)), bool(obj.get("over_18", False)), \
-            _as_int(obj.get("created_utc") or 0)
+        # the common case inline (a dump has millions of lines); anything else through _as_int's checks
+        if type(score) is not int or not -INT64 <= score < INT64:
+            score = _as_int(score)
+        if type(created) is not int or not -INT64 <= created < INT64:
+            created = _as_int(created)
+        return url, score, bool(obj.get("is_self", False)), bool(obj.get("over_18", False)), created
     except KeyError as e:
         return f"missing field {e.args[0]}"
     except (TypeError, ValueError, OverflowError) as e:
         return f"bad field value ({str(e)[:80]})"
 
 
-def text_field(obj: dict, *keys: str) -> str:
-    for key in keys:
-        value = obj.get(key)
-        if value:
-            return value if isinstance(value, str) else str(value)[:200]
-    return ""
+def text_field(obj: dict, key: str, other: str = "") -> str:
+    value = obj.get(key) or (obj.get(other) if other else None)
+    if not value:
+        return ""
+    return value if type(value) is str else str(value)[:200]
 
 
 def parse_dump_line(line: Union[bytes, str], source: str = "") -> Union[Submission, str]:
@@ -215,6 +228,23 @@ def parse_dump_line(line: Union[bytes, str], source: str = "") -> Union[Submissi
     url, karma, is_self, over_18, created = fields
     return Submission(text_field(obj, "id", "name"), url, karma, is_self, over_18, text_field(obj, "subreddit"),
                       created, source)
+
+
+def url_fields(line: bytes, default_karma: int) -> Union[tuple, str]:
+    """(url, karma, is_self, over_18, created_utc) from one `URL [KARMA]` line, or why it is malformed."""
+    try:
+        parts = line.decode("utf-8").split()
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    if len(parts) > 2:
+        return "expected `URL [KARMA]`"
+    try:
+        karma = int(parts[1]) if len(parts) == 2 else default_karma
+    except ValueError:
+        return "karma is not an integer"
+    if not -INT64 <= karma < INT64:
+        return "karma out of range"
+    return parts[0], karma, False, False, 0
 
 
 def parse_url_line(line: str, source: str, lineno: int, default_karma: int) -> Union[Submission, str]:
@@ -246,39 +276,52 @@ class CountingReader(io.RawIOBase):
         return data
 
 
+def iter_fields(stream: IO[bytes], name: str, default_karma: int = 3, max_line: int = MAX_LINE):
+    """Per chunk of one file, a list of (line number, fields or the reason the line is malformed, (id, subreddit)
+    of a dump line or None) for its non-empty lines; fields are (url, karma, is_self, over_18, created_utc). The format is chosen
+    by the first non-empty line: `{` means a Pushshift dump, anything else a URL list. Raises only for an
+    unreadable archive. Lists, not one generator step per line: a dump has millions of lines."""
+    is_dump = None
+    lineno = 0
+    too_long = f"line longer than {max_line} bytes"
+    for lines in iter_line_batches(iter_chunks(stream, name), max_line):
+        out = []
+        for line in lines:
+            lineno += 1
+            if line is TOO_LONG:
+                out.append((lineno, too_long, None))
+                continue
+            line = line.strip()
+            if not line:
+                continue
+            if is_dump is None:
+                is_dump = line.startswith(b"{")
+            if is_dump:
+                obj = parse_dump_obj(line)
+                if type(obj) is dict:   # keep two strings, not the dict: a list of live dicts slows JSON parsing
+                    out.append((lineno, submission_fields(obj), (text_field(obj, "id", "name"),
+                                                                 text_field(obj, "subreddit"))))
+                else:
+                    out.append((lineno, obj, None))
+            else:
+                out.append((lineno, url_fields(line, default_karma), None))
+        yield out
+
+
 def iter_parsed(stream: IO[bytes], name: str, default_karma: int = 3,
                 max_line: int = MAX_LINE) -> Iterator[Tuple[int, Union[Submission, str]]]:
-    """(line number, Submission or the reason the line is malformed) per non-empty line of one file. The format is chosen by the first non-empty line:
-    `{` means a Pushshift dump, anything else a URL list. Raises only for an unreadable archive."""
+    """(line number, Submission or the reason the line is malformed) per non-empty line of one file."""
     short = name.rsplit("/", 1)[-1]
-    is_dump = None
-    for lineno, line in enumerate(iter_lines(iter_chunks(stream, name), max_line), 1):
-        if line is TOO_LONG:
-            yield lineno, f"line longer than {max_line} bytes"
-            continue
-        line = line.strip()
-        if not line:
-            continue
-        if is_dump is None:
-            is_dump = line.startswith(b"{")
-        if is_dump:
-            obj = parse_dump_obj(line)
-            if isinstance(obj, str):
-                yield lineno, obj
-                continue
-            fields = submission_fields(obj)
-            if isinstance(fields, str):
+    for batch in iter_fields(stream, name, default_karma, max_line):
+        for lineno, fields, obj in batch:
+            if type(fields) is str:
                 yield lineno, fields
-                continue
-            url, karma, is_self, over_18, created = fields
-            yield lineno, Submission(text_field(obj, "id", "name"), url, karma, is_self, over_18,
-                                     text_field(obj, "subreddit"), created, short)
-        else:
-            try:
-                sub = parse_url_line(line.decode("utf-8"), short, lineno, default_karma)
-            except UnicodeDecodeError:
-                sub = "not UTF-8"
-            yield lineno, sub
+            elif obj is None:
+                url, karma, _, _, _ = fields
+                yield lineno, Submission(f"{short}:{lineno}", url, karma, False, False, "", 0, "url-list")
+            else:
+                url, karma, is_self, over_18, created = fields
+                yield lineno, Submission(obj[0], url, karma, is_self, over_18, obj[1], created, short)
 
 
 def iter_file(stream: IO[bytes], name: str, default_karma: int = 3,
