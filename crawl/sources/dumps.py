@@ -50,7 +50,12 @@ def _zstd_chunks(raw: IO[bytes]) -> Iterator[bytes]:
             pos += len(piece)
             in_frame = True
             got = dobj.decompress(piece)
-            if got:
+            if len(got) >= CHUNK:           # big already (a highly compressible stretch): pass it on unjoined
+                if out:
+                    yield b"".join(out)
+                    out, size = [], 0
+                yield got
+            elif got:
                 out.append(got)
                 size += len(got)
             if dobj.eof:   # frame finished: anything after it starts the next frame
@@ -104,13 +109,13 @@ def iter_line_batches(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iter
             skipping = False
         end = chunk.rfind(b"\n")
         if end < start:                     # no newline in the rest of this chunk: the line goes on
-            piece = chunk[start:] if start else chunk
-            if held + len(piece) > max_line:
+            rest = len(chunk) - start       # lengths first: an over-long piece is never copied
+            if held + rest > max_line:
                 parts, held, skipping = [], 0, True
                 yield [TOO_LONG]
-            elif piece:
-                parts.append(piece)
-                held += len(piece)
+            elif rest:
+                parts.append(chunk[start:] if start else chunk)
+                held += rest
             continue
         lines: List[Optional[bytes]] = chunk[start:end].split(b"\n")
         if len(chunk) > max_line:           # only then can a line inside this chunk be too long
@@ -120,12 +125,12 @@ def iter_line_batches(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iter
             lines[0] = (b"".join(parts) + first if first is not TOO_LONG and held + len(first) <= max_line
                         else TOO_LONG)
             parts, held = [], 0
-        tail = chunk[end + 1:]
-        if len(tail) > max_line:
+        rest = len(chunk) - end - 1
+        if rest > max_line:
             skipping = True
             lines.append(TOO_LONG)
-        elif tail:
-            parts, held = [tail], len(tail)
+        elif rest:
+            parts, held = [chunk[end + 1:]], rest
         yield lines
     if parts:
         yield [b"".join(parts)]
