@@ -316,14 +316,14 @@ class _ReadDump(beam.DoFn):
                 try:
                     for batch in dumps.iter_fields(stream, name, self.default_karma, self.max_line):
                         lines += len(batch)
-                        for lineno, fields, obj in batch:
+                        for lineno, fields in batch:
                             if type(fields) is str:
                                 stage = SOURCE, "malformed_line"
                                 if stage not in full:
                                     examples.add(SOURCE, "malformed_line", "", f"{short}:{lineno}: {fields}")
                                 counts[stage] = counts.get(stage, 0) + 1
                                 continue
-                            url, karma, is_self, over_18, created = fields
+                            url, karma, is_self, over_18, created, subreddit, _ = fields
                             subs += 1
                             if is_self and rules.drop_self_posts:
                                 reason = "self_post"
@@ -334,7 +334,7 @@ class _ReadDump(beam.DoFn):
                             else:
                                 reason, norm = judge_url(url, rules)
                                 if reason is None:
-                                    add_to(batch_urls, norm, karma, obj[1] if obj else "",
+                                    add_to(batch_urls, norm, karma, subreddit,
                                            created)
                                     if len(batch_urls) >= FLUSH_URLS:
                                         yield from shard_batches(batch_urls)

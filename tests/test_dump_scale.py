@@ -239,3 +239,19 @@ def test_run_stops_after_links_with_stats_and_small_drops(tmp_path):
     size = sum(p.stat().st_size for p in (tmp_path / "out" / DROPS_DIR).iterdir())
     assert size < 0.1 * dump.stat().st_size
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["stages"]["links"]["balanced"]
+
+
+def test_fast_decoder_agrees_with_the_json_module(monkeypatch):
+    from crawl.sources import dumps
+    lines = [json.dumps(r).encode() for r in synthetic_rows(500)] + [
+        b'{"url": "http://a.com/", "score": 1e400}', b'{"url": "http://a.com/", "score": NaN}', b"[1]", b"{}",
+        b'{"url": "http://a.com/\\ud800", "score": 3}', b'{"url": "a", "url": "b", "score": "7", "id": 5}',
+        b'{"url": "http://a.com/", "score": 3, "created_utc": null, "is_self": null, "subreddit": ["x"]}',
+        b'{"url": "http://a.com/", "score": 3}   ', b'{"url": "http://a.com/", "score": 3} x', b"\xff\xfe{}",
+        b'{"score": 1}', b'{"url": 1, "score": 1}', b'{"url": "u", "score": 99999999999999999999999}',
+        b'{"url": "u", "score": 2.7, "created_utc": "1500000000.5"}', b'{"url": "u", "x": ' + b"[" * 5000 + b"]" * 5000 + b', "score": 1}']
+    fast = [dumps.dump_line_fields(l.strip()) for l in lines]
+    monkeypatch.setattr(dumps, "_decode_row", None)
+    slow = [dumps.dump_line_fields(l.strip()) for l in lines]
+    assert fast == slow
+    assert sum(isinstance(f, str) for f in fast) >= 8
