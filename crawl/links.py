@@ -375,6 +375,14 @@ def _progress(name: str, total: int, quiet: bool):
                 mininterval=1.0, leave=False)
 
 
+def _normalized_host(url: str) -> str:
+    """host_of for a normalized URL (lower-case host, no user info) without urlsplit, unless it is an IPv6 literal."""
+    netloc = url.split("/", 3)[2]
+    if "[" in netloc or "@" in netloc:
+        return host_of(url)
+    return netloc.partition(":")[0]
+
+
 def merge_batches(batches) -> Dict[str, list]:
     """One shard's batches (pickled) merged per URL: karma max and sum, subreddits, first seen, count."""
     merged: Dict[str, list] = {}
@@ -416,7 +424,7 @@ class _KarmaThreshold(beam.DoFn):
                 low.append((url, karma))
                 continue
             out += 1
-            yield Link(url, host_of(url), karma, tuple(sorted(subs)), first, n)
+            yield Link(url, _normalized_host(url), karma, tuple(sorted(subs)), first, n)
         # a share of the examples cap per shard, chosen by the order WriteDrops keeps: the same whatever the order
         share = -(-self.examples // URL_SHARDS)
         for drop in heapq.nsmallest(share, (Drop(LINKS, "low_karma", url, f"karma={k}") for url, k in low),

@@ -255,3 +255,11 @@ def test_fast_decoder_agrees_with_the_json_module(monkeypatch):
     slow = [dumps.dump_line_fields(l.strip()) for l in lines]
     assert fast == slow
     assert sum(isinstance(f, str) for f in fast) >= 8
+
+
+def test_normalized_host_is_host_of():
+    from crawl.links import _normalized_host, host_of
+    for url in URLS + [u for r in synthetic_rows(300) for u in [r["url"]]]:
+        norm = normalize_url(url)
+        if norm:
+            assert _normalized_host(norm) == host_of(norm), norm
