@@ -141,29 +141,6 @@ def iter_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iterator[Op
         yield from lines
 
 
-def open_decompressed(raw: IO[bytes], name: str) -> IO[bytes]:
-    """A file-like reader of the decompressed bytes (for callers that want one; dump reading uses iter_lines)."""
-    return _ChunkReader(iter_chunks(raw, name))
-
-
-class _ChunkReader(io.RawIOBase):
-    def __init__(self, chunks: Iterator[bytes]):
-        self.chunks, self.pending, self.pos = chunks, b"", 0
-
-    def readable(self):
-        return True
-
-    def readinto(self, buf) -> int:
-        while self.pos >= len(self.pending):
-            self.pending, self.pos = next(self.chunks, b""), 0
-            if not self.pending:
-                return 0
-        n = min(len(buf), len(self.pending) - self.pos)
-        buf[:n] = self.pending[self.pos:self.pos + n]
-        self.pos += n
-        return n
-
-
 def _as_int(value) -> int:
     """An int64 from a JSON number or numeric string; ValueError otherwise (inf, nan, 1e400, huge, bool)."""
     if isinstance(value, bool):
