@@ -6,11 +6,10 @@
       -> documents (trafilatura main text, English, long enough, not Wikipedia)
       -> quality filters (Gopher/C4 rules) -> exact and near-duplicates removed (MinHash LSH)
       -> GPT-2 tokens in Arrow shards + manifest.json
-Every stage also emits Drops (stage, reason, url); they are counted as Beam Metrics and written to drops/.
+Every stage also emits Drops (stage, reason, url); they are counted as Beam Metrics (exact,
+in stats.json) and up to `run.drops_per_reason` examples per stage and reason are written to _drops/.
 """
 from __future__ import annotations
-
-import json
 
 import apache_beam as beam
 
@@ -19,12 +18,12 @@ from crawl.fetch.transform import FetchPages
 from crawl.links import HarvestLinks
 from crawl.text.quality import FilterQuality
 from crawl.sources.reddit import ReadReddit
-from crawl.sources.dumps import ReadSubmissions
 from core.records import DROPPED
 from crawl.fetch.warc import ReadWarcPages
 from crawl.fetch.warc_recover import recover_leftovers
 from dedup import Deduplicate
 from pipeline.config import Config
+from pipeline.drops import WriteDrops
 from pipeline.shards.write import WriteShards
 
 
@@ -37,21 +36,22 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
         pages = read["pages"]
         drops.append(read[DROPPED])
     else:
-        submissions = []
-        if cfg.run.inputs:
-            dumps = p | "ReadDumps" >> ReadSubmissions(cfg.run.inputs, default_karma=cfg.links.min_karma)
-            submissions.append(dumps["submissions"])
-            drops.append(dumps[DROPPED])
+        submissions, source = [], p
         if cfg.reddit is not None:
             live = p | "ReadReddit" >> ReadReddit(cfg.reddit)
             submissions.append(live["submissions"])
             drops.append(live[DROPPED])
-        submissions = submissions | "AllSubmissions" >> beam.Flatten()
-
-        links = submissions | "HarvestLinks" >> HarvestLinks(cfg.links)
+            source = submissions | "AllSubmissions" >> beam.Flatten()
+        # dump files are read inside HarvestLinks: their lines are judged where they are parsed
+        links = source | "HarvestLinks" >> HarvestLinks(cfg.links, dumps=cfg.run.inputs, max_line=cfg.run.max_line,
+                                                        examples=cfg.run.drops_per_reason, quiet=cfg.run.quiet)
+        drops.append(links[DROPPED])
+        if cfg.run.stop_after == "links":
+            write_drops(drops, cfg, out_dir)
+            return
         fetched = links["links"] | "FetchPages" >> FetchPages(cfg.fetch, cfg.links, quiet=cfg.run.quiet)
         pages = fetched["pages"]
-        drops += [links[DROPPED], fetched[DROPPED]]
+        drops.append(fetched[DROPPED])
 
     documents = pages | "ExtractDocuments" >> ExtractDocuments(cfg.extract, cfg.links, quiet=cfg.run.quiet)
     good = documents["documents"] | "FilterQuality" >> FilterQuality(cfg.quality)
@@ -60,8 +60,9 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
 
     _ = unique["documents"] | "WriteShards" >> WriteShards(out_dir, cfg.shards, cfg.to_dict())
 
+    write_drops(drops, cfg, out_dir)
+
+
+def write_drops(drops, cfg: Config, out_dir: str) -> None:
     if cfg.run.write_drops:
-        _ = (drops
-             | "AllDrops" >> beam.Flatten()
-             | "DropToJson" >> beam.Map(lambda d: json.dumps(d._asdict(), ensure_ascii=False))
-             | "WriteDrops" >> beam.io.WriteToText(f"{out_dir}/drops/drops", file_name_suffix=".jsonl"))
+        _ = drops | "AllDrops" >> beam.Flatten() | "WriteDrops" >> WriteDrops(out_dir, cfg.run.drops_per_reason)

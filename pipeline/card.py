@@ -161,8 +161,8 @@ def _overlap_rows(overlap: dict):
 def write_card(out_dir: str, stats: dict) -> str | None:
     """Write README.md (and its two plots) into a run's shard directory; None when a foreign README.md is there."""
     path = files.join(out_dir, CARD)
-    if not _ours_or_absent(path):
-        return None
+    if not _ours_or_absent(path) or not files.exists(files.join(out_dir, shards.MANIFEST)):
+        return None   # a user's README.md; or no shards were written (run.stop_after = "links")
     manifest = shards.read_manifest(out_dir)
     facts = corpus_facts(out_dir, manifest)
     overlap_path = files.join(out_dir, OVERLAP)

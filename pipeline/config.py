@@ -37,8 +37,19 @@ class ShardConfig:
 @dataclass(frozen=True)
 class RunSettings:
     inputs: Tuple[str, ...] = ()     # dump / URL-list files or glob patterns
-    write_drops: bool = True         # drops/*.jsonl: every dropped item with stage, reason, url
+    write_drops: bool = True         # _drops/*.jsonl.gz: example dropped items with stage, reason, url
+    drops_per_reason: int = 2000     # examples listed per (stage, reason); exact counts are in stats.json
+    max_line: int = 1 << 20          # longest dump line in bytes; a longer one is one malformed_line
+    stop_after: str = ""             # "links": end after the link stage (stats and _drops/ still written)
     quiet: bool = False                           # no progress output
+
+    def __post_init__(self):
+        if self.drops_per_reason < 0:
+            raise ValueError("drops_per_reason must be >= 0")
+        if self.max_line < 1024:
+            raise ValueError("max_line must be at least 1024 bytes")
+        if self.stop_after not in ("", "links"):
+            raise ValueError(f"stop_after must be \"\" or \"links\", not {self.stop_after!r}")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The whole pipeline over the hostile loopback web of test_fetch.py: the run finishes, every link ends under a
-named reason in drops/, and the stats add up at every stage."""
+named reason in _drops/, and the stats add up at every stage."""
 import glob
 import json
 import os
@@ -7,6 +7,7 @@ import os
 import zstandard
 
 from crawl.links import normalize_url
+from pipeline.drops import read_drops
 from webtext import main
 from test_fetch import web  # noqa: F401  (the hostile web fixture)
 
@@ -59,11 +60,7 @@ def test_hostile_web_through_the_whole_pipeline(web, tmp_path):  # noqa: F811
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["unbalanced"] == []
     assert stats["stages"]["source"]["in"] == len(urls)
-    drops = {}
-    for path in glob.glob(str(tmp_path / "out" / "drops" / "*.jsonl")):
-        for line in open(path):
-            d = json.loads(line)
-            drops[normalize_url(d["url"])] = f"{d['stage']}/{d['reason']}"
+    drops = {normalize_url(d.url): f"{d.stage}/{d.reason}" for d in read_drops(str(tmp_path / "out"))}
     kept = stats["stages"]["shards"]["out"]
     assert kept == 0                                        # nothing in this web is a real article
     assert {normalize_url(u) for u in urls} == set(drops)   # every link accounted for, by reason

@@ -2,6 +2,8 @@
 (sets of word tuples), and `--remove`, which drops the planted documents and counts them."""
 
 import json
+
+from pipeline.drops import read_drops
 import math
 import random
 import re
@@ -147,7 +149,7 @@ def test_remove_drops_the_overlapping_documents_and_counts_them(min_grams, corpu
     assert stage["dropped"] == {"test_overlap": len(expected)}
     assert stage["in"] == total and stage["out"] == total - len(expected) == sum(
         t["docs"] for t in after["totals"].values())
-    drops = [json.loads(line) for line in (out_dir / "drops" / "drops-decontaminate.jsonl").read_text().splitlines()]
+    drops = [d._asdict() for d in read_drops(str(out_dir))]
     assert sorted(d["url"] for d in drops) == sorted(d["url"] for d in docs if d["doc_id"] in expected)
     assert all(d["reason"] == "test_overlap" and d["stage"] == "decontaminate" for d in drops)
     assert f"dropped {len(expected)} " in out

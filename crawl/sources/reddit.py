@@ -142,7 +142,9 @@ def submission_from_item(data: dict, subreddit: str = "") -> Union[Submission, D
                     f"id={data.get('id')} missing: {', '.join(missing)}")
     try:
         karma, created = int(data["score"]), int(float(data["created_utc"]))
-    except (TypeError, ValueError):
+        if not (-2 ** 63 <= karma < 2 ** 63 and -2 ** 63 <= created < 2 ** 63):   # int64 columns downstream
+            raise ValueError("out of range")
+    except (TypeError, ValueError, OverflowError):   # OverflowError: int(inf), e.g. a score of 1e400
         return Drop(STAGE, "malformed_item", str(data["url"]),
                     f"id={data['id']} bad score/created_utc: {data['score']!r}/{data['created_utc']!r}")
     is_self = data.get("is_self")

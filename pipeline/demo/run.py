@@ -7,8 +7,6 @@ route a crawl through a proxy. Nothing leaves the machine.
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -19,6 +17,7 @@ from crawl.links import normalize_url
 from pipeline import engines
 from pipeline.config import load_config
 from pipeline.demo.web import DEMO_CASES, build_demo
+from pipeline.drops import read_drops as drop_examples
 from pipeline.options import parse
 from pipeline.runner import run
 from pipeline.shards.format import open_shard, read_manifest, verify
@@ -40,14 +39,12 @@ def kept_urls(shard_dir: str) -> set:
 
 
 def read_drops(out_dir: str) -> Dict[str, str]:
-    """url -> "stage/reason" from drops/*.jsonl (by raw and normalized URL)."""
+    """url -> "stage/reason" from _drops/ (by raw and normalized URL; the demo is far below the examples cap)."""
     out = {}
-    for path in glob.glob(f"{out_dir}/drops/drops*.jsonl"):
-        for line in open(path, encoding="utf-8"):
-            d = json.loads(line)
-            if d["url"]:
-                out[d["url"]] = f"{d['stage']}/{d['reason']}"
-                out.setdefault(normalize_url(d["url"]) or d["url"], f"{d['stage']}/{d['reason']}")
+    for d in drop_examples(out_dir):
+        if d.url:
+            out[d.url] = f"{d.stage}/{d.reason}"
+            out.setdefault(normalize_url(d.url) or d.url, f"{d.stage}/{d.reason}")
     return out
 
 
@@ -129,7 +126,7 @@ def main(argv: List[str]) -> int:
     t = manifest["totals"]
     print(f"\nshards: {shards}  (train {t['train']['docs']} docs / {t['train']['tokens']:,} tokens, "
           f"val {t['val']['docs']} docs / {t['val']['tokens']:,} tokens); stats: {shards}/stats.json; "
-          f"every drop: {shards}/drops/")
+          f"drop examples: {shards}/_drops/")
     if problems:
         print("\nPROBLEMS:\n  " + "\n  ".join(problems))
         return 1

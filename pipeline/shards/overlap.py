@@ -19,10 +19,11 @@ as a delimiter ... false positive rate upper bounded by 1/10^8", and reports the
     bound is 100 * (filled bits / m)^k, the filter's actual false-positive rate (<= p).
 --remove builds the filter from the test files instead and rewrites DIR's shards (every split) without the
 documents that share at least --min-grams 8-grams with them; they are counted under stage "decontaminate",
-reason "test_overlap", in the new manifest's stats and listed in NEW_DIR/drops/.
+reason "test_overlap", in the new manifest's stats and listed in NEW_DIR/_drops/.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import resource
@@ -33,6 +34,7 @@ from typing import List, Tuple
 import numpy as np
 
 from core import files
+from pipeline.drops import DROPS_DIR
 from pipeline.shards import format as shards
 from pipeline.shards.bloom import (CHUNK_TOKENS, NGRAM, U64, BloomFilter, chunk_grams, filter_size, mix64,  # noqa: F401
                                     shard_chunks, text_grams)
@@ -249,9 +251,8 @@ def remove_overlap(args, manifest: dict, tests: dict) -> int:
                                else {}, "extra": {"against": list(tests), "min_grams": args.min_grams},
                                "balanced": True}
     stats["stages"] = stages
-    (out / "drops").mkdir(exist_ok=True)
-    files.write_atomic(out / "drops" / "drops-decontaminate.jsonl",
-                       "".join(json.dumps(d) + "\n" for d in drops).encode())
+    files.write_atomic(out / DROPS_DIR / "drops-decontaminate.jsonl.gz",    # read back by pipeline.drops
+                       gzip.compress("".join(json.dumps(d) + "\n" for d in drops).encode(), mtime=0))
     shards.write_manifest(str(out), infos, config=manifest.get("config", {}), stats=stats)
     print(f"decontaminate: kept {kept:,} of {kept + dropped:,} docs; dropped {dropped:,} under reason test_overlap "
           f"(>= {args.min_grams} shared 8-grams with {len(tests)} test file(s)); wrote {out}")
