@@ -15,13 +15,14 @@ import pydoc_data.topics
 import pytest
 
 from pipeline.shards import cli as shards_cli
-from pipeline.shards.format import (MANIFEST, TokenizedDoc, assign_shard, open_shard, shard_tokens, write_manifest,
-                             write_shard)
+from pipeline.shards.format import (MANIFEST, TokenizedDoc, bucket_of, open_shard, plan_shards, shard_tokens,
+                                    split_of, write_manifest, write_shard)
 from pipeline.shards.tokenize import EOT, decode, encode_document
 
 HOSTS = ("https://docs.python.org/3/reference/", "https://www.example.com/blog/", "http://notes.example.org/")
 SUBREDDITS = (("Python",), ("Python", "programming"), ("learnpython",))
-TRAIN_SHARDS, VAL_SHARDS, VAL_FRACTION = 2, 1, 0.2
+VAL_FRACTION, BUCKETS = 0.2, 4096
+TARGET_TOKENS = 60_000   # the 79 pydoc topics (~88k train, ~51k val tokens): 2 train shards, 1 val shard
 
 
 def prose_corpus():
@@ -40,13 +41,18 @@ def tokenized(doc):
                         doc["karma"], doc["subreddits"], doc["created_utc"])
 
 
-def write_dir(out_dir, docs):
-    """Shard and split by hash of doc_id, as the pipeline does; every shard written, then the manifest."""
-    groups = {("train", i): [] for i in range(TRAIN_SHARDS)}
-    groups.update({("val", i): [] for i in range(VAL_SHARDS)})
+def write_dir(out_dir, docs, target=TARGET_TOKENS, batch_tokens=2**24):
+    """Split, bucket and plan by tokens as the pipeline does (pipeline/shards/write.py); every shard, then the
+    manifest."""
+    key = {d.doc_id: (split_of(d.doc_id, VAL_FRACTION), bucket_of(d.doc_id, BUCKETS)) for d in docs}
+    totals = Counter()
     for d in docs:
-        groups[assign_shard(d.doc_id, VAL_FRACTION, TRAIN_SHARDS, VAL_SHARDS)].append(d)
-    infos = [write_shard(str(out_dir), split, i, TRAIN_SHARDS if split == "train" else VAL_SHARDS, group)
+        totals[key[d.doc_id]] += len(d.tokens)
+    plan = plan_shards(dict(totals), target)
+    groups = {(split, i): [] for split, n in plan["num_shards"].items() for i in range(n)}
+    for d in docs:
+        groups[(key[d.doc_id][0], plan["shard"][key[d.doc_id]])].append(d)
+    infos = [write_shard(str(out_dir), split, i, plan["num_shards"][split], group, batch_tokens)
              for (split, i), group in groups.items()]
     write_manifest(str(out_dir), infos, config={"source": "pydoc_data.topics"})
     return Path(out_dir)
