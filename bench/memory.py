@@ -1,8 +1,10 @@
 """Peak memory of `webtext extract --warc` as the corpus grows: does the local runner stay flat?
 
-The 206 real pages of ../shared/corpus/pages are written into WARCs N times, each copy under its own URL (so
-every copy is a distinct document: dedup drops the copies as exact duplicates, as a real crawl would drop
-mirrors), then `webtext extract --warc` runs on FnApiRunner in a fresh process with 1 extraction process.
+The 206 real pages of ../shared/corpus/pages are written into WARCs N times, each copy under its own URL and made
+a distinct document (in copy r, the words of 4+ letters in the page's text are permuted among words of the same
+length, seeded by r: same lengths, same stop words, still English, but other 5-grams, so dedup keeps every copy
+and each one reaches the shards), then `webtext extract --warc` runs on FnApiRunner in a fresh process with 1
+extraction process.
 Prints the main process's peak RSS per size and the growth per page between sizes (the number that says whether
 an OpenWebText-sized local run fits). With --trace it also takes tracemalloc snapshots while the largest size
 runs and prints where the peak's Python allocations were made (by file), to see which stage holds what.
@@ -14,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -50,6 +54,32 @@ print(json.dumps({"rc": rc, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).r
 """
 
 
+WORD = re.compile(rb"\b[a-z]{4,}\b")
+TEXT = re.compile(rb">[^<]+<")
+
+
+def unique_copies(bodies, repeat: int):
+    """Copy r of every body, r = 0 the page itself; see the module doc."""
+    by_length = {}
+    for body in bodies:
+        for text in TEXT.findall(body):
+            for w in WORD.findall(text):
+                by_length.setdefault(len(w), set()).add(w)
+    groups = {n: sorted(ws) for n, ws in by_length.items()}
+    for r in range(repeat):
+        if r == 0:
+            yield list(bodies)
+            continue
+        rng = random.Random(r)
+        swap = {}
+        for ws in groups.values():
+            shuffled = ws[:]
+            rng.shuffle(shuffled)
+            swap.update(zip(ws, shuffled))
+        sub = lambda m: WORD.sub(lambda w: swap[w.group()], m.group())  # noqa: E731
+        yield [TEXT.sub(sub, body) for body in bodies]
+
+
 def write_warcs(warc_dir: Path, repeat: int) -> int:
     sys.path.insert(0, str(ROOT))
     from core.records import Link, Page
@@ -60,12 +90,14 @@ def write_warcs(warc_dir: Path, repeat: int) -> int:
     expectations = json.loads((PAGES / "expectations.json").read_text())
     sink = WarcSink(str(warc_dir), rotate=500)
     n = 0
-    for r in range(repeat):
-        for name, e in sorted(expectations.items()):
+    names = sorted(expectations)
+    for r, bodies in enumerate(unique_copies([(PAGES / name).read_bytes() for name in names], repeat)):
+        for name, body in zip(names, bodies):
+            e = expectations[name]
             url = e["url"] if e["url"].startswith("http") else f"http://{name.removesuffix('.html')}.example/"
             url = normalize_url(url if r == 0 else f"{url}{'&' if '?' in url else '?'}copy={r}") or url
             link = Link(url, url.split("/")[2], 10, ("bench",), 1_500_000_000)
-            page = Page(link, url, 200, "text/html", (PAGES / name).read_bytes(), "", 1_500_000_000.0)
+            page = Page(link, url, 200, "text/html", body, "", 1_500_000_000.0)
             sink.add(link, FetchResult("ok", page))
             n += 1
     sink.close()
