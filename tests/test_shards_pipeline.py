@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pydoc_data.topics
@@ -13,8 +14,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from core.records import Document
 from pipeline.config import ShardConfig
-from pipeline.shards.format import MANIFEST, read_manifest, verify
-from pipeline.shards.write import WriteShards
+from pipeline.shards.format import MANIFEST, TokenizedDoc, read_manifest, verify, write_shard
+from pipeline.shards.write import PARTS_DIR, WriteShards
 
 
 def documents():
@@ -56,6 +57,22 @@ def test_shard_count_follows_from_the_tokens(many):
         ids = ipc.open_file(pa.memory_map(str(out / s["name"]))).read_all().column("doc_id").to_pylist()
         ranges.append((ids[0], ids[-1]))
     assert ranges == sorted(ranges) and all(a[1] < b[0] for a, b in zip(ranges, ranges[1:]))
+    assert not (out / PARTS_DIR).exists()   # the bucket part files are gone once the manifest is written
+
+
+def test_shards_streamed_from_bucket_parts_equal_shards_written_whole(many, tmp_path):
+    """The pipeline streams each shard from its buckets' part files; writing the same documents in one go
+    (format.write_shard) gives the same bytes: batches depend only on the rows, not on how they were spilled."""
+    out, manifest = many
+    for s in manifest["shards"]:
+        table = ipc.open_file(pa.memory_map(str(out / s["name"]))).read_all()
+        chunks = [(len(c), int(np.diff(c.offsets.to_numpy()).sum())) for c in table.column("tokens").chunks]
+        assert all(tokens <= 4_000 or rows == 1 for rows, tokens in chunks) and sum(t for _, t in chunks) == s["tokens"]
+        assert len(chunks) > 1 or s["tokens"] <= 4_000
+        docs = [TokenizedDoc(r["doc_id"], r["url"], np.array(r["tokens"], np.uint16), r["karma"],
+                             tuple(r["subreddits"]), r["created_utc"]) for r in table.to_pylist()]
+        info = write_shard(str(tmp_path), s["split"], s["index"], s["num_shards"], docs[::-1], 4_000)
+        assert info.sha256 == s["sha256"] and (tmp_path / s["name"]).read_bytes() == (out / s["name"]).read_bytes()
 
 
 def test_same_documents_in_another_order_give_the_same_bytes(many, tmp_path):

@@ -14,16 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from contextlib import contextmanager
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from core import files
+from pipeline.shards import stream
 from pipeline.shards.tokenize import EOT, VOCAB_SIZE, tokenizer_metadata
 
 FORMAT_VERSION = 1
@@ -122,7 +120,8 @@ def _record_batch(docs: Sequence[TokenizedDoc]) -> pa.RecordBatch:
 
 
 def batches_of(docs: Sequence[TokenizedDoc], batch_tokens: int) -> Iterator[Sequence[TokenizedDoc]]:
-    """Consecutive runs of docs with at most `batch_tokens` tokens each (a longer document is a run alone)."""
+    """Consecutive runs of docs with at most `batch_tokens` tokens each (a longer document is a run alone), cut
+    where stream.rebatch cuts the same rows."""
     start, filled = 0, 0
     for i, d in enumerate(docs):
         if filled and filled + len(d.tokens) > batch_tokens:
@@ -133,59 +132,30 @@ def batches_of(docs: Sequence[TokenizedDoc], batch_tokens: int) -> Iterator[Sequ
         yield docs[start:]
 
 
-class _Hashing:
-    """A write-only file that checksums and counts what passes through it (no second read of the shard)."""
-
-    def __init__(self, raw):
-        self.raw, self.sha, self.size, self.closed = raw, hashlib.sha256(), 0, False
-
-    def write(self, data) -> int:
-        data = memoryview(data)
-        self.sha.update(data)
-        self.size += data.nbytes
-        self.raw.write(data)
-        return data.nbytes
-
-    def flush(self):
-        pass
-
-    def close(self):
-        self.closed = True
-
-
-@contextmanager
-def _atomic_stream(path: str):
-    """A binary stream that becomes `path` whole on success and leaves nothing on failure (core.files' rule for
-    streamed writes: a local temp file renamed over the target; elsewhere a temp object renamed on success)."""
-    if files.is_local(path):
-        with files.replacing(path) as tmp, open(tmp, "wb") as f:
-            yield f
-        return
-    directory, name = path.rsplit("/", 1)
-    tmp = files.join(directory, files.temp_name(name))
-    try:
-        with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            yield f
-        FileSystems.rename([tmp], [path])
-    finally:
-        if files.exists(tmp):
-            FileSystems.delete([tmp])
+def write_sorted(path: str, docs: Iterable[TokenizedDoc], batch_tokens: int = 2**24,
+                 durable: bool = True) -> Tuple[int, int, int, str]:
+    """Docs sorted by doc_id into an Arrow file at `path`, atomically, in record batches of <= batch_tokens tokens,
+    building one batch at a time (never a second copy of all the tokens): (docs, tokens, bytes, sha256)."""
+    docs = sorted(docs, key=lambda d: (d.doc_id, d.url))   # url breaks (unlikely) id ties: order stays total
+    tables = (pa.Table.from_batches([_record_batch(run)]) for run in batches_of(docs, batch_tokens))
+    return stream.write_batches(path, schema_with_metadata(), stream.rebatch(tables, batch_tokens), durable)
 
 
 def write_shard(out_dir: str, split: str, index: int, num_shards: int, docs: Iterable[TokenizedDoc],
                 batch_tokens: int = 2**24) -> ShardInfo:
-    """Write one shard atomically, rows sorted by doc_id, as record batches of <= `batch_tokens` tokens each, so
-    the writer holds one batch at a time besides the documents (never a second copy of the whole shard).
-    Same inputs -> same bytes."""
-    docs = sorted(docs, key=lambda d: (d.doc_id, d.url))   # url breaks (unlikely) id ties: order stays total
+    """Write one shard atomically from its documents; same inputs -> same bytes."""
     name = shard_name(split, index, num_shards)
-    with _atomic_stream(files.join(out_dir, name)) as raw:   # a retried bundle simply replaces it
-        sink = _Hashing(raw)
-        with ipc.new_file(pa.PythonFile(sink, mode="w"), schema_with_metadata()) as writer:
-            for run in batches_of(docs, batch_tokens):
-                writer.write_batch(_record_batch(run))
-    tokens = sum(len(d.tokens) for d in docs)
-    return ShardInfo(name, split, index, num_shards, len(docs), tokens, sink.size, sink.sha.hexdigest())
+    return ShardInfo(name, split, index, num_shards, *write_sorted(files.join(out_dir, name), docs, batch_tokens))
+
+
+def join_shard(out_dir: str, split: str, index: int, num_shards: int, parts: Sequence[str],
+               batch_tokens: int = 2**24) -> ShardInfo:
+    """Write one shard by streaming sorted part files (consecutive doc_id ranges, in order) into it: the same bytes
+    as write_shard over their documents, holding one record batch at a time."""
+    name = shard_name(split, index, num_shards)
+    tables = (open_shard(p) for p in parts)
+    info = stream.write_batches(files.join(out_dir, name), schema_with_metadata(), stream.rebatch(tables, batch_tokens))
+    return ShardInfo(name, split, index, num_shards, *info)
 
 
 def write_manifest(out_dir: str, shards: Sequence[ShardInfo], config: dict, stats: dict | None = None) -> dict:

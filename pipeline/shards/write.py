@@ -1,18 +1,22 @@
 """Unique Documents -> GPT-2 tokens -> Arrow shards sized by tokens + manifest.json (the last file written).
 
-    documents -> Tokenize: (split, bucket) by doc_id, tokens                      bucket = a fixed doc_id range
-              -> TokensPerBucket (combine) -> one dict -> Plan                     shard count from the totals
-              -> ToShard (plan as side input) -> GroupByKey (split, shard) -> WriteShard (sorted, streamed batches)
-              -> AllShards -> WriteManifest (empty splits filled, stale shards of our last run removed)
+    documents -> Tokenize: (split, bucket) by doc_id, tokens            bucket = one of `buckets` doc_id ranges
+              -> GroupByKey (split, bucket) -> WriteBucket               a sorted part file per bucket (spill)
+              -> AllBuckets -> Plan: buckets packed into shards of <= target_tokens   only token counts travel
+              -> Reshuffle -> WriteShard: a shard streamed from its buckets' part files, one record batch at a time
+              -> AllShards -> WriteManifest: stale shards of our previous manifest removed, manifest.json, parts removed
 
-The number of shards follows from the data: buckets are packed in doc_id order into shards of at most
-`shards.target_tokens` (format.plan_shards), so names read `-of-N` with N known before any shard is written.
-Only token counts travel to the plan; each writer holds one shard's documents (bounded by the target) and one
-record batch being built. Same inputs -> same plan -> byte-identical shards, on any runner.
+The number of shards follows from the data (format.plan_shards), so names read `-of-N` with N known before any
+shard is written. Documents cross one shuffle (by bucket); the plan needs only per-bucket token totals, and a
+shard writer holds one record batch, whatever the shard's size. The part files live in `<out>/.webtext-buckets/`
+until the manifest is written. Same inputs -> same buckets -> same plan -> byte-identical shards, on any runner.
 """
 from __future__ import annotations
 
 import json
+import os
+import re
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -21,9 +25,21 @@ from apache_beam.io.filesystems import FileSystems
 from core import files
 from core.records import SHARDS, Document, Step
 from pipeline.config import ShardConfig
-from pipeline.shards.format import (MANIFEST, SHARD_NAME, SPLITS, TokenizedDoc, bucket_of, plan_shards, split_of,
-                                    write_manifest, write_shard)
+from pipeline.shards.format import (MANIFEST, SHARD_NAME, SPLITS, TokenizedDoc, bucket_of, join_shard, plan_shards,
+                                    split_of, write_manifest, write_sorted)
 from pipeline.shards.tokenize import encode_document
+
+PARTS_DIR = ".webtext-buckets"                       # ours: every file in it matching PART_NAME is ours to remove
+PART_NAME = re.compile(r"(train|val)-b\d{7}\.arrow")
+
+
+class Part(NamedTuple):
+    """One bucket's documents, sorted, in a part file."""
+    split: str
+    bucket: int
+    docs: int
+    tokens: int
+    path: str
 
 
 def tokenize(doc: Document) -> TokenizedDoc:
@@ -46,18 +62,38 @@ class _Tokenize(Step):
         return (split, bucket_of(doc.doc_id, self.cfg.buckets)), tdoc
 
 
-def _to_shard(kv, plan):
-    (split, bucket), tdoc = kv
-    return (split, plan["shard"][(split, bucket)], plan["num_shards"][split]), tdoc
+class _WriteBucket(beam.DoFn):
+    def __init__(self, out_dir: str, cfg: ShardConfig):
+        self.out_dir, self.cfg = out_dir, cfg
+
+    def process(self, kv):
+        (split, bucket), docs = kv
+        path = files.join(self.out_dir, PARTS_DIR, f"{split}-b{bucket:07d}.arrow")   # a retry replaces it
+        if files.is_local(path):
+            os.makedirs(os.path.dirname(path.removeprefix("file://")), exist_ok=True)
+        # Scratch: not fsynced (a crash before the manifest means a rerun, which rewrites it).
+        n_docs, tokens, _, _ = write_sorted(path, docs, self.cfg.batch_tokens, durable=False)
+        yield Part(split, bucket, n_docs, tokens, path)
+
+
+def shard_tasks(parts, target_tokens: int):
+    """(split, index, num_shards, part paths in doc_id order) per shard of the plan; a split without documents
+    gets one empty shard, so every split's names exist."""
+    plan = plan_shards({(p.split, p.bucket): p.tokens for p in parts}, target_tokens)
+    members = {(split, i): [] for split in SPLITS for i in range(plan["num_shards"][split])}
+    for p in sorted(parts, key=lambda p: (p.split, p.bucket)):
+        members[(p.split, plan["shard"][(p.split, p.bucket)])].append(p.path)
+    for (split, index), paths in sorted(members.items()):
+        yield split, index, plan["num_shards"][split], tuple(paths)
 
 
 class _WriteShard(beam.DoFn):
     def __init__(self, out_dir: str, cfg: ShardConfig):
         self.out_dir, self.cfg = out_dir, cfg
 
-    def process(self, kv):
-        (split, index, n), docs = kv
-        yield write_shard(self.out_dir, split, index, n, docs, self.cfg.batch_tokens)
+    def process(self, task):
+        split, index, n, paths = task
+        yield join_shard(self.out_dir, split, index, n, paths, self.cfg.batch_tokens), paths
 
 
 def previous_shards(out_dir: str) -> set:
@@ -73,26 +109,36 @@ def previous_shards(out_dir: str) -> set:
     return {e["name"] for e in entries if isinstance(e, dict) and SHARD_NAME.fullmatch(str(e.get("name", "")))}
 
 
+def _delete(paths) -> None:
+    there = [p for p in paths if files.exists(p)]   # idempotent: a retried bundle finds them gone
+    if there:
+        FileSystems.delete(there)
+
+
 class _WriteManifest(beam.DoFn):
-    """Writes the shards no document reached (a split with no documents still has its one `-of-00001` file),
-    removes the shards our previous manifest listed that this run did not write, then writes manifest.json."""
+    """Removes the shards our previous manifest listed that this run did not write, writes manifest.json, then
+    removes the part files (this run's and any a killed run left in PARTS_DIR)."""
 
-    def __init__(self, out_dir: str, cfg: ShardConfig, config: dict):
-        self.out_dir, self.cfg, self.config = out_dir, cfg, config
+    def __init__(self, out_dir: str, config: dict):
+        self.out_dir, self.config = out_dir, config
 
-    def process(self, infos, plan):
-        infos = list(infos)
-        have = {(s.split, s.index) for s in infos}
-        for split in SPLITS:
-            n = plan["num_shards"][split]
-            infos += [write_shard(self.out_dir, split, i, n, []) for i in range(n) if (split, i) not in have]
+    def process(self, written):
+        infos = [info for info, _ in written]
         # Removed before the new manifest is written: if the process dies in between, the old manifest is still
         # there and the rerun removes the rest. Anything the old manifest did not list is left alone.
         stale = sorted(previous_shards(self.out_dir) - {s.name for s in infos})
-        if stale:
-            paths = [files.join(self.out_dir, name) for name in stale]
-            FileSystems.delete([p for p in paths if files.exists(p)])
-        yield write_manifest(self.out_dir, infos, self.config)
+        _delete([files.join(self.out_dir, name) for name in stale])
+        manifest = write_manifest(self.out_dir, infos, self.config)
+        parts_dir = files.join(self.out_dir, PARTS_DIR)
+        _delete(sorted({p for _, paths in written for p in paths} |
+                       {p for p in files.match(files.join(parts_dir, "*.arrow"))
+                        if PART_NAME.fullmatch(p.rsplit("/", 1)[-1])}))
+        if files.is_local(parts_dir):
+            try:
+                os.rmdir(parts_dir.removeprefix("file://"))
+            except OSError:   # not there, or holds something not ours: leave it
+                pass
+        yield manifest
 
 
 class WriteShards(beam.PTransform):
@@ -104,16 +150,13 @@ class WriteShards(beam.PTransform):
 
     def expand(self, documents):
         cfg = self.cfg
-        tokenized = documents | "Tokenize" >> beam.ParDo(_Tokenize(cfg))
-        plan = (tokenized
-                | "TokensPerBucket" >> beam.Map(lambda kv: (kv[0], len(kv[1].tokens)))
-                | "SumPerBucket" >> beam.CombinePerKey(sum)
-                | "AllBuckets" >> beam.combiners.ToDict()
-                | "Plan" >> beam.Map(plan_shards, cfg.target_tokens))
-        plan = beam.pvalue.AsSingleton(plan)
-        return (tokenized
-                | "ToShard" >> beam.Map(_to_shard, plan)
-                | "GroupByShard" >> beam.GroupByKey()
+        return (documents
+                | "Tokenize" >> beam.ParDo(_Tokenize(cfg))
+                | "GroupByBucket" >> beam.GroupByKey()
+                | "WriteBucket" >> beam.ParDo(_WriteBucket(self.out_dir, cfg))
+                | "AllBuckets" >> beam.combiners.ToList()
+                | "Plan" >> beam.FlatMap(shard_tasks, cfg.target_tokens)
+                | "SpreadShards" >> beam.Reshuffle()
                 | "WriteShard" >> beam.ParDo(_WriteShard(self.out_dir, cfg))
                 | "AllShards" >> beam.combiners.ToList()
-                | "WriteManifest" >> beam.ParDo(_WriteManifest(self.out_dir, cfg, self.config), plan))
+                | "WriteManifest" >> beam.ParDo(_WriteManifest(self.out_dir, self.config)))
