@@ -9,7 +9,7 @@ Prints the main process's peak RSS per size and the growth per page between size
 an OpenWebText-sized local run fits). With --trace it also takes tracemalloc snapshots while the largest size
 runs and prints where the peak's Python allocations were made (by file), to see which stage holds what.
 
-    python bench/memory.py [--repeats 1,4,16] [--code DIR] [--trace]
+    python bench/memory.py [--repeats 1,4,16] [--code DIR] [--trace] [--env KEY=VALUE]
 """
 from __future__ import annotations
 
@@ -30,29 +30,31 @@ PAGES = ROOT.parent / "shared" / "corpus" / "pages"
 CHILD = r"""
 import json, resource, sys, threading, time, tracemalloc
 trace = sys.argv[3] == "1"
+import apache_beam.runners.portability.fn_api_runner.fn_runner, pipeline.build, webtext  # imports before the baseline
 best = {"size": 0, "snap": None}
 if trace:
     tracemalloc.start(1)
+    base_size, base = tracemalloc.get_traced_memory()[0], tracemalloc.take_snapshot()
     def watch():
         while True:
             cur, _ = tracemalloc.get_traced_memory()
-            if cur > best["size"] * 1.05:
+            if cur > best["size"] * 1.02 + (1 << 20):
                 best["size"], best["snap"] = cur, tracemalloc.take_snapshot()
-            time.sleep(0.5)
+            time.sleep(1.0)
     threading.Thread(target=watch, daemon=True).start()
 from webtext import main
 rc = main(["extract", "--warc", sys.argv[1], "--out", sys.argv[2], "--quiet", "--set", "extract.processes=1",
            "--set", "run.write_drops=false"])
-top = []
+top, grown = [], 0
 if trace and best["snap"] is not None:
-    for s in best["snap"].statistics("filename")[:12]:
-        top.append([s.traceback[0].filename.split("site-packages/")[-1], s.size])
+    grown = (best["size"] - base_size) / 2**20
+    for s in best["snap"].compare_to(base, "lineno")[:10]:
+        top.append([f"{s.traceback[0].filename.split('site-packages/')[-1]}:{s.traceback[0].lineno}", s.size_diff])
 manifest = json.load(open(sys.argv[2] + "/manifest.json"))
 print(json.dumps({"rc": rc, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "traced_peak_mb": best["size"] / 2**20, "top": top,
+                  "traced_peak_mb": grown, "top": top,
                   "docs": sum(s["docs"] for s in manifest["shards"]), "shards": len(manifest["shards"])}))
 """
-
 
 WORD = re.compile(rb"\b[a-z]{4,}\b")
 TEXT = re.compile(rb">[^<]+<")
@@ -104,10 +106,10 @@ def write_warcs(warc_dir: Path, repeat: int) -> int:
     return n
 
 
-def measure(code: Path, repeat: int, trace: bool) -> dict:
+def measure(code: Path, repeat: int, trace: bool, extra_env=()) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         pages = write_warcs(Path(tmp) / "warc", repeat)
-        env = dict(os.environ, PYTHONPATH=str(code))
+        env = dict(os.environ, PYTHONPATH=str(code), **dict(e.split("=", 1) for e in extra_env))
         out = subprocess.run([sys.executable, "-c", CHILD, f"{tmp}/warc", f"{tmp}/out", "1" if trace else "0"],
                              cwd=code, env=env, capture_output=True, text=True)
         if out.returncode:
@@ -120,16 +122,19 @@ def main() -> None:
     parser.add_argument("--repeats", default="1,4,16", help="copies of the 206 pages, comma-separated")
     parser.add_argument("--code", default=str(ROOT), help="the webtext tree to measure (default: this one)")
     parser.add_argument("--trace", action="store_true", help="tracemalloc attribution at the largest size")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment for the measured process, e.g. MALLOC_MMAP_THRESHOLD_=131072")
     args = parser.parse_args()
     repeats = [int(r) for r in args.repeats.split(",")]
-    rows = [measure(Path(args.code), r, args.trace and r == repeats[-1]) for r in repeats]
+    rows = [measure(Path(args.code), r, args.trace and r == repeats[-1], args.env) for r in repeats]
     print(f"{'pages':>7} {'docs':>6} {'shards':>6} {'peak RSS MB':>12} {'KB/page vs first':>17}")
     for row in rows:
         grow = (row["rss_mb"] - rows[0]["rss_mb"]) * 1024 / (row["pages"] - rows[0]["pages"]) \
             if row["pages"] > rows[0]["pages"] else 0.0
         print(f"{row['pages']:>7} {row['docs']:>6} {row['shards']:>6} {row['rss_mb']:>12.0f} {grow:>17.1f}")
     if rows[-1]["top"]:
-        print(f"\ntracemalloc at the peak ({rows[-1]['traced_peak_mb']:.0f} MB traced), by file:")
+        print(f"\ntracemalloc: Python allocations live at the peak grew {rows[-1]['traced_peak_mb']:.1f} MB over the "
+              f"baseline after imports; largest growth by line:")
         for name, size in rows[-1]["top"]:
             print(f"  {size / 2**20:8.1f} MB  {name}")
 
