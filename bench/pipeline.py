@@ -78,7 +78,7 @@ def child_beam(repeat: int, workers: int, proxy: str, dump: str, out: str) -> di
 
     cfg = load_config(None, {"run": {"inputs": [dump], "quiet": True, "write_drops": False},
                              "fetch": {"http_proxy": proxy, "min_delay": 0.0, "robots": False},
-                             "extract": {"processes": workers}, "shards": {"train_shards": 2}})
+                             "extract": {"processes": workers}, "shards": {"target_tokens": 2**27}})
     args = ["--runner=FnApiRunner"]
     start = time.perf_counter()
     stats = run(cfg, out, PipelineOptions(args), echo=lambda *a: None)

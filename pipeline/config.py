@@ -23,13 +23,21 @@ from dedup.config import DedupConfig
 
 @dataclass(frozen=True)
 class ShardConfig:
-    train_shards: int = 4            # shards per split are fixed up front so names read `-of-N` and runs agree
-    val_shards: int = 1                           # shards of the val split
+    # Shards are sized by tokens, not counted up front: the number per split follows from the data
+    # (pipeline/shards/write.py), so a 9B-token crawl gets ~70 shards and a demo gets a handful.
+    target_tokens: int = 2**27       # tokens per shard at most (~256 MB of uint16); one bucket may exceed it
+    buckets: int = 4096              # doc_id ranges per split that shards are packed from (the size granularity)
+    batch_tokens: int = 2**24        # tokens per Arrow record batch: what a shard writer holds while building one
     val_fraction: float = 0.02       # share of documents (by hash of doc_id) in the val split
 
     def __post_init__(self):
-        if self.train_shards < 1 or self.val_shards < 1:
-            raise ValueError("train_shards and val_shards must be >= 1")
+        limit = 2**31 - 1            # list<uint16> offsets are int32, per record batch
+        if not 1 <= self.target_tokens <= 2**40:
+            raise ValueError("target_tokens must be in 1..2**40")
+        if not 1 <= self.batch_tokens <= limit:
+            raise ValueError(f"batch_tokens must be in 1..{limit} (int32 list offsets)")
+        if not 1 <= self.buckets <= 2**20:
+            raise ValueError("buckets must be in 1..1048576")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError("val_fraction must be in [0, 1)")
 

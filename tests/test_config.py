@@ -10,11 +10,11 @@ from pipeline.config import load_config, parse_set
 def test_defaults_and_sections(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[links]\nmin_karma = 5\naggregate = "sum"\ncreated_before = "2017-12-01"\n'
-                    '[fetch]\nmin_delay = 0.5\n[shards]\ntrain_shards = 8\n')
+                    '[fetch]\nmin_delay = 0.5\n[shards]\ntarget_tokens = 8000000\n')
     cfg = load_config(str(path))
     assert cfg.links.min_karma == 5 and cfg.links.aggregate == "sum"
     assert cfg.links.created_before == 1512086400
-    assert cfg.fetch.min_delay == 0.5 and cfg.shards.train_shards == 8
+    assert cfg.fetch.min_delay == 0.5 and cfg.shards.target_tokens == 8_000_000
     assert cfg.reddit is None and load_config().links.min_karma == 3
     assert cfg.to_dict()["links"]["min_karma"] == 5
 
@@ -31,7 +31,7 @@ def test_set_overrides_coerce_types():
     ("[linkz]\nmin_karma = 3\n", "unknown config section [linkz]"),
     ("[links]\naggregate = 'mean'\n", "aggregate"),
     ("[links\n", "not valid TOML"),
-    ("[shards]\ntrain_shards = 0\n", "train_shards"),
+    ("[shards]\ntarget_tokens = 0\n", "target_tokens"),
 ])
 def test_mistakes_are_one_line(tmp_path, text, message):
     path = tmp_path / "c.toml"

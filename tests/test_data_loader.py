@@ -7,14 +7,14 @@ import numpy as np
 import pydoc_data.topics
 import pytest
 
-from pipeline.shards.format import TokenizedDoc, shard_tokens, write_manifest, write_shard
+from pipeline.shards.format import TokenizedDoc, shard_token_batches, shard_tokens, write_manifest, write_shard
 from pipeline.shards.tokenize import EOT, encode_document
 from train.data import TrainLoader, ValSet
 
 T = 32
 
 
-def write_prose_shards(out_dir, train_shards=2, val_every=10):
+def write_prose_shards(out_dir, train_shards=2, val_every=10, batch_tokens=2**24):
     """Python's bundled English prose (pydoc topics), one document per topic, as real pipeline shards."""
     docs = []
     for name, text in sorted(pydoc_data.topics.topics.items()):
@@ -23,8 +23,9 @@ def write_prose_shards(out_dir, train_shards=2, val_every=10):
                                  np.uint16), 3, ("Python",), 1_500_000_000))
     val = docs[::val_every]
     train = [d for i, d in enumerate(docs) if i % val_every]
-    infos = [write_shard(str(out_dir), "train", i, train_shards, train[i::train_shards]) for i in range(train_shards)]
-    infos.append(write_shard(str(out_dir), "val", 0, 1, val))
+    infos = [write_shard(str(out_dir), "train", i, train_shards, train[i::train_shards], batch_tokens)
+             for i in range(train_shards)]
+    infos.append(write_shard(str(out_dir), "val", 0, 1, val, batch_tokens))
     write_manifest(str(out_dir), infos, config={"source": "pydoc_data.topics"})
     return out_dir
 
@@ -135,3 +136,27 @@ def test_mistakes_raise_clear_errors(shards, tmp_path):
         TrainLoader(tmp_path, 4, T)
     with pytest.raises(ValueError, match="block_size"):
         TrainLoader(shards, 4, 10**7)
+
+
+def test_shards_of_several_record_batches_are_one_zero_copy_buffer_per_batch(tmp_path):
+    """Shards are written as record batches of <= batch_tokens tokens; the loader maps each batch's flat buffer
+    (no copy), and a window never straddles two batches (their buffers are not adjacent in the file)."""
+    d = write_prose_shards(tmp_path, batch_tokens=4_000)
+    parts = [p for path in sorted(d.glob("train-*.arrow")) for p in shard_token_batches(path)]
+    assert len(parts) > 10
+    loader = TrainLoader(d, 16, T, seed=4)
+    assert len(loader.data.buffers) == len(parts)
+    for buf, (tokens, _) in zip(loader.data.buffers, parts):
+        assert not buf.flags.owndata and not buf.flags.writeable and np.array_equal(buf, tokens)
+    assert loader.data.num_tokens == sum(len(b) for b in _flat(d)) == sum(len(t) for t, _ in parts)
+    assert loader.data.num_starts == sum(len(t) - T for t, _ in parts)
+    for _ in range(3):
+        starts = loader.starts(loader.batch)
+        x, y = loader.next_batch()
+        for row_x, row_y, (b, pos) in zip(x, y, loader.data.locate(starts)):
+            assert pos + T + 1 <= len(parts[b][0])   # inside one batch
+            window = parts[b][0][pos : pos + T + 1].astype(np.int64)
+            assert (row_x.numpy() == window[:-1]).all() and (row_y.numpy() == window[1:]).all()
+    doc = TrainLoader(d, 8, T, sampling="document", seed=3)
+    for b, pos in doc.data.locate(doc.starts(0)):
+        assert pos == 0 or parts[b][0][pos - 1] == EOT

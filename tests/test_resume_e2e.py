@@ -18,7 +18,7 @@ def digests(d):
 
 def args(dump, out, proxy, *extra):
     return ["run", "--input", str(dump), "--out", str(out), "--http-proxy", proxy, "--quiet",
-            "--set", "fetch.min_delay=0.25", "--set", "fetch.warc_rotate=3", "--set", "shards.train_shards=2",
+            "--set", "fetch.min_delay=0.25", "--set", "fetch.warc_rotate=3", "--set", "shards.target_tokens=8000",
             *extra]
 
 

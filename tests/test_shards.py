@@ -15,13 +15,14 @@ import pydoc_data.topics
 import pytest
 
 from pipeline.shards import cli as shards_cli
-from pipeline.shards.format import (MANIFEST, TokenizedDoc, assign_shard, open_shard, shard_tokens, write_manifest,
-                             write_shard)
+from pipeline.shards.format import (MANIFEST, TokenizedDoc, bucket_of, open_shard, plan_shards, shard_tokens,
+                                    split_of, write_manifest, write_shard)
 from pipeline.shards.tokenize import EOT, decode, encode_document
 
 HOSTS = ("https://docs.python.org/3/reference/", "https://www.example.com/blog/", "http://notes.example.org/")
 SUBREDDITS = (("Python",), ("Python", "programming"), ("learnpython",))
-TRAIN_SHARDS, VAL_SHARDS, VAL_FRACTION = 2, 1, 0.2
+VAL_FRACTION, BUCKETS = 0.2, 4096
+TARGET_TOKENS = 60_000   # the 79 pydoc topics (~88k train, ~51k val tokens): 2 train shards, 1 val shard
 
 
 def prose_corpus():
@@ -40,13 +41,18 @@ def tokenized(doc):
                         doc["karma"], doc["subreddits"], doc["created_utc"])
 
 
-def write_dir(out_dir, docs):
-    """Shard and split by hash of doc_id, as the pipeline does; every shard written, then the manifest."""
-    groups = {("train", i): [] for i in range(TRAIN_SHARDS)}
-    groups.update({("val", i): [] for i in range(VAL_SHARDS)})
+def write_dir(out_dir, docs, target=TARGET_TOKENS, batch_tokens=2**24):
+    """Split, bucket and plan by tokens as the pipeline does (pipeline/shards/write.py); every shard, then the
+    manifest."""
+    key = {d.doc_id: (split_of(d.doc_id, VAL_FRACTION), bucket_of(d.doc_id, BUCKETS)) for d in docs}
+    totals = Counter()
     for d in docs:
-        groups[assign_shard(d.doc_id, VAL_FRACTION, TRAIN_SHARDS, VAL_SHARDS)].append(d)
-    infos = [write_shard(str(out_dir), split, i, TRAIN_SHARDS if split == "train" else VAL_SHARDS, group)
+        totals[key[d.doc_id]] += len(d.tokens)
+    plan = plan_shards(dict(totals), target)
+    groups = {(split, i): [] for split, n in plan["num_shards"].items() for i in range(n)}
+    for d in docs:
+        groups[(key[d.doc_id][0], plan["shard"][key[d.doc_id]])].append(d)
+    infos = [write_shard(str(out_dir), split, i, plan["num_shards"][split], group, batch_tokens)
              for (split, i), group in groups.items()]
     write_manifest(str(out_dir), infos, config={"source": "pydoc_data.topics"})
     return Path(out_dir)
@@ -320,3 +326,80 @@ def test_damaged_manifest_is_an_error_not_a_traceback(damaged, capsys):
     (damaged / MANIFEST).write_text("{not json")
     rc, _, err = run(capsys, "ls", damaged)
     assert rc == 1 and err.startswith("error: ") and "not valid JSON" in err
+
+
+# ------------------------------------------------------------------------------------------------ sizing
+def test_plan_sizes_shards_by_tokens_at_webtext_scale():
+    """~9B tokens (WebText) in 4096 buckets: the count follows from the data, no shard passes the target (so none
+    nears the 2**31 int32 offset limit), and each shard is a run of consecutive buckets (one doc_id range)."""
+    rng = np.random.default_rng(0)
+    totals = {("train", b): int(t) for b, t in enumerate(rng.integers(1_500_000, 2_900_000, 4096))}
+    totals.update({("val", b): int(t) for b, t in enumerate(rng.integers(0, 40_000, 4096))})
+    target = 2**27
+    plan = plan_shards(totals, target)
+    train_total = sum(t for (s, _), t in totals.items() if s == "train")
+    n = plan["num_shards"]["train"]
+    assert train_total > 8e9 and -(-train_total // target) <= n <= -(-train_total // target) + 2
+    sums = Counter()
+    for (split, b), t in totals.items():
+        sums[(split, plan["shard"][(split, b)])] += t
+    assert max(sums.values()) <= target < 2**31
+    assert sorted(i for s, i in sums if s == "train") == list(range(n))
+    order = [plan["shard"][("train", b)] for b in range(4096)]
+    assert order == sorted(order)                                   # consecutive buckets, consecutive shards
+    assert plan["num_shards"]["val"] == 1
+    assert plan_shards({}, target)["num_shards"] == {"train": 1, "val": 1}   # no data: one empty shard per split
+    huge = plan_shards({("train", 0): 5, ("train", 1): 3 * target, ("train", 2): 5}, target)
+    assert [huge["shard"][("train", b)] for b in range(3)] == [0, 1, 2]   # an oversized bucket stands alone
+
+
+def test_bucket_of_is_monotone_in_doc_id_and_covers_every_bucket():
+    ids = sorted(hashlib.blake2b(str(i).encode(), digest_size=8).hexdigest() for i in range(20_000))
+    buckets = [bucket_of(i, 64) for i in ids]
+    assert buckets == sorted(buckets) and set(buckets) == set(range(64))
+    assert bucket_of("0" * 16, 4096) == 0 and bucket_of("f" * 16, 4096) == 4095
+
+
+def test_shards_of_several_record_batches_read_back_zero_copy_per_batch(tmp_path, corpus, capsys):
+    from pipeline.shards.format import shard_token_batches
+    d = write_dir(tmp_path / "b", corpus[1], batch_tokens=8_000)
+    expected = {t.doc_id: t.tokens for t in corpus[1]}
+    for entry in manifest_of(d)["shards"]:
+        path = d / entry["name"]
+        parts = shard_token_batches(path)
+        assert len(parts) >= 3 and all(len(t) <= 8_000 or len(o) == 2 for t, o in parts)
+        for tokens, offsets in parts:
+            assert not tokens.flags.owndata and not tokens.flags.writeable
+            if Path("/proc/self/maps").exists():
+                assert any(lo <= tokens.ctypes.data < hi for lo, hi in _mapped_ranges(path))
+            assert offsets[0] == 0 and offsets[-1] == len(tokens)
+        ids = open_shard(path).column("doc_id").to_pylist()
+        whole, offsets = shard_tokens(path)   # the whole shard, batches concatenated
+        assert np.array_equal(whole, np.concatenate([expected[i] for i in ids]))
+        assert [len(expected[i]) for i in ids] == np.diff(offsets).tolist()
+    rc, out, _ = run(capsys, "verify", d)
+    assert rc == 0 and out.startswith("OK: 3 shards")
+    single = write_dir(tmp_path / "one", corpus[1])   # same documents in one batch per shard: same manifest totals
+    assert [(e["name"], e["docs"], e["tokens"]) for e in manifest_of(single)["shards"]] == \
+           [(e["name"], e["docs"], e["tokens"]) for e in manifest_of(d)["shards"]]
+
+
+def test_writing_a_shard_holds_one_record_batch_not_a_copy_of_the_shard(tmp_path):
+    """Python-side allocations while a 16 MB shard is written: one batch (~1 MB) besides the documents, where
+    building the file whole in memory took the tokens twice more (concatenated, then the file's bytes)."""
+    import tracemalloc
+    rng = np.random.default_rng(1)
+    docs = [TokenizedDoc(f"{i:016x}", f"http://x.example/{i}", np.append(rng.integers(0, 50000, 4000, dtype=np.uint16),
+                                                                   np.uint16(EOT)), 3, ("s",), 0) for i in range(2000)]
+    token_bytes = sum(d.tokens.nbytes for d in docs)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        info = write_shard(str(tmp_path), "train", 0, 1, docs, batch_tokens=2**19)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert info.tokens * 2 == token_bytes and info.bytes > token_bytes
+    assert info.sha256 == hashlib.sha256((tmp_path / info.name).read_bytes()).hexdigest()
+    assert peak < 0.25 * token_bytes, f"writer peaked at {peak / 2**20:.1f} MB for {token_bytes / 2**20:.1f} MB"

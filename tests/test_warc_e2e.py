@@ -27,7 +27,8 @@ def test_extract_from_warc_rebuilds_the_same_shards(tmp_path):
     assert list(warc.glob("*.warc.gz")), "no WARC written"
     # The web is stopped: everything below comes from the WARC files.
     assert main(["extract", "--warc", str(warc), "--out", str(tmp_path / "rebuilt"), "--quiet",
-                 "--set", "shards.train_shards=2", "--set", "shards.val_fraction=0.1"]) == 0
+                 "--set", "shards.target_tokens=8000", "--set", "shards.batch_tokens=4096",
+                 "--set", "shards.val_fraction=0.1"]) == 0
     assert digests(tmp_path / "crawl") == digests(tmp_path / "rebuilt")
     assert stats["stages"]["fetch"]["out"] > 40
 

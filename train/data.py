@@ -1,8 +1,8 @@
 """Batches of token windows read straight from the memory-mapped Arrow shards.
 
-Each shard's tokens are one flat uint16 buffer (documents back to back, each ending in EOT); the trainer never
-copies it, only the B windows of T+1 tokens it needs per micro-batch. A window is drawn from all "starts" of all
-shards of a split, uniformly, and never crosses a shard boundary:
+Each record batch of a shard holds its tokens as one flat uint16 buffer (documents back to back, each ending in
+EOT); the trainer never copies one, only the B windows of T+1 tokens it needs per micro-batch. A window is drawn
+from all "starts" of all buffers of a split, uniformly, and never crosses a buffer (record batch) boundary:
   - sampling="random": every position that leaves room for T+1 tokens (nanoGPT's sampler);
   - sampling="document": only positions where a document begins.
 
@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.shards.format import read_manifest, shard_paths, shard_tokens
+from pipeline.shards.format import read_manifest, shard_paths, shard_token_batches
 
 
 class TokenWindows:
-    """All window starts of one split: (shard, offset) addressed by one global index 0..num_starts-1."""
+    """All window starts of one split: (buffer, offset) addressed by one global index 0..num_starts-1."""
 
     def __init__(self, data_dir: str | Path, split: str, block_size: int, sampling: str = "random"):
         self.block_size = block_size
@@ -33,11 +33,12 @@ class TokenWindows:
         self.doc_starts: list[np.ndarray] = []  # document mode: int64 starts with room for a window
         counts = []
         read_manifest(data_dir)  # raises FileNotFoundError with a clear message when there is none
-        for path in shard_paths(data_dir, split):
-            tokens, offsets = shard_tokens(path)
+        # One buffer per record batch of every shard (each a zero-copy view; a window never crosses two).
+        parts = [part for path in shard_paths(data_dir, split) for part in shard_token_batches(path)]
+        for tokens, offsets in parts:
             last_start = len(tokens) - (block_size + 1)  # a window needs T+1 tokens (inputs and shifted targets)
             if last_start < 0:
-                continue  # a shard shorter than one window holds nothing we can use
+                continue  # a batch shorter than one window holds nothing we can use
             self.buffers.append(tokens)
             if sampling == "document":
                 starts = offsets[:-1]
@@ -47,13 +48,13 @@ class TokenWindows:
             else:
                 counts.append(last_start + 1)
         self.sampling = sampling
-        self.cum = np.cumsum(np.asarray(counts, dtype=np.int64))  # starts in shards 0..i
+        self.cum = np.cumsum(np.asarray(counts, dtype=np.int64))  # starts in buffers 0..i
         self.num_starts = int(self.cum[-1]) if len(counts) else 0
         self.num_tokens = sum(len(b) for b in self.buffers)
 
     def locate(self, starts: np.ndarray) -> list[tuple[int, int]]:
-        """(shard number, token position in that shard) of each global start index."""
-        shard = np.searchsorted(self.cum, starts, side="right")  # first shard whose cumulative count exceeds it
+        """(buffer number, token position in that buffer) of each global start index."""
+        shard = np.searchsorted(self.cum, starts, side="right")  # first buffer whose cumulative count exceeds it
         local = starts - np.concatenate([[0], self.cum])[shard]
         if self.sampling == "document":
             return [(s, int(self.doc_starts[s][i])) for s, i in zip(shard.tolist(), local.tolist())]

@@ -27,7 +27,9 @@ def demo_config(dump: Path, proxy_url: str, quiet: bool):
     return load_config(None, {
         "run": {"inputs": [str(dump)], "quiet": quiet},
         "fetch": {"http_proxy": proxy_url, "min_delay": 0.05, "connect_timeout": 5, "read_timeout": 5},
-        "shards": {"train_shards": 2, "val_shards": 1, "val_fraction": 0.1},
+        # ~30k tokens: small shards and batches so the demo writes several train shards of several record
+        # batches each (the paths a 9B-token corpus takes at the default 2**27 / 2**24).
+        "shards": {"target_tokens": 8_000, "batch_tokens": 4_096, "val_fraction": 0.1},
     })
 
 

@@ -4,6 +4,8 @@ Arrow IPC *file* format (memory-mappable, random access), one row per document, 
     doc_id: string (16 hex) | url: string | tokens: list<uint16> (ends with EOT) | karma: int64 |
     subreddits: list<string> | created_utc: int64
 Schema metadata: tokenizer, vocab_sha256, eot, vocab_size, format_version. Names `{split}-{i:05d}-of-{n:05d}.arrow`.
+A shard is a contiguous doc_id range, sized by tokens (plan_shards), written as record batches of a bounded
+number of tokens (each batch has its own int32 list offsets, so no shard size reaches the 2**31 limit).
 A `manifest.json` written last lists every shard (docs, tokens, bytes, sha256) with the run's config and stats.
 Files are written under a temporary name and renamed, so a reader never sees a torn shard.
 """
@@ -11,13 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Iterable, List, NamedTuple, Sequence, Tuple
+import re
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from core import files
+from pipeline.shards import stream
 from pipeline.shards.tokenize import EOT, VOCAB_SIZE, tokenizer_metadata
 
 FORMAT_VERSION = 1
@@ -54,20 +58,45 @@ class ShardInfo(NamedTuple):
     sha256: str
 
 
+SHARD_NAME = re.compile(r"(train|val)-\d{5}-of-\d{5}\.arrow")   # what webtext writes; nothing else is ours
+
+
 def shard_name(split: str, index: int, num_shards: int) -> str:
     return f"{split}-{index:05d}-of-{num_shards:05d}.arrow"
 
 
 def _split_hash(doc_id: str) -> int:
-    # A hash independent of the shard index (which uses doc_id itself), so split and shard do not correlate.
+    # A hash independent of the bucket (which uses doc_id itself), so split and shard do not correlate.
     return int.from_bytes(hashlib.blake2b(f"split:{doc_id}".encode(), digest_size=8).digest(), "big")
 
 
-def assign_shard(doc_id: str, val_fraction: float, train_shards: int, val_shards: int) -> Tuple[str, int]:
-    """(split, shard index) chosen by hash of doc_id: stable across runs and runners."""
-    split = "val" if (_split_hash(doc_id) % 1_000_000) < val_fraction * 1_000_000 else "train"
-    n = val_shards if split == "val" else train_shards
-    return split, int(doc_id, 16) % n
+def split_of(doc_id: str, val_fraction: float) -> str:
+    """"train" or "val", by hash of doc_id: stable across runs and runners."""
+    return "val" if (_split_hash(doc_id) % 1_000_000) < val_fraction * 1_000_000 else "train"
+
+
+def bucket_of(doc_id: str, buckets: int) -> int:
+    """The doc_id range (of `buckets` equal ones) a document falls in. Monotone in doc_id, so consecutive buckets
+    are consecutive doc_id ranges and a shard packed from them is one range too."""
+    return (int(doc_id, 16) * buckets) >> 64
+
+
+def plan_shards(bucket_tokens: Dict[Tuple[str, int], int], target_tokens: int) -> dict:
+    """Shards from tokens per (split, bucket): buckets are packed in order, a new shard starting when the next
+    bucket would take the current one past `target_tokens` (a bucket is never split, so one bucket bigger than
+    the target is a shard of its own). A pure function of the totals: every runner derives the same plan.
+    Returns {"shard": {(split, bucket): index}, "num_shards": {split: n}}; every split has >= 1 shard."""
+    plan: dict = {"shard": {}, "num_shards": {}}
+    for split in SPLITS:
+        index, filled = 0, 0
+        for bucket in sorted(b for s, b in bucket_tokens if s == split):
+            tokens = bucket_tokens[(split, bucket)]
+            if filled and filled + tokens > target_tokens:
+                index, filled = index + 1, 0
+            plan["shard"][(split, bucket)] = index
+            filled += tokens
+        plan["num_shards"][split] = index + 1
+    return plan
 
 
 def schema_with_metadata() -> pa.Schema:
@@ -75,16 +104,12 @@ def schema_with_metadata() -> pa.Schema:
     return SCHEMA.with_metadata({k: str(v) for k, v in meta.items()})
 
 
-def shard_bytes(docs: Iterable[TokenizedDoc]) -> Tuple[bytes, int, int]:
-    """Serialize docs (sorted by doc_id) into one Arrow IPC file in memory: (bytes, docs, tokens)."""
-    docs = sorted(docs, key=lambda d: (d.doc_id, d.url))   # url breaks (unlikely) id ties: order stays total
+def _record_batch(docs: Sequence[TokenizedDoc]) -> pa.RecordBatch:
     lengths = np.fromiter((len(d.tokens) for d in docs), dtype=np.int64, count=len(docs))
-    if lengths.sum() > np.iinfo(np.int32).max:   # list<uint16> offsets are int32
-        raise ValueError(f"a shard would hold {int(lengths.sum()):,} tokens (> 2**31): raise shards.train_shards")
-    offsets = np.zeros(len(docs) + 1, dtype=np.int32)
+    offsets = np.zeros(len(docs) + 1, dtype=np.int32)   # the caller keeps a batch under 2**31 tokens
     np.cumsum(lengths, out=offsets[1:])
-    flat = np.concatenate([np.asarray(d.tokens, dtype=np.uint16) for d in docs]) if docs else np.zeros(0, np.uint16)
-    batch = pa.record_batch([
+    flat = np.concatenate([np.asarray(d.tokens, dtype=np.uint16) for d in docs])
+    return pa.record_batch([
         pa.array([d.doc_id for d in docs], pa.string()),
         pa.array([d.url for d in docs], pa.string()),
         pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.uint16())),
@@ -92,18 +117,45 @@ def shard_bytes(docs: Iterable[TokenizedDoc]) -> Tuple[bytes, int, int]:
         pa.array([list(d.subreddits) for d in docs], pa.list_(pa.string())),
         pa.array([int(d.created_utc) for d in docs], pa.int64()),
     ], schema=schema_with_metadata())
-    sink = pa.BufferOutputStream()
-    with ipc.new_file(sink, batch.schema) as writer:   # one record batch: the tokens column is one flat buffer
-        writer.write_batch(batch)
-    return sink.getvalue().to_pybytes(), len(docs), int(lengths.sum())
 
 
-def write_shard(out_dir: str, split: str, index: int, num_shards: int, docs: Iterable[TokenizedDoc]) -> ShardInfo:
-    """Write one shard atomically; same inputs -> same bytes."""
-    data, n_docs, n_tokens = shard_bytes(docs)
+def batches_of(docs: Sequence[TokenizedDoc], batch_tokens: int) -> Iterator[Sequence[TokenizedDoc]]:
+    """Consecutive runs of docs with at most `batch_tokens` tokens each (a longer document is a run alone), cut
+    where stream.rebatch cuts the same rows."""
+    start, filled = 0, 0
+    for i, d in enumerate(docs):
+        if filled and filled + len(d.tokens) > batch_tokens:
+            yield docs[start:i]
+            start, filled = i, 0
+        filled += len(d.tokens)
+    if start < len(docs):
+        yield docs[start:]
+
+
+def write_sorted(path: str, docs: Iterable[TokenizedDoc], batch_tokens: int = 2**24,
+                 durable: bool = True) -> Tuple[int, int, int, str]:
+    """Docs sorted by doc_id into an Arrow file at `path`, atomically, in record batches of <= batch_tokens tokens,
+    building one batch at a time (never a second copy of all the tokens): (docs, tokens, bytes, sha256)."""
+    docs = sorted(docs, key=lambda d: (d.doc_id, d.url))   # url breaks (unlikely) id ties: order stays total
+    tables = (pa.Table.from_batches([_record_batch(run)]) for run in batches_of(docs, batch_tokens))
+    return stream.write_batches(path, schema_with_metadata(), stream.rebatch(tables, batch_tokens), durable)
+
+
+def write_shard(out_dir: str, split: str, index: int, num_shards: int, docs: Iterable[TokenizedDoc],
+                batch_tokens: int = 2**24) -> ShardInfo:
+    """Write one shard atomically from its documents; same inputs -> same bytes."""
     name = shard_name(split, index, num_shards)
-    files.write_atomic(files.join(out_dir, name), data)   # a retried bundle simply replaces it
-    return ShardInfo(name, split, index, num_shards, n_docs, n_tokens, len(data), hashlib.sha256(data).hexdigest())
+    return ShardInfo(name, split, index, num_shards, *write_sorted(files.join(out_dir, name), docs, batch_tokens))
+
+
+def join_shard(out_dir: str, split: str, index: int, num_shards: int, parts: Sequence[str],
+               batch_tokens: int = 2**24) -> ShardInfo:
+    """Write one shard by streaming sorted part files (consecutive doc_id ranges, in order) into it: the same bytes
+    as write_shard over their documents, holding one record batch at a time."""
+    name = shard_name(split, index, num_shards)
+    tables = (open_shard(p) for p in parts)
+    info = stream.write_batches(files.join(out_dir, name), schema_with_metadata(), stream.rebatch(tables, batch_tokens))
+    return ShardInfo(name, split, index, num_shards, *info)
 
 
 def write_manifest(out_dir: str, shards: Sequence[ShardInfo], config: dict, stats: dict | None = None) -> dict:
@@ -162,17 +214,30 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
+def shard_token_batches(path) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """Per record batch: (flat uint16 tokens viewing the memory map, int64 document offsets of length docs+1).
+    A shard is written as several record batches (each has its own int32 offsets), so its tokens are one flat
+    buffer per batch, never copied: this is what the trainer reads."""
+    out = []
+    for lists in open_shard(path).column("tokens").chunks:
+        offsets = lists.offsets.to_numpy().astype(np.int64)
+        tokens = lists.values.to_numpy(zero_copy_only=True)[offsets[0]:offsets[-1]]
+        out.append((tokens, offsets - offsets[0]))
+    return out
+
+
 def shard_tokens(path) -> Tuple[np.ndarray, np.ndarray]:
-    """(flat uint16 tokens viewing the memory map, int64 document offsets of length docs+1)."""
-    col = open_shard(path).column("tokens")
-    if col.num_chunks == 0:
+    """(flat uint16 tokens, int64 document offsets of length docs+1) of the whole shard: a view on the memory map
+    when the shard is one record batch, a concatenated copy when it has several (use shard_token_batches to
+    avoid the copy)."""
+    parts = shard_token_batches(path)
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
         return np.zeros(0, np.uint16), np.zeros(1, np.int64)
-    if col.num_chunks != 1:
-        raise ValueError(f"{path}: expected one record batch per shard, found {col.num_chunks}")
-    lists = col.chunk(0)
-    offsets = lists.offsets.to_numpy().astype(np.int64)
-    tokens = lists.values.to_numpy(zero_copy_only=True)[offsets[0]:offsets[-1]]
-    return tokens, offsets - offsets[0]
+    starts = np.cumsum([0] + [len(t) for t, _ in parts[:-1]])
+    offsets = np.concatenate([[0]] + [o[1:] + s for (_, o), s in zip(parts, starts)])
+    return np.concatenate([t for t, _ in parts]), offsets
 
 
 def verify(data_dir) -> List[str]:
@@ -198,7 +263,7 @@ def verify(data_dir) -> List[str]:
             continue
         try:
             table = open_shard(path)
-            tokens, offsets = shard_tokens(path)
+            parts = shard_token_batches(path)   # checked batch by batch: no copy of the shard's tokens
         except (pa.ArrowException, ValueError, OSError) as e:
             problems.append(f"{s['name']}: unreadable Arrow file ({e})")
             continue
@@ -208,17 +273,21 @@ def verify(data_dir) -> List[str]:
         for k, v in expected_meta.items():
             if meta.get(k) != v:
                 problems.append(f"{s['name']}: metadata {k.decode()}={meta.get(k)!r}, expected {v.decode()!r}")
-        if table.num_rows != s["docs"] or len(tokens) != s["tokens"]:
-            problems.append(f"{s['name']}: {table.num_rows} docs / {len(tokens)} tokens, manifest says "
+        n_tokens = sum(len(t) for t, _ in parts)
+        if table.num_rows != s["docs"] or n_tokens != s["tokens"]:
+            problems.append(f"{s['name']}: {table.num_rows} docs / {n_tokens} tokens, manifest says "
                             f"{s['docs']} / {s['tokens']}")
-        if len(tokens) and int(tokens.max()) >= VOCAB_SIZE:
-            problems.append(f"{s['name']}: token id {int(tokens.max())} >= vocab size {VOCAB_SIZE}")
-        ends = offsets[1:] - 1
-        if len(ends) and (np.diff(offsets) <= 0).any():
+        top = max((int(t.max()) for t, _ in parts if len(t)), default=0)
+        if top >= VOCAB_SIZE:
+            problems.append(f"{s['name']}: token id {top} >= vocab size {VOCAB_SIZE}")
+        empty = sum(int((np.diff(o) <= 0).sum()) for _, o in parts)
+        no_eot = sum(int((t[o[1:] - 1] != EOT).sum()) for t, o in parts if len(o) > 1 and not (np.diff(o) <= 0).any())
+        inner = sum(int((t == EOT).sum()) - (len(o) - 1) for t, o in parts)
+        if empty:
             problems.append(f"{s['name']}: empty document")
-        elif len(ends) and (tokens[ends] != EOT).any():
-            problems.append(f"{s['name']}: {int((tokens[ends] != EOT).sum())} documents do not end with EOT")
-        elif int((tokens == EOT).sum()) != len(ends):
+        elif no_eot:
+            problems.append(f"{s['name']}: {no_eot} documents do not end with EOT")
+        elif inner:
             problems.append(f"{s['name']}: EOT inside a document (EOT count != document count)")
         ids = table.column("doc_id").to_pylist()
         if ids != sorted(ids):

@@ -1,19 +1,45 @@
-"""Unique Documents -> GPT-2 tokens -> Arrow shards + manifest.json (the last file written).
+"""Unique Documents -> GPT-2 tokens -> Arrow shards sized by tokens + manifest.json (the last file written).
 
-Each document goes to (split, shard) by hash of its doc_id; a GroupByKey gathers each shard's documents on one
-worker, which sorts them by doc_id and writes the file atomically; the written-shard records are combined into
-the manifest in one final step. Same inputs -> byte-identical shards, on any runner.
+    documents -> Tokenize: (split, bucket) by doc_id, tokens            bucket = one of `buckets` doc_id ranges
+              -> GroupByKey (split, bucket) -> WriteBucket               a sorted part file per bucket (spill)
+              -> AllBuckets -> Plan: buckets packed into shards of <= target_tokens   only token counts travel
+              -> Reshuffle -> WriteShard: a shard streamed from its buckets' part files, one record batch at a time
+              -> AllShards -> WriteManifest: stale shards of our previous manifest removed, manifest.json, parts removed
+
+The number of shards follows from the data (format.plan_shards), so names read `-of-N` with N known before any
+shard is written. Documents cross one shuffle (by bucket); the plan needs only per-bucket token totals, and a
+shard writer holds one record batch, whatever the shard's size. The part files live in `<out>/.webtext-buckets/`
+until the manifest is written. Same inputs -> same buckets -> same plan -> byte-identical shards, on any runner.
 """
 from __future__ import annotations
+
+import json
+import os
+import re
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
+from core import files
 from core.records import SHARDS, Document, Step
 from pipeline.config import ShardConfig
-from pipeline.shards.format import TokenizedDoc, assign_shard, write_manifest, write_shard
+from pipeline.shards.format import (MANIFEST, SHARD_NAME, SPLITS, TokenizedDoc, bucket_of, join_shard, plan_shards,
+                                    split_of, write_manifest, write_sorted)
 from pipeline.shards.tokenize import encode_document
+
+PARTS_DIR = ".webtext-buckets"                       # ours: every file in it matching PART_NAME is ours to remove
+PART_NAME = re.compile(r"(train|val)-b\d{7}\.arrow")
+
+
+class Part(NamedTuple):
+    """One bucket's documents, sorted, in a part file."""
+    split: str
+    bucket: int
+    docs: int
+    tokens: int
+    path: str
 
 
 def tokenize(doc: Document) -> TokenizedDoc:
@@ -30,40 +56,89 @@ class _Tokenize(Step):
 
     def apply(self, doc: Document):
         tdoc = tokenize(doc)
-        split, index = assign_shard(doc.doc_id, self.cfg.val_fraction, self.cfg.train_shards, self.cfg.val_shards)
+        split = split_of(doc.doc_id, self.cfg.val_fraction)
         self.count("tokens", len(tdoc.tokens))
         self.count(f"{split}_docs")
-        return (split, index), tdoc
+        return (split, bucket_of(doc.doc_id, self.cfg.buckets)), tdoc
+
+
+class _WriteBucket(beam.DoFn):
+    def __init__(self, out_dir: str, cfg: ShardConfig):
+        self.out_dir, self.cfg = out_dir, cfg
+
+    def process(self, kv):
+        (split, bucket), docs = kv
+        path = files.join(self.out_dir, PARTS_DIR, f"{split}-b{bucket:07d}.arrow")   # a retry replaces it
+        if files.is_local(path):
+            os.makedirs(os.path.dirname(path.removeprefix("file://")), exist_ok=True)
+        # Scratch: not fsynced (a crash before the manifest means a rerun, which rewrites it).
+        n_docs, tokens, _, _ = write_sorted(path, docs, self.cfg.batch_tokens, durable=False)
+        yield Part(split, bucket, n_docs, tokens, path)
+
+
+def shard_tasks(parts, target_tokens: int):
+    """(split, index, num_shards, part paths in doc_id order) per shard of the plan; a split without documents
+    gets one empty shard, so every split's names exist."""
+    plan = plan_shards({(p.split, p.bucket): p.tokens for p in parts}, target_tokens)
+    members = {(split, i): [] for split in SPLITS for i in range(plan["num_shards"][split])}
+    for p in sorted(parts, key=lambda p: (p.split, p.bucket)):
+        members[(p.split, plan["shard"][(p.split, p.bucket)])].append(p.path)
+    for (split, index), paths in sorted(members.items()):
+        yield split, index, plan["num_shards"][split], tuple(paths)
 
 
 class _WriteShard(beam.DoFn):
     def __init__(self, out_dir: str, cfg: ShardConfig):
         self.out_dir, self.cfg = out_dir, cfg
 
-    def process(self, kv):
-        (split, index), docs = kv
-        n = self.cfg.val_shards if split == "val" else self.cfg.train_shards
-        yield write_shard(self.out_dir, split, index, n, docs)
+    def process(self, task):
+        split, index, n, paths = task
+        yield join_shard(self.out_dir, split, index, n, paths, self.cfg.batch_tokens), paths
+
+
+def previous_shards(out_dir: str) -> set:
+    """Shard names the manifest.json already in `out_dir` lists: the only files a rerun may remove. Entries that
+    do not look like our shard names (a hand-edited manifest, "../x") are never touched."""
+    path = files.join(out_dir, MANIFEST)
+    if not files.exists(path):
+        return set()
+    try:
+        entries = json.loads(files.read_bytes(path)).get("shards", [])
+    except (ValueError, AttributeError):   # unreadable: we cannot tell what we wrote, so remove nothing
+        return set()
+    return {e["name"] for e in entries if isinstance(e, dict) and SHARD_NAME.fullmatch(str(e.get("name", "")))}
+
+
+def _delete(paths) -> None:
+    there = [p for p in paths if files.exists(p)]   # idempotent: a retried bundle finds them gone
+    if there:
+        FileSystems.delete(there)
 
 
 class _WriteManifest(beam.DoFn):
-    """Fills in shards that got no documents (so every `-of-N` name exists), then writes manifest.json."""
+    """Removes the shards our previous manifest listed that this run did not write, writes manifest.json, then
+    removes the part files (this run's and any a killed run left in PARTS_DIR)."""
 
-    def __init__(self, out_dir: str, cfg: ShardConfig, config: dict):
-        self.out_dir, self.cfg, self.config = out_dir, cfg, config
+    def __init__(self, out_dir: str, config: dict):
+        self.out_dir, self.config = out_dir, config
 
-    def process(self, infos):
-        have = {(s.split, s.index) for s in infos}
-        infos = list(infos)
-        for split, n in (("train", self.cfg.train_shards), ("val", self.cfg.val_shards)):
-            infos += [write_shard(self.out_dir, split, i, n, []) for i in range(n) if (split, i) not in have]
-        # Shards of an earlier run into the same directory with other shard counts would mislead readers.
-        names = {s.name for s in infos}
-        stale = [m.path for m in FileSystems.match([FileSystems.join(self.out_dir, "*.arrow")])[0].metadata_list
-                 if m.path.rsplit("/", 1)[-1] not in names]
-        if stale:
-            FileSystems.delete(stale)
-        yield write_manifest(self.out_dir, infos, self.config)
+    def process(self, written):
+        infos = [info for info, _ in written]
+        # Removed before the new manifest is written: if the process dies in between, the old manifest is still
+        # there and the rerun removes the rest. Anything the old manifest did not list is left alone.
+        stale = sorted(previous_shards(self.out_dir) - {s.name for s in infos})
+        _delete([files.join(self.out_dir, name) for name in stale])
+        manifest = write_manifest(self.out_dir, infos, self.config)
+        parts_dir = files.join(self.out_dir, PARTS_DIR)
+        _delete(sorted({p for _, paths in written for p in paths} |
+                       {p for p in files.match(files.join(parts_dir, "*.arrow"))
+                        if PART_NAME.fullmatch(p.rsplit("/", 1)[-1])}))
+        if files.is_local(parts_dir):
+            try:
+                os.rmdir(parts_dir.removeprefix("file://"))
+            except OSError:   # not there, or holds something not ours: leave it
+                pass
+        yield manifest
 
 
 class WriteShards(beam.PTransform):
@@ -74,9 +149,14 @@ class WriteShards(beam.PTransform):
         self.out_dir, self.cfg, self.config = out_dir, cfg, config
 
     def expand(self, documents):
+        cfg = self.cfg
         return (documents
-                | "Tokenize" >> beam.ParDo(_Tokenize(self.cfg))
-                | "GroupByShard" >> beam.GroupByKey()
-                | "WriteShard" >> beam.ParDo(_WriteShard(self.out_dir, self.cfg))
+                | "Tokenize" >> beam.ParDo(_Tokenize(cfg))
+                | "GroupByBucket" >> beam.GroupByKey()
+                | "WriteBucket" >> beam.ParDo(_WriteBucket(self.out_dir, cfg))
+                | "AllBuckets" >> beam.combiners.ToList()
+                | "Plan" >> beam.FlatMap(shard_tasks, cfg.target_tokens)
+                | "SpreadShards" >> beam.Reshuffle()
+                | "WriteShard" >> beam.ParDo(_WriteShard(self.out_dir, cfg))
                 | "AllShards" >> beam.combiners.ToList()
-                | "WriteManifest" >> beam.ParDo(_WriteManifest(self.out_dir, self.cfg, self.config)))
+                | "WriteManifest" >> beam.ParDo(_WriteManifest(self.out_dir, self.config)))
