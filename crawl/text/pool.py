@@ -39,6 +39,11 @@ def document_with_alarm(page: Page, cfg: ExtractConfig, rules: LinkRules):
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+def _ignore_interrupts():
+    # Ctrl-C reaches every process of the terminal's group: the parent handles it (webtext.py) and ends these.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def warm_up(cfg: ExtractConfig) -> bool:
     """First-use costs (lxml/trafilatura caches, the language model) paid once per worker, off the clock."""
     extract_text("<html><body><article><p>warm up</p></article></body></html>")
@@ -80,7 +85,7 @@ class ExtractPool:
             self._starting.start()
 
     def _start(self) -> None:
-        pool = cf.ProcessPoolExecutor(self.processes, mp_context=_pool_context())
+        pool = cf.ProcessPoolExecutor(self.processes, mp_context=_pool_context(), initializer=_ignore_interrupts)
         warm = [pool.submit(warm_up, self.cfg) for _ in range(self.processes)]
         try:
             cf.wait(warm, timeout=120)
