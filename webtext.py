@@ -136,6 +136,8 @@ def cmd_run(argv: List[str], warc: bool = False) -> int:
 
 def cmd_demo(argv: List[str]) -> int:
     from pipeline.demo.run import main as demo_main
+    if not ("-h" in argv or "--help" in argv):
+        exit_on_interrupt("run `webtext demo` again to continue")
     return demo_main(argv)
 
 

@@ -227,6 +227,7 @@ def _train(argv: list[str] | None) -> int:
         else:
             states = [rng_state(device)]
         if master:
+            os.fsync(log_file.fileno())  # the log on disk reaches at least the checkpoint's step
             save_checkpoint(ckpt_path, {
                 "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                 "tokens": step * tokens_per_step, "config": asdict(cfg), "rng": states,
