@@ -4,7 +4,7 @@
   it --resume. Nothing else in OUT is ever touched.
 - Memory: an estimate of what one micro-batch needs (weights, gradients and AdamW state at 16 bytes a parameter;
   saved activations per layer, ~34 values of width d per token (Korthikanti et al. 2022, with SDPA's fused
-  attention); logits and their gradient, ~3 fp32 copies of B*T*vocab) against the device's memory: above the
+  attention); logits and their gradients, ~4 fp32 copies of B*T*vocab) against the device's memory: above the
   device's total it is an error, above what is free now a warning.
 - The data: warnings with numbers for a val split that gives no or overlapping val windows and for a step larger
   than the train split.
@@ -37,7 +37,7 @@ def micro_batch_bytes(cfg: TrainConfig, num_params: int, bf16: bool) -> int:
     act = 2 if bf16 else 4
     tokens = cfg.batch_size * cfg.block_size
     layers = cfg.n_layer * 17 * act * tokens * cfg.n_embd   # 34 bytes at 16 bits
-    logits = 3 * 4 * tokens * cfg.vocab_size
+    logits = 4 * 4 * tokens * cfg.vocab_size   # logits, log-softmax, their gradients (measured on CPU)
     return 16 * num_params + layers + logits
 
 
