@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Optional
@@ -82,6 +83,15 @@ def resolve_processes(cfg: Config, options: PipelineOptions) -> Config:
     return dataclasses.replace(cfg, extract=dataclasses.replace(cfg.extract, processes=processes))
 
 
+# Errors raised inside a worker that mean "fix your setup", not "a bug": shown as their one line.
+WORKER_USAGE_ERRORS = re.compile(r"\b(?:RedditCredentialsError|UsageError|TokenizerUnavailable): ([^\n]+)")
+
+
+def _user_error_in(text: str) -> Optional[str]:
+    found = WORKER_USAGE_ERRORS.findall(text)
+    return found[-1].split(" [while running")[0].strip() if found else None
+
+
 def failure(stats: dict, warc_input: Optional[str] = None) -> Optional[str]:
     """Why a finished run's output cannot be used (one line), or None."""
     def top(stage: str, n: int = 3) -> str:
@@ -120,8 +130,14 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     except ValueError as e:   # an unknown --runner, or e.g. DataflowRunner without --project/--temp_location
         raise UsageError(" ".join(line.strip() for line in str(e).splitlines() if line.strip())) from None
     build(p, cfg, out_dir, warc_input=warc_input)
-    result = p.run()
-    result.wait_until_finish()
+    try:
+        result = p.run()
+        result.wait_until_finish()
+    except Exception as e:   # a setup problem found on a worker arrives wrapped in Beam's traceback text
+        why = _user_error_in(str(e))
+        if why is None:
+            raise
+        raise UsageError(why) from None
     seconds = time.time() - start
 
     ran = STAGES[STAGES.index(EXTRACT):] if warc_input else STAGES

@@ -66,3 +66,19 @@ def test_language_codes_are_the_models():
     from crawl.text.extract import LANGUAGES
     model = langid.LanguageIdentifier.from_modelpath(langid.MODEL_DIR / langid.MODEL_FILE)
     assert LANGUAGES == set(model.nb_classes)
+
+
+def test_rejected_reddit_credentials_found_on_a_worker_are_one_line(tmp_path, monkeypatch, capsys):
+    import praw.config
+    from reddit_api import RedditAPI
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(praw.config.Config, "CONFIG", None)
+    with RedditAPI() as api:
+        for key, value in (("praw_client_id", api.client_id), ("praw_client_secret", "wrong-secret"),
+                           ("praw_user_agent", "webtext-tests/0.1")):
+            monkeypatch.setenv(key, value)
+        (tmp_path / "webtext.toml").write_text(f'[reddit]\noauth_url = "{api.url}"\nreddit_url = "{api.url}"\n')
+        code = main(["run", "--reddit", "programming", "--config", "webtext.toml", "--out", "out", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: Reddit rejected the client credentials") and "\n" not in err, err
