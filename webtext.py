@@ -168,8 +168,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 return train_main(rest)
             from train.sample import main as sample_main
             return sample_main(rest)
-    except KeyboardInterrupt:
-        return _fail("interrupted")
+    except KeyboardInterrupt:   # before a run's own handler is installed (e.g. while importing)
+        print("error: interrupted", file=sys.stderr)
+        return 130
     return _fail(f"unknown command {command!r}; commands: demo, run, extract, shards, train, sample")
 
 

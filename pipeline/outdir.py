@@ -78,7 +78,8 @@ def claim(out_dir: str, job: dict, overwrite: bool = False) -> None:
     if not files.is_local(out_dir):   # gs://...: no listing-based checks; use a fresh prefix per job there
         return
     out_dir = out_dir.removeprefix("file://")
-    entries = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
+    # a run.json alone is a run that stopped before writing anything (e.g. at a usage error): nothing to protect
+    entries = [e for e in sorted(os.listdir(out_dir)) if e != RUN_FILE] if os.path.isdir(out_dir) else []
     run = _read_json(os.path.join(out_dir, RUN_FILE))
     if run is not None:
         pid, host = run.get("pid"), run.get("host")

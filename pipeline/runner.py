@@ -119,9 +119,9 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     if warc_input is None:
         check_inputs(cfg)
     _check_writable_dir(out_dir, "output directory")
+    outdir.claim(out_dir, outdir.job_of(cfg.to_dict(), warc_input), overwrite)   # before a --warc-dir inside it
     if cfg.fetch.warc_dir:
         _check_writable_dir(cfg.fetch.warc_dir, "WARC directory")
-    outdir.claim(out_dir, outdir.job_of(cfg.to_dict(), warc_input), overwrite)
     cfg = resolve_processes(cfg, options)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)   # Beam's INFO chatter hides the progress bars
     start = time.time()

@@ -122,3 +122,11 @@ def test_a_crawl_the_network_failed_exits_1(tmp_path, capsys):
                               "--set", "fetch.connect_timeout=2"])
     assert code == 1, err
     assert "of 16 fetches failed on the network" in err and "--http-proxy" in err and "\n" not in err
+
+
+def test_a_warc_dir_inside_out_and_a_run_that_wrote_nothing_do_not_block(tmp_path):
+    outdir.claim(str(tmp_path / "out"), JOB)    # e.g. stopped at a usage error right after claiming
+    other = outdir.job_of(load_config(overrides={"links": {"min_karma": 5}}).to_dict())
+    outdir.claim(str(tmp_path / "out"), other)  # nothing but run.json there: free
+    (tmp_path / "out" / "warc").mkdir()         # --warc-dir out/warc, created after the claim
+    outdir.claim(str(tmp_path / "out"), other)
