@@ -62,6 +62,7 @@ def test_ctrl_c_mid_crawl_exits_130_with_one_line(tmp_path):
             time.sleep(0.05)
         assert proc.poll() is None, "the run ended before it could be interrupted"
         code, err, seconds = interrupt(proc)
+        print(f"Ctrl-C to exit: {seconds:.2f} s, exit code {code}")
         assert code == 130, err[-3000:]
         assert seconds < 3.0, f"took {seconds:.1f} s to exit"
         lines = err.strip().splitlines()
