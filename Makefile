@@ -30,7 +30,7 @@ package: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/webtext demo --out $(DEMO)
 	$(VENV)/bin/webtext shards verify $(DEMO)/shards
-	$(VENV)/bin/webtext train --config tiny --data $(DEMO)/shards --out $(DEMO)/train --max-steps 300
+	$(VENV)/bin/webtext train --config tiny --data $(DEMO)/shards --out $(DEMO)/train --max-steps 300 --overwrite
 	$(VENV)/bin/webtext sample --ckpt $(DEMO)/train/ckpt.pt --prompt "The" --max-new-tokens 40 --num-samples 1
 
 test: $(STAMP)

@@ -12,7 +12,10 @@ A user mistake prints one line starting with "error:" and exits 2.
 """
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import List, Optional
@@ -34,11 +37,76 @@ def _quiet_imports():
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def _descendants() -> List[int]:
+    """Every process below this one (extraction workers sit under a forkserver), read from /proc (Linux)."""
+    children: dict = {}
+    try:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as f:
+                        ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry))
+    except OSError:   # no /proc: the children multiprocessing knows of
+        import multiprocessing
+        return [p.pid for p in multiprocessing.active_children()]
+    out, todo = [], [os.getpid()]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+_WHAT = None   # what the interrupt line tells the user to do next
+
+
+def exit_on_interrupt(what: str) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM: one line, the child processes ended, exit 130 (143) within a moment.
+
+    Left to itself, Beam catches the KeyboardInterrupt in its bundle threads, logs ~100 lines, waits ~10 s and
+    exits 1, and the extraction processes and fetch threads keep the process alive meanwhile. Nothing needs an
+    orderly shutdown: every output is written whole or not at all (core/files.py), fetch outcomes are committed
+    in closed WARC files, and the next run into the same --out removes the leftovers. The signal is handled on
+    a thread woken through signal.set_wakeup_fd, so it acts even while the main thread sits in C code."""
+    global _WHAT
+    first, _WHAT = _WHAT is None, what
+    if not first or threading.current_thread() is not threading.main_thread():
+        return   # installed once per process; signals reach only the main thread's handlers
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: None)   # a Python handler makes the C handler write the fd
+
+    def watch():
+        while True:
+            for signum in os.read(read_fd, 64):
+                if signum in (signal.SIGINT, signal.SIGTERM):
+                    name = "interrupted" if signum == signal.SIGINT else "terminated"
+                    try:
+                        sys.stdout.flush()
+                    except (OSError, ValueError):
+                        pass
+                    sys.stderr.write(f"error: {name}; {_WHAT}\n")
+                    sys.stderr.flush()
+                    for pid in _descendants():
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except OSError:
+                            pass
+                    os._exit(128 + signum)
+
+    threading.Thread(target=watch, name="webtext-interrupt", daemon=True).start()
+
+
 def cmd_run(argv: List[str], warc: bool = False) -> int:
     from core.settings import UsageError
     from pipeline import engines
     from pipeline.options import config_from, help_text, parse
-    from pipeline.runner import run
+    from pipeline.runner import RunFailed, run
 
     if "-h" in argv or "--help" in argv:
         print(help_text("webtext extract" if warc else "webtext run"))
@@ -55,9 +123,16 @@ def cmd_run(argv: List[str], warc: bool = False) -> int:
         if not ours.out:
             return _fail("give an output directory with --out DIR")
         cfg = config_from(ours, require_input=not warc)
-        run(cfg, ours.out, options, warc_input=ours.warc if warc else None)
+        again = "rerun the same command to continue" + (
+            " (pages already fetched are kept in the --warc-dir)" if cfg.fetch.warc_dir else "")
+        exit_on_interrupt(f"no file was left half-written; {again}")
+        run(cfg, ours.out, options, warc_input=ours.warc if warc else None, overwrite=ours.overwrite)
     except UsageError as e:
         return _fail(str(e))
+    except RunFailed as e:
+        listed = f"; examples of every drop are in {ours.out}/_drops/" if Path(ours.out, "_drops").is_dir() else ""
+        print(f"error: {e}{listed}", file=sys.stderr)
+        return 1
     print(f"\nshards: {ours.out}   next: webtext shards stats {ours.out}   webtext train --data {ours.out} "
           f"--out {ours.out}/train")
     return 0
@@ -81,6 +156,8 @@ def _train_section():
 
 def cmd_demo(argv: List[str]) -> int:
     from pipeline.demo.run import main as demo_main
+    if not ("-h" in argv or "--help" in argv):
+        exit_on_interrupt("run `webtext demo` again to continue")
     return demo_main(argv)
 
 
@@ -123,8 +200,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 return export_hf_main(rest)
             from train.sample import main as sample_main
             return sample_main(rest)
-    except KeyboardInterrupt:
-        return _fail("interrupted")
+    except KeyboardInterrupt:   # before a run's own handler is installed (e.g. while importing)
+        print("error: interrupted", file=sys.stderr)
+        return 130
     return _fail(f"unknown command {command!r}; commands: demo, run, extract, shards, config, train, sample, eval, "
                  "export-hf")
 

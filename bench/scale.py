@@ -12,13 +12,13 @@ Per size N (documents: the dump is generated until N distinct article URLs are e
     beside it, sampled max of smaps_rollup Pss);
   * per-stage seconds come from stats.json extras `<stage>.seconds` when the pipeline writes them; until then
     the link part (dump reading + link rules) is timed by a links-only sub-run of the same dump
-    (`--set links.min_karma=<huge>`: every link fails the karma threshold, nothing is fetched) and the rest is
+    (`--set run.stop_after=links`: the run ends after the link stage, nothing is fetched) and the rest is
     `total - links-only` (fetch .. shards), both with start-up; start-up alone is a run on a 1-line dump.
   * growth exponents log(t2/t1)/log(n2/n1) of time and of peak RSS per process role from size to size.
 Baselines in the same run:
   (a) link stage at --link-submissions: a plain loop (zstd stream with max_window_size=2**31 + json.loads every
       line + score/self/NSFW check, in a fresh interpreter, start-up included) vs the links-only `webtext run`
-      on the same dump (also once with drops/ written: its size is printed);
+      on the same dump (also once with _drops/ written: its size is printed);
   (b) pure-library floor at the size closest to 1e4: trafilatura + MinHash + tiktoken in one plain loop over the
       same pages (rendered in-process before timing) vs the pipeline with extract.processes=1 (per core) and with
       the default (all cores).
@@ -28,6 +28,7 @@ prints CPU samples per stage and top functions for every process; runs are not t
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -53,7 +54,6 @@ synth = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(synth)
 
 HZ = os.sysconf("SC_CLK_TCK")
-HUGE_KARMA = 2 ** 62
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
        "PYTHONWARNINGS": "ignore"}
 
@@ -244,7 +244,7 @@ def dir_size(path: Path) -> tuple:
     files = [f for f in path.rglob("*") if f.is_file()] if path.exists() else []
     lines = 0
     for f in files:
-        with open(f, "rb") as fh:
+        with (gzip.open(f, "rb") if f.suffix == ".gz" else open(f, "rb")) as fh:
             lines += sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
     return sum(f.stat().st_size for f in files), lines
 
@@ -414,7 +414,7 @@ def main(argv=None) -> int:
                 res["web_cpu_s"] = web.cpu_s() - cpu0
                 res["full"] = {"wall": r["wall"], "rc": r["rc"], "roles": peaks_by_role(r["procs"]),
                                "procs": r["procs"], "stats": read_stats(tmp / "out")}
-                res["full"]["drops_bytes"], res["full"]["drops_lines"] = dir_size(tmp / "out" / "drops")
+                res["full"]["drops_bytes"], res["full"]["drops_lines"] = dir_size(tmp / "out" / "_drops")
                 say(f"  full run: {r['wall']:.1f} s rc {r['rc']}, web CPU {res['web_cpu_s']:.1f} s")
                 if args.profile and Path(args.py_spy).exists():
                     raw = work / f"profile-{n}.txt"
@@ -429,7 +429,7 @@ def main(argv=None) -> int:
                 web.close()
             if not args.no_links_only:
                 r = run_tree(webtext_cmd(dump, tmp / "lo", None, beam_args,
-                                         sets=[f"links.min_karma={HUGE_KARMA}", "run.write_drops=false"]),
+                                         sets=["run.stop_after=links", "run.write_drops=false"]),
                              tmp / "log-lo")
                 res["links_only"] = {"wall": r["wall"], "roles": peaks_by_role(r["procs"]),
                                      "stats": read_stats(tmp / "lo")}
@@ -471,12 +471,12 @@ def main(argv=None) -> int:
             plain["wall"] = rp["wall"]
             plain["peak_mb"] = peaks_by_role(rp["procs"])["main"]["peak_mb"]
             r = run_tree(webtext_cmd(dump, tmp / "lo", None, beam_args,
-                                     sets=[f"links.min_karma={HUGE_KARMA}", "run.write_drops=false"]), tmp / "log-lo")
+                                     sets=["run.stop_after=links", "run.write_drops=false"]), tmp / "log-lo")
             lo = {"wall": r["wall"], "roles": peaks_by_role(r["procs"]), "stats": read_stats(tmp / "lo")}
-            r2 = run_tree(webtext_cmd(dump, tmp / "lod", None, beam_args, sets=[f"links.min_karma={HUGE_KARMA}"]),
+            r2 = run_tree(webtext_cmd(dump, tmp / "lod", None, beam_args, sets=["run.stop_after=links"]),
                           tmp / "log-lod")
             lod = {"wall": r2["wall"], "roles": peaks_by_role(r2["procs"])}
-            lod["drops_bytes"], lod["drops_lines"] = dir_size(tmp / "lod" / "drops")
+            lod["drops_bytes"], lod["drops_lines"] = dir_size(tmp / "lod" / "_drops")
         results["links"] = {"submissions": m, "dump": counts, "plain": plain, "links_only": lo,
                             "links_only_with_drops": lod}
 
@@ -529,7 +529,7 @@ def report(res: dict) -> str:
         if secs:
             L.append("         per-stage seconds from stats.json: " + ", ".join(f"{k} {v}" for k, v in secs.items()))
         L.append("         stages in->out: " + ", ".join(f"{s} {d['in']}->{d['out']}" for s, d in st.items()))
-        L.append(f"         drops/: {r['full']['drops_bytes'] / 2**20:.1f} MiB, {r['full']['drops_lines']:,} lines; "
+        L.append(f"         _drops/: {r['full']['drops_bytes'] / 2**20:.1f} MiB, {r['full']['drops_lines']:,} lines; "
                  f"CPU s by process: " + ", ".join(f"{k} {v['cpu_s']:.0f}" for k, v in sorted(roles.items()))
                  + f" = {sum(v['cpu_s'] for v in roles.values()) / total:.2f} of {res['cores']} cores busy on average")
     if len(sizes) > 1:
@@ -572,11 +572,11 @@ def report(res: dict) -> str:
                  f"seed unseen by tuning):")
         L.append(f"  plain loop zstd+json.loads+checks: {pl['wall']:.1f} s end to end ({pl['loop_s']:.1f} s loop), "
                  f"{pl['lines'] / pl['wall']:,.0f} lines/s, peak {pl['peak_mb']:.0f} MB")
-        L.append(f"  webtext run links-only, no drops/: {lo['wall']:.1f} s = {lk['submissions'] / lo['wall']:,.0f} "
+        L.append(f"  webtext run links-only, no _drops/: {lo['wall']:.1f} s = {lk['submissions'] / lo['wall']:,.0f} "
                  f"subs/s -> {pl['wall'] / lo['wall']:.2f} of the plain loop (goal >= 0.5); peak RSS "
                  + ", ".join(f"{k} {v['peak_mb']:.0f} MB" for k, v in lo["roles"].items()))
-        L.append(f"  with drops/ written: {lod['wall']:.1f} s ({pl['wall'] / lod['wall']:.2f} of the loop), "
-                 f"drops/ {lod['drops_bytes'] / 2**20:.1f} MiB in {lod['drops_lines']:,} lines; peak RSS "
+        L.append(f"  with _drops/ written: {lod['wall']:.1f} s ({pl['wall'] / lod['wall']:.2f} of the loop), "
+                 f"_drops/ {lod['drops_bytes'] / 2**20:.1f} MiB in {lod['drops_lines']:,} lines; peak RSS "
                  + ", ".join(f"{k} {v['peak_mb']:.0f} MB" for k, v in lod["roles"].items()))
     for n in sizes:
         if "profile" in res["sizes"][n]:

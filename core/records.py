@@ -56,7 +56,7 @@ class Document(NamedTuple):
 
 
 class Drop(NamedTuple):
-    """Something a stage did not keep, and why. Written to drops/*.jsonl so every dropped link is accounted for."""
+    """Something a stage did not keep, and why. Counted per reason in stats.json; examples are written to _drops/."""
     stage: str
     reason: str
     url: str = ""

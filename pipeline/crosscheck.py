@@ -25,7 +25,7 @@ EXAMPLES_ONLY = (SOURCE, SUBMISSIONS, LINKS)
 
 
 def from_data(out_dir: str) -> dict:
-    """{"shards_out": docs in the manifest, "dropped": {stage: {reason: n}} from drops/*.jsonl (when written)}."""
+    """{"shards_out": docs in the manifest, "dropped": {stage: {reason: n}} from _drops/counts-*.jsonl (when written)}."""
     try:
         with FileSystems.open(FileSystems.join(out_dir, "manifest.json")) as f:
             shards_out = sum(s["docs"] for s in json.load(f)["shards"])

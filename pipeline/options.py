@@ -7,7 +7,7 @@ from typing import List
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from core.settings import UsageError
+from core.settings import UsageError, read_toml
 from pipeline.config import Config, load_config, merge, parse_set
 
 DEFAULT_RUNNER = "FnApiRunner"   # DirectRunner first tries Prism, a Go binary downloaded at first use (offline: slow)
@@ -38,6 +38,9 @@ class WebtextOptions(PipelineOptions):
         parser.add_argument("--config", help="TOML config file (see docs/config.md)")
         parser.add_argument("--set", action="append", default=None, metavar="SECTION.KEY=VALUE",
                             help="override any config key, e.g. --set fetch.min_delay=0.5 (repeatable)")
+        parser.add_argument("--overwrite", action="store_true", default=False,
+                            help="write into an --out that holds another run (its webtext files are replaced; "
+                                 "no other file is touched); a rerun of the same job needs no flag")
         parser.add_argument("--warc", default=None, metavar="DIR",
                             help="`webtext extract`: read pages from this run's --warc-dir instead of the network")
         for flag, (_, _, kwargs) in CONFIG_FLAGS.items():
@@ -59,6 +62,14 @@ def parse(argv: List[str]) -> tuple[PipelineOptions, WebtextOptions]:
     """PipelineOptions for argv; an unknown flag is a UsageError (Beam alone would only log and drop it)."""
     options = PipelineOptions(argv)
     known = set(options.get_all_options(retain_unknown_options=False))
+    for arg in argv:
+        # Beam reads `--direct-num-workers 2` as unknown and drops it with a log line; ours take both spellings
+        name = arg[2:].split("=", 1)[0] if arg.startswith("--") else ""
+        if "-" in name and name.replace("-", "_") not in CONFIG_FLAGS:
+            if name.replace("-", "_") in known:
+                raise UsageError(f"Beam options are spelled with underscores: --{name.replace('-', '_')}, "
+                                 f"not --{name}")
+            raise UsageError(f"unknown option --{name}; see `webtext run --help`")
     unknown = set(options.get_all_options(retain_unknown_options=True)) - known
     if unknown:
         raise UsageError(f"unknown option --{sorted(unknown)[0]}; see `webtext run --help`")
@@ -74,7 +85,13 @@ def config_from(ours: WebtextOptions, require_input: bool = True) -> Config:
         value = getattr(ours, flag)
         if value is not None and value is not False:
             flags.setdefault(section, {})[key] = value
-    cfg = load_config(ours.config, merge(flags, parse_set(ours.set)))
+    overrides = merge(flags, parse_set(ours.set))
+    cfg = load_config(ours.config, overrides)
+    if cfg.reddit is not None and "subreddits" not in overrides.get("reddit", {}) and \
+            "subreddits" not in (read_toml(ours.config).get("reddit") or {} if ours.config else {}):
+        # RedditConfig's default is r/all: a lone --listing must not start the biggest harvest there is
+        raise UsageError("--listing, --time-filter, --limit and --praw-site belong to a live harvest: say which "
+                         "subreddits with --reddit SUB[,SUB...] (--reddit all for r/all)")
     if require_input and not cfg.run.inputs and cfg.reddit is None:
         raise UsageError("nothing to read: give --input FILE... (dumps or URL lists) or --reddit SUB[,SUB...]")
     return cfg

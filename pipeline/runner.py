@@ -1,8 +1,13 @@
-"""Run the pipeline and account for it: stats.json + the stats folded into manifest.json, and a table."""
+"""Run the pipeline and account for it: stats.json + the stats folded into manifest.json, and a table.
+
+A run that produced nothing, or whose fetches nearly all failed for network reasons (a dead proxy, no network),
+is a RunFailed (exit 1) naming the top drop reasons, after its stats are written: never "done, next: train".
+"""
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Optional
@@ -13,13 +18,13 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
                                                   WorkerOptions)
 
 from crawl.text.pool import default_processes
-from pipeline import crosscheck
+from pipeline import crosscheck, outdir
 from pipeline.build import build
 from pipeline.card import write_card
 from core.settings import UsageError
 from pipeline.config import Config
 from pipeline.shards.format import add_stats_to_manifest
-from core.records import EXTRACT, SHARDS, STAGES
+from core.records import EXTRACT, FETCH, SHARDS, STAGES
 from pipeline.stats import counters_from_result, format_table, stage_stats, unbalanced, write_stats
 
 
@@ -36,15 +41,33 @@ def _check_writable_dir(path: str, what: str) -> None:
 
 
 LARGE_INPUT_BYTES = 100 * 2**20   # about a month of 2010 Pushshift submissions: a crawl site owners will notice
+# Fetch outcomes that mean "the network did not answer"; most links ending so means the crawl did not happen.
+NETWORK_FAILURES = ("connection_error", "dns_error", "tls_error", "timeout", "host_unreachable", "robots_unreachable")
+MOSTLY_FAILED = 0.9    # share of fetched links
+MIN_LINKS = 10         # a handful of dead links is not a dead network
+
+
+class RunFailed(Exception):
+    """The run finished but its output is empty or untrustworthy (exit 1; the message is one line)."""
+
+
+def _scheme_hint(pattern: str, error: Exception) -> str:
+    """Beam's own words, which name the missing extra (pip install apache-beam[gcp]) where one is missing."""
+    return " ".join(str(error).split())[:300]
 
 
 def check_inputs(cfg: Config) -> int:
-    """Fail early on a pattern that matches nothing; the total size of the inputs in bytes."""
+    """Fail early on an input that is a directory or matches nothing; the total size of the inputs in bytes."""
     total = 0
     for pattern in cfg.run.inputs:
+        local = pattern.removeprefix("file://") if "://" not in pattern or pattern.startswith("file://") else None
+        if local is not None and Path(local).is_dir():
+            raise UsageError(f"--input {pattern} is a directory; give files or a glob, e.g. {local.rstrip('/')}/RS_*.zst")
         try:
             matched = FileSystems.match([pattern])[0].metadata_list
-        except Exception:   # Beam raises BeamIOError for unreadable locations
+        except Exception as e:   # Beam raises BeamIOError (or ValueError: no filesystem for a scheme)
+            if local is None:
+                raise UsageError(f"cannot list --input {pattern}: {_scheme_hint(pattern, e)}") from None
             matched = []
         if not matched:
             raise UsageError(f"no input file matches {pattern!r}; check the path given to --input")
@@ -67,15 +90,46 @@ def resolve_processes(cfg: Config, options: PipelineOptions) -> Config:
     return dataclasses.replace(cfg, extract=dataclasses.replace(cfg.extract, processes=processes))
 
 
+# Errors raised inside a worker that mean "fix your setup", not "a bug": shown as their one line.
+WORKER_USAGE_ERRORS = re.compile(r"\b(?:RedditCredentialsError|UsageError|TokenizerUnavailable): ([^\n]+)")
+
+
+def _user_error_in(text: str) -> Optional[str]:
+    found = WORKER_USAGE_ERRORS.findall(text)
+    return found[-1].split(" [while running")[0].strip() if found else None
+
+
+def failure(stats: dict, warc_input: Optional[str] = None) -> Optional[str]:
+    """Why a finished run's output cannot be used (one line), or None."""
+    def top(stage: str, n: int = 3) -> str:
+        dropped = stats.get(stage, {}).get("dropped", {})
+        return ", ".join(f"{reason} {count:,}" for reason, count in list(dropped.items())[:n]) or "none"
+
+    fetch = stats.get(FETCH, {})
+    failed = sum(fetch.get("dropped", {}).get(r, 0) for r in NETWORK_FAILURES)
+    if fetch.get("in", 0) >= MIN_LINKS and failed >= MOSTLY_FAILED * fetch["in"]:
+        return (f"{failed:,} of {fetch['in']:,} fetches failed on the network ({top(FETCH)}): check the network "
+                "connection and --http-proxy")
+    if not stats.get(SHARDS, {}).get("out"):
+        where = next((s for s in reversed(list(stats)) if stats[s].get("in")), None)
+        if where is None:
+            source = f"no usable page in the WARCs under {warc_input}" if warc_input else "no input record"
+            return f"no document reached the shards: {source}"
+        return f"no document reached the shards; the last stage with input was {where} ({top(where)})"
+    return None
+
+
 def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optional[str] = None,
-        echo=print) -> dict:
-    """Build and run the pipeline to completion; returns {"stages": ..., "seconds": ...}."""
+        echo=print, overwrite: bool = False) -> dict:
+    """Build and run the pipeline to completion; returns {"stages": ..., "seconds": ...}. Raises UsageError
+    before anything runs, RunFailed after a run whose output is empty or whose fetches nearly all failed."""
     # DataflowRunner --dry_run: build and validate the job offline; its gs:// inputs are the workers' to read
     dry_run = options.view_as(TestOptions).dry_run
     if warc_input is None and not dry_run and check_inputs(cfg) > LARGE_INPUT_BYTES and not cfg.fetch.contact:
         echo("WARNING: a large crawl without a contact: set fetch.contact (--set fetch.contact=you@example.org) "
              "so site owners can reach you; it goes into the User-Agent")
     _check_writable_dir(out_dir, "output directory")
+    outdir.claim(out_dir, outdir.job_of(cfg.to_dict(), warc_input), overwrite)   # before a --warc-dir inside it
     if cfg.fetch.warc_dir:
         _check_writable_dir(cfg.fetch.warc_dir, "WARC directory")
     cfg = resolve_processes(cfg, options)
@@ -88,8 +142,14 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     except ValueError as e:   # an unknown --runner, or e.g. DataflowRunner without --project/--temp_location
         raise UsageError(" ".join(line.strip() for line in str(e).splitlines() if line.strip())) from None
     build(p, cfg, out_dir, warc_input=warc_input)
-    result = p.run()
-    result.wait_until_finish()
+    try:
+        result = p.run()
+        result.wait_until_finish()
+    except Exception as e:   # a setup problem found on a worker arrives wrapped in Beam's traceback text
+        why = _user_error_in(str(e))
+        if why is None:
+            raise
+        raise UsageError(why) from None
     seconds = time.time() - start
     if dry_run:   # nothing ran, so nothing to count; the job is the result
         echo(f"dry run: job {result.job.proto.name} built and validated in {seconds:.1f} s, not submitted")
@@ -107,9 +167,11 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     write_stats(FileSystems.join(out_dir, "stats.json"), stats, extra)
     add_stats_to_manifest(out_dir, {"stages": stats, **extra})
     write_card(out_dir, {"stages": stats, **extra})
+    outdir.release(out_dir)
     echo(format_table(stats))
     for line in extra["unbalanced"] + checked:
         echo(f"WARNING: {line}")
-    if not stats.get(SHARDS, {}).get("out"):
-        echo("WARNING: no document reached the shards; the drop reasons above say where everything went")
+    why = None if cfg.run.stop_after else failure(stats, warc_input)   # a links-only run writes no shards
+    if why:
+        raise RunFailed(why)
     return {"stages": stats, **extra}

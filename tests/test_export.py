@@ -2,6 +2,7 @@
 and parquet exports in nanoGPT's np.memmap, HF datasets (load_from_disk, Dataset.from_file), DuckDB and Polars."""
 
 import hashlib
+import gzip
 import json
 import os
 import pickle
@@ -24,8 +25,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 @pytest.fixture(scope="module")
 def shard_dir(tmp_path_factory):
     out = write_dir(tmp_path_factory.mktemp("shards"), [tokenized(d) for d in prose_corpus()])
-    (out / "drops").mkdir()   # what `webtext run` leaves beside the shards
-    (out / "drops" / "drops-00000-of-00001.jsonl").write_text('{"stage": "fetch", "reason": "http_404"}\n')
+    (out / "_drops").mkdir()   # what `webtext run` leaves beside the shards
+    (out / "_drops" / "drops-00000-of-00001.jsonl.gz").write_bytes(
+        gzip.compress(b'{"stage": "fetch", "reason": "http_404"}\n'))
     (out / "stats.json").write_text("{}")
     return out
 
@@ -71,7 +73,7 @@ def test_shard_directory_opens_in_pyarrow_dataset_polars_and_duckdb(shard_dir):
     table = dataset.to_table(columns=["doc_id", "tokens"])
     assert sorted(table.to_pylist(), key=lambda r: r["doc_id"]) == [dict(doc_id=d, tokens=t) for d, t in
                                                                       sorted(want)]
-    # the whole directory: manifest.json, stats.json and drops/*.jsonl are skipped as not-Arrow files
+    # the whole directory: manifest.json, stats.json and _drops/ are skipped as not-Arrow files
     everything = pads.dataset(str(shard_dir), format="ipc", exclude_invalid_files=True)
     assert sorted(os.path.basename(f) for f in everything.files) == sorted(p.name for p in shard_dir.glob("*.arrow"))
     assert everything.count_rows() == sum(s["docs"] for s in read_manifest(shard_dir)["shards"])

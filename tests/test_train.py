@@ -165,3 +165,113 @@ def test_ddp_two_processes_match_one(shards, tmp_path):
     assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2, 3, 4]
     np.testing.assert_allclose([r["loss"] for r in two], [r["loss"] for r in one], rtol=1e-5)
     assert load_checkpoint(tmp_path / "two" / "ckpt.pt")["world_size"] == 2
+
+
+# ------------------------------------------------------------------ never lose a run, say clearly what went wrong
+def _one_line_error(capsys, argv, code=2):
+    assert train.main(argv) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_a_run_directory_is_not_started_over_without_overwrite(shards, tmp_path, capsys):
+    common = ["--config", "tiny", "--data", str(shards), *TINY, "--eval-interval", "0", "--quiet", "--log-interval", "1",
+              "--out", str(tmp_path)]
+    (tmp_path / "notes.txt").write_text("mine")
+    assert train.main([*common, "--max-steps", "2"]) == 0
+    log_before = (tmp_path / "log.jsonl").read_text()
+    err = _one_line_error(capsys, [*common, "--max-steps", "3"])
+    assert "holds a training run" in err and "--resume" in err and "--overwrite" in err
+    assert (tmp_path / "log.jsonl").read_text() == log_before and load_checkpoint(tmp_path / "ckpt.pt")["step"] == 2
+    assert train.main([*common, "--max-steps", "3", "--overwrite"]) == 0
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 3 and [r["step"] for r in _log(tmp_path)] == [1, 2, 3]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("truncated", "not a readable webtext checkpoint"),
+    ("garbage", "not a webtext checkpoint"),
+    ("foreign", "not a webtext checkpoint"),
+])
+def test_a_bad_checkpoint_is_one_line(run, tmp_path, capsys, content, message):
+    path = tmp_path / "ckpt.pt"
+    if content == "truncated":
+        data = (run / "ckpt.pt").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif content == "garbage":
+        path.write_bytes(b"\x80\x04 not a checkpoint at all" * 10)
+    else:
+        torch.save({"weights": torch.zeros(2)}, path)
+    assert sample.main(["--ckpt", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "weights_only" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_resume_from_a_truncated_checkpoint_is_one_line(run, shards, tmp_path, capsys):
+    data = (run / "ckpt.pt").read_bytes()
+    (tmp_path / "ckpt.pt").write_bytes(data[:1000])
+    err = _one_line_error(capsys, ["--data", str(shards), "--out", str(tmp_path), "--resume"])
+    assert "not a readable webtext checkpoint" in err and "weights_only" not in err
+
+
+def _docs(ids_of_tokens):
+    return [TokenizedDoc(f"{i:016x}", f"https://example.com/{i}", np.array(t, np.uint16), 3, ("x",), 0)
+            for i, t in enumerate(ids_of_tokens)]
+
+
+def _write(out, train_docs, val_docs, tamper=None):
+    infos = [write_shard(str(out), "train", 0, 1, train_docs), write_shard(str(out), "val", 0, 1, val_docs)]
+    manifest = write_manifest(str(out), infos, config={})
+    if tamper:
+        tamper(manifest)
+        (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def _flip_last_byte(path):
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 1
+    path.write_bytes(bytes(data))
+
+
+PROSE = [list(range(100 + k, 400 + k)) + [50256] for k in range(8)]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("token_out_of_range", "token id 60000 >= vocab_size 50257"),
+    ("checksum", "sha256 does not match"),
+    ("tokenizer", "not this trainer's GPT-2 BPE"),
+    ("name", "not a shard name"),
+    ("truncated", "truncated or replaced"),
+    ("memory", "needs ~"),
+])
+def test_bad_shards_and_impossible_sizes_fail_at_load_in_one_line(tmp_path, capsys, case, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    train_docs = _docs([*PROSE, [1, 2, 60000, 50256]] if case == "token_out_of_range" else PROSE)
+    tamper = {"tokenizer": lambda m: m["tokenizer"].update(tokenizer="llama3"),
+              "name": lambda m: m["shards"][0].update(name="../../etc/train-00000-of-00001.arrow")}.get(case)
+    _write(data, train_docs, _docs(PROSE[:2]), tamper)
+    if case == "checksum":
+        _flip_last_byte(data / "train-00000-of-00001.arrow")
+    if case == "truncated":
+        shard = data / "train-00000-of-00001.arrow"
+        shard.write_bytes(shard.read_bytes()[:-100])
+    args = ["--config", "tiny", "--data", str(data), "--out", str(tmp_path / "out"), *TINY, "--max-steps", "1",
+            "--quiet"]
+    if case == "memory":   # 4096 x 1024 tokens: ~2.5 TB of logits alone
+        args += ["--batch-size", "4096", "--block-size", "1024", "--tokens-per-step", str(4096 * 1024)]
+    err = _one_line_error(capsys, args)
+    assert message in err
+
+
+def test_short_val_split_and_giant_step_are_warned_with_numbers(tmp_path, capsys):
+    data = _write(tmp_path / "data", _docs(PROSE), _docs([[5, 6, 50256]]))   # val: 3 tokens, no 33-token window
+    out = tmp_path / "out"
+    args = ["--config", "tiny", "--data", str(data), "--out", str(out), *TINY, "--max-steps", "1", "--quiet",
+            "--tokens-per-step", str(4 * 32 * 32)]
+    assert train.main(args) == 0
+    err = capsys.readouterr().err
+    assert "no val shard holds a window of block_size+1 = 33 tokens (3 tokens): no val loss" in err
+    assert f"one step reads {4 * 32 * 32:,} tokens, more than the whole train split (2,408)" in err

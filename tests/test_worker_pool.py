@@ -60,7 +60,7 @@ def test_demo_on_a_separate_worker_pool_matches_local_runner(tmp_path, worker_po
     pooled = _demo(tmp_path / "pool", ["--runner=PortableRunner", "--job_endpoint=embed",
                                        "--environment_type=EXTERNAL", f"--environment_config={worker_pool}"])
     assert pooled["summary"] == local["summary"]
-    assert pooled["digests"] == local["digests"] and len(local["digests"]) == 3
+    assert pooled["digests"] == local["digests"] and len(local["digests"]) == 5   # 4 train shards + 1 val
     assert pooled["entries"] == local["entries"]
     assert pooled["stats"]["unbalanced"] == [] and pooled["stats"]["stages"]["shards"]["out"] > 40
     assert pooled["stats"]["metrics_vs_data"] == []

@@ -7,7 +7,10 @@ reads it (no pickled code).
 
 from __future__ import annotations
 
+import pickle
 import random
+import warnings
+import zipfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import numpy as np
 import torch
 
 from core import files
+from core.settings import UsageError
 from train.model import GPT, GPTConfig
 
 CKPT_NAME = "ckpt.pt"
@@ -47,8 +51,27 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+REQUIRED = ("model", "config", "step")
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """The checkpoint's contents, or a UsageError naming the file: torch's own message for a truncated or foreign
+    file is a traceback that advises weights_only=False, i.e. running whatever code the file holds."""
+    try:
+        with warnings.catch_warnings():   # torch warns about a pickle protocol before failing on a foreign file
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise UsageError(f"{path} is not a webtext checkpoint: it holds pickled objects beyond tensors and plain "
+                         "data, which webtext does not load (loading them would run code from the file)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, TypeError) as e:
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise UsageError(f"{path} is not a readable webtext checkpoint (truncated, or not written by webtext "
+                         f"train): {first[:160]}") from None
+    if not isinstance(ckpt, dict) or not all(k in ckpt for k in REQUIRED):
+        raise UsageError(f"{path} is a torch file but not a webtext checkpoint (it lacks "
+                         f"{', '.join(k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt)})")
+    return ckpt
 
 
 def load_model(ckpt_path: str | Path, device: str | torch.device = "cpu") -> GPT:

@@ -12,41 +12,109 @@ run) is element k mod D of the epoch's permutation of the D document starts, epo
 is read once per epoch. Process `rank` takes every world_size-th sample (rank-strided), so processes read
 disjoint samples and the union over processes is the same global batch whatever the world size. The loader's
 position is the counter n: that is all a checkpoint needs to continue exactly.
+
+Shards are checked when opened, so a bad corpus fails at once with one line instead of in the embedding (a token
+id >= vocab size is an IndexError on CPU, a device-side assert on a GPU) or minutes later: manifest names (plain
+`{split}-i-of-n.arrow` files in the directory), the manifest's and each shard's tokenizer metadata, size and
+token count against the manifest, sha256 (one streamed read; `verify=False` skips it), and the largest token id.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.shards.format import read_manifest, shard_paths, shard_token_batches
+from core import files
+from pipeline.shards.format import file_sha256, open_shard, read_manifest, shard_token_batches
+from pipeline.shards.tokenize import VOCAB_SIZE, tokenizer_metadata
+
+SHARD_NAME = re.compile(r"^(train|val)-\d{5}-of-\d{5}\.arrow$")
+
+
+class ShardError(ValueError):
+    """The shard directory is not what the trainer can use (one line: which file, what is wrong, what to do)."""
+
+
+def checked_shards(data_dir, split: str, verify: bool = True) -> list[tuple[str, dict]]:
+    """(path, manifest entry) of the split's shards, after the checks that cost no more than one read."""
+    try:
+        manifest = read_manifest(data_dir)
+    except ValueError as e:   # json.JSONDecodeError
+        raise ShardError(f"{data_dir}/manifest.json is not valid JSON ({e}); rerun the pipeline") from None
+    expected = tokenizer_metadata()
+    got = {k: str(v) for k, v in (manifest.get("tokenizer") or {}).items()}
+    if got != expected:
+        raise ShardError(f"{data_dir} was tokenized with {got or 'no recorded tokenizer'}, not this trainer's "
+                         f"GPT-2 BPE ({expected['tokenizer']}, vocab sha256 {expected['vocab_sha256'][:12]}...)")
+    out = []
+    for entry in manifest.get("shards", []):
+        name = entry.get("name", "") if isinstance(entry, dict) else ""
+        if not SHARD_NAME.match(str(name)) or not str(name).startswith(f"{entry.get('split')}-"):
+            raise ShardError(f"manifest.json in {data_dir} lists {name!r}, not a shard name like "
+                             "train-00000-of-00004.arrow in that directory")
+        if entry["split"] != split:
+            continue
+        path = files.join(str(data_dir), name)
+        if not files.exists(path):
+            raise ShardError(f"{path} is listed in manifest.json but missing")
+        if files.is_local(path) and "bytes" in entry and Path(path).stat().st_size != entry["bytes"]:
+            raise ShardError(f"{path} has {Path(path).stat().st_size:,} bytes, manifest.json says "
+                             f"{entry['bytes']:,}: truncated or replaced; `webtext shards verify {data_dir}`")
+        if verify and "sha256" in entry and file_sha256(path) != entry["sha256"]:
+            raise ShardError(f"{path}: sha256 does not match manifest.json (corrupt or changed); "
+                             f"`webtext shards verify {data_dir}` lists every problem")
+        out.append((path, entry))
+    return out
+
+
+def _check_shard(path: str, entry: dict, parts: list, vocab_size: int) -> None:
+    """`parts`: the shard's (tokens, offsets) per record batch."""
+    meta = {k.decode(): v.decode() for k, v in (open_shard(path).schema.metadata or {}).items()}
+    wrong = [k for k, v in tokenizer_metadata().items() if meta.get(k) != v]
+    if wrong:
+        raise ShardError(f"{path}: tokenizer metadata {wrong[0]}={meta.get(wrong[0])!r} is not this trainer's "
+                         f"{tokenizer_metadata()[wrong[0]]!r}")
+    n_tokens = sum(len(tokens) for tokens, _ in parts)
+    if "tokens" in entry and n_tokens != entry["tokens"]:
+        raise ShardError(f"{path} holds {n_tokens:,} tokens, manifest.json says {entry['tokens']:,}")
+    top = max((int(tokens.max()) for tokens, _ in parts if len(tokens)), default=-1)
+    if top >= vocab_size:
+        raise ShardError(f"{path}: token id {top} >= vocab_size {vocab_size}; these shards are not GPT-2 BPE tokens")
 
 
 class TokenWindows:
     """All window starts of one split: (buffer, offset) addressed by one global index 0..num_starts-1."""
 
-    def __init__(self, data_dir: str | Path, split: str, block_size: int, sampling: str = "random"):
+    def __init__(self, data_dir: str | Path, split: str, block_size: int, sampling: str = "random", *,
+                 vocab_size: int = VOCAB_SIZE, verify: bool = True):
         self.block_size = block_size
         self.buffers: list[np.ndarray] = []  # uint16 views on the memory maps
         self.doc_starts: list[np.ndarray] = []  # document mode: int64 starts with room for a window
         counts = []
-        read_manifest(data_dir)  # raises FileNotFoundError with a clear message when there is none
-        # One buffer per record batch of every shard (each a zero-copy view; a window never crosses two).
-        parts = [part for path in shard_paths(data_dir, split) for part in shard_token_batches(path)]
-        for tokens, offsets in parts:
-            last_start = len(tokens) - (block_size + 1)  # a window needs T+1 tokens (inputs and shifted targets)
-            if last_start < 0:
-                continue  # a batch shorter than one window holds nothing we can use
-            self.buffers.append(tokens)
-            if sampling == "document":
-                starts = offsets[:-1]
-                starts = starts[starts <= last_start]
-                self.doc_starts.append(starts)
-                counts.append(len(starts))
-            else:
-                counts.append(last_start + 1)
+        self.shards, self.split_tokens = 0, 0  # every shard of the split, usable or not
+        for path, entry in checked_shards(data_dir, split, verify):
+            try:   # one buffer per record batch (each a zero-copy view; a window never crosses two)
+                parts = shard_token_batches(path)
+            except (OSError, ValueError) as e:   # pyarrow's ArrowInvalid is a ValueError
+                raise ShardError(f"{path} is not a readable shard ({' '.join(str(e).split())[:200]})") from None
+            _check_shard(path, entry, parts, vocab_size)
+            self.shards += 1
+            self.split_tokens += sum(len(tokens) for tokens, _ in parts)
+            for tokens, offsets in parts:
+                last_start = len(tokens) - (block_size + 1)  # a window needs T+1 tokens (inputs, shifted targets)
+                if last_start < 0:
+                    continue  # a batch shorter than one window holds nothing we can use
+                self.buffers.append(tokens)
+                if sampling == "document":
+                    starts = offsets[:-1]
+                    starts = starts[starts <= last_start]
+                    self.doc_starts.append(starts)
+                    counts.append(len(starts))
+                else:
+                    counts.append(last_start + 1)
         self.sampling = sampling
         self.cum = np.cumsum(np.asarray(counts, dtype=np.int64))  # starts in buffers 0..i
         self.num_starts = int(self.cum[-1]) if len(counts) else 0
@@ -78,8 +146,9 @@ class TrainLoader:
     """Endless, deterministic, rank-strided micro-batches (x, y) of shape (B, T) from the train split."""
 
     def __init__(self, data_dir, batch_size: int, block_size: int, *, sampling: str = "random", seed: int = 1337,
-                 rank: int = 0, world_size: int = 1, split: str = "train"):
-        self.data = TokenWindows(data_dir, split, block_size, sampling)
+                 rank: int = 0, world_size: int = 1, split: str = "train", vocab_size: int = VOCAB_SIZE,
+                 verify: bool = True):
+        self.data = TokenWindows(data_dir, split, block_size, sampling, vocab_size=vocab_size, verify=verify)
         if self.data.num_starts == 0:
             raise ValueError(f"no {split} shard in {data_dir} holds a window of block_size+1 = {block_size + 1} tokens")
         self.B, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
@@ -117,8 +186,8 @@ class ValSet:
     """A fixed set of val windows, evenly spaced over the val split, the same every evaluation and every run."""
 
     def __init__(self, data_dir, batch_size: int, block_size: int, num_batches: int, *, rank: int = 0,
-                 world_size: int = 1, split: str = "val"):
-        self.data = TokenWindows(data_dir, split, block_size, "random")
+                 world_size: int = 1, split: str = "val", vocab_size: int = VOCAB_SIZE, verify: bool = True):
+        self.data = TokenWindows(data_dir, split, block_size, "random", vocab_size=vocab_size, verify=verify)
         self.B = batch_size
         self.starts: list[np.ndarray] = []
         if self.data.num_starts and num_batches > 0:

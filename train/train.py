@@ -32,6 +32,7 @@ from train.config import (MODEL_FIELDS, PRESETS, TrainConfig, add_config_flags, 
 from train.device import use_cuda
 from train.data import TrainLoader, ValSet
 from train.model import GPT, peak_flops
+from train.preflight import check_memory, check_run_dir, data_warnings
 from train.report import LOG_NAME, PLOT_NAME, read_log, rewrite_log, write_plot
 from train.tracking import Trackers
 from train.tracking import add_flags as add_tracker_flags
@@ -46,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory: ckpt.pt, log.jsonl, loss.png")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt exactly where it stopped")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an OUT that holds a run (its ckpt.pt, log.jsonl, loss.png are replaced)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the sha256 of every shard at start (one read of the data; other checks stay)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--init-from", metavar="HF_DIR", help="start from a local Hugging Face GPT-2 directory "
                    "(`webtext export-hf` or save_pretrained); its config.json sets the model shape")
@@ -148,6 +153,7 @@ def _train(argv: list[str] | None) -> int:
     if not (data_dir / "manifest.json").is_file():
         raise UsageError(f"no manifest.json in {data_dir}: point --data at the output of `webtext run`/`webtext demo`")
     ckpt_path = out_dir / CKPT_NAME
+    replaced = check_run_dir(out_dir, (CKPT_NAME, LOG_NAME, PLOT_NAME), args.resume, args.overwrite)
     ckpt = None
     if args.resume:
         if not ckpt_path.is_file():
@@ -171,15 +177,20 @@ def _train(argv: list[str] | None) -> int:
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
 
     try:
+        checks = dict(vocab_size=cfg.vocab_size, verify=not args.no_verify)
         loader = TrainLoader(data_dir, cfg.batch_size, cfg.block_size, sampling=cfg.sampling, seed=cfg.seed,
-                             rank=rank, world_size=world_size)
-        val = ValSet(data_dir, cfg.batch_size, cfg.block_size, cfg.val_batches, rank=rank, world_size=world_size)
+                             rank=rank, world_size=world_size, **checks)
+        val = ValSet(data_dir, cfg.batch_size, cfg.block_size, cfg.val_batches, rank=rank, world_size=world_size,
+                     **checks)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
+    tokens_per_step = cfg.batch_size * cfg.block_size * world_size * accum
+    warnings = data_warnings(cfg, loader.data.num_tokens, val, val.data.split_tokens, tokens_per_step, world_size)
     if cfg.eval_interval == 0 or len(val) == 0:
         val = None
 
     model = GPT(cfg.model_config())
+    memory_warning = check_memory(cfg, model.num_params(), device, use_bf16)
     if args.init_from and ckpt is None:
         from train.export_hf import load_weights
         load_weights(model, args.init_from)
@@ -211,7 +222,6 @@ def _train(argv: list[str] | None) -> int:
         rewrite_log(log_path, records)  # a fresh run starts a fresh log; a resumed one drops steps after the checkpoint
     log_file = open(log_path, "a") if master else None
     trackers = Trackers(args, out_dir, asdict(cfg), start_step, master)
-    tokens_per_step = cfg.batch_size * cfg.block_size * world_size * accum
     flops_per_token = raw_model.flops_per_token()
     peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     title = f"{raw_model.num_params() / 1e6:.1f}M params, {tokens_per_step:,} tokens/step"
@@ -230,6 +240,7 @@ def _train(argv: list[str] | None) -> int:
         else:
             states = [rng_state(device)]
         if master:
+            os.fsync(log_file.fileno())  # the log on disk reaches at least the checkpoint's step
             save_checkpoint(ckpt_path, {
                 "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                 "tokens": step * tokens_per_step, "config": asdict(cfg), "rng": states,
@@ -237,9 +248,11 @@ def _train(argv: list[str] | None) -> int:
             })
 
     quiet = args.quiet or not master
-    if not args.resume and ckpt_path.is_file() and master:
-        print(f"webtext train: warning: starting over in {out_dir}; its checkpoint will be replaced "
-              "(use --resume to continue it)", file=sys.stderr)
+    if master:
+        for line in warnings + ([memory_warning] if memory_warning else []):
+            print(f"webtext train: warning: {line}", file=sys.stderr)
+        if ckpt_path in replaced:  # --overwrite: the old checkpoint must not outlive the old log it matched
+            ckpt_path.unlink()
     if not quiet:
         tqdm.write(
             f"webtext train: {title} | {device.type}{' bf16' if use_bf16 else ' fp32'}"

@@ -20,6 +20,7 @@ from typing import Iterator, Optional, Tuple, Union
 import apache_beam as beam
 
 from core.retry import retry_wait
+from core.settings import UsageError
 from core.records import DROPPED, SOURCE as STAGE, Drop, Step, Submission
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,8 @@ CREDENTIALS_HELP = ("set the environment variables praw_client_id, praw_client_s
                     "https://www.reddit.com/prefs/apps)")
 
 
-class RedditCredentialsError(ValueError):
-    """Reddit API credentials are missing or were rejected."""
+class RedditCredentialsError(UsageError):
+    """Reddit API credentials are missing or were rejected: a setup problem, one line and exit 2 at the CLI."""
 
 
 @dataclass(frozen=True)

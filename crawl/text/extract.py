@@ -14,6 +14,14 @@ from core.records import Document, Page, doc_id_for
 from crawl.links import LinkRules, is_wikipedia
 
 
+# py3langid's model classes (a test checks this list against the model; loading it here would cost ~2 s)
+LANGUAGES = frozenset("""ace af am an ar ary arz as az ba bcl be bg bn br bs ca crh cs cy da de dz el en eo es et eu
+    ext fa fi fo fr fuv fy ga gcf gcr gd gl gom grc gu gug guw ha hbo he hi hr ht hu hy id ig is it ja jv ka kab kik kk
+    km kn ko ku ky la lb lg lij ln lo lt ltg lv mg mk ml mn mr ms mt my ne nl nn no nso oc om or pa pcm pl ps pt qu ro
+    ru rw sa sdh se si sk sl sn so sq sr st sv sw ta te tg th tk tl tr tt ug uk ur uz uzs vec vi vo wa wuu xh yo yue
+    zh zu zxx""".split())
+
+
 @dataclass(frozen=True)
 class ExtractConfig:
     timeout: Optional[float] = 20.0   # seconds per page; None/0: extract in the calling thread with no bound
@@ -37,6 +45,9 @@ class ExtractConfig:
             raise ValueError("processes and min_chars must be >= 0, batch_size and language_chars >= 1")
         if not 0.0 <= self.min_language_score <= 1.0:
             raise ValueError("min_language_score must be between 0 and 1")
+        if self.language and self.language not in LANGUAGES:   # "english" would drop every page as not_english
+            raise ValueError(f"language must be an ISO 639 code that py3langid knows, such as \"en\" or \"de\" "
+                             f"(\"\" keeps every language), not {self.language!r}")
 
 
 def extract_text(html: Union[bytes, str], url: str = "", include_tables: bool = False,

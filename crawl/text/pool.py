@@ -89,6 +89,8 @@ def _address_space() -> int:
 def _init_worker(cfg: ExtractConfig, slots) -> None:
     """Once per worker: take a slot, warm up, then cap the address space at what start-up left plus the budget."""
     global _SLOTS, _SLOT
+    # Ctrl-C reaches every process of the terminal's group: the parent handles it (webtext.py) and ends these.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     lock = slots.get_lock()
     if not lock.acquire(timeout=30):     # the holder died inside two lines: a worker without a slot is still fine
         raise RuntimeError("slot lock not released")

@@ -1,0 +1,140 @@
+"""Whose is this --out directory? A run claims it before writing anything, and never takes one of another job.
+
+A run writes `run.json` (its job: the config that decides what the output holds, the inputs among it) into --out
+first. A later run may write into the same directory without --overwrite when
+  - the directory does not exist or is empty, or
+  - its run.json (or, from a run that left none, its manifest.json's config) names the same job: a rerun after a
+    crash or Ctrl-C, which with --warc-dir fetches only what was not committed yet.
+Anything else (another job's output, a directory of your own files) needs --overwrite, which replaces webtext's
+files of the other run and leaves every other file where it is: webtext never deletes what it did not write.
+Settings that change only how a run goes, not what it produces, are not part of the job (see HOW_KEYS).
+
+Claiming also removes what an interrupted run of webtext left behind: Beam's `beam-temp-*` folders and the hidden
+temporary files of core/files.py whose process is gone. One run at a time per directory: run.json names the
+process that holds it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+from typing import Optional
+
+from core import files
+from core.settings import UsageError
+
+RUN_FILE = "run.json"
+MANIFEST = "manifest.json"
+# section.key -> not part of the job: display, parallelism, the proxy's address, where WARCs go.
+HOW_KEYS = {("run", "quiet"), ("extract", "processes"), ("extract", "batch_size"), ("fetch", "http_proxy"),
+            ("fetch", "warc_dir")}
+TEMP_FILE = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.tmp$")   # core.files.temp_name
+
+
+def job_of(config: dict, warc_input: Optional[str] = None) -> dict:
+    """The part of a run's config (Config.to_dict()) that decides its output, plus the WARC source if any."""
+    job = {section: ({k: v for k, v in values.items() if (section, k) not in HOW_KEYS}
+                     if isinstance(values, dict) else values)
+           for section, values in config.items()}
+    if warc_input:
+        job["warc_input"] = os.path.abspath(warc_input) if files.is_local(warc_input) else warc_input
+    return json.loads(json.dumps(job))   # tuples -> lists, as read back from JSON
+
+
+def _differences(old: dict, new: dict) -> list:
+    keys = []
+    for section in sorted(set(old) | set(new)):
+        a, b = old.get(section), new.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += [f"{section}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            keys.append(section)
+    return keys
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+        return value if isinstance(value, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(out_dir: str, job: dict, overwrite: bool = False) -> None:
+    """Take `out_dir` for this run or raise UsageError saying why not; then remove an earlier run's leftovers."""
+    if not files.is_local(out_dir):   # gs://...: no listing-based checks; use a fresh prefix per job there
+        return
+    out_dir = out_dir.removeprefix("file://")
+    # a run.json alone is a run that stopped before writing anything (e.g. at a usage error): nothing to protect
+    entries = [e for e in sorted(os.listdir(out_dir)) if e != RUN_FILE] if os.path.isdir(out_dir) else []
+    run = _read_json(os.path.join(out_dir, RUN_FILE))
+    if run is not None:
+        pid, host = run.get("pid"), run.get("host")
+        if isinstance(pid, int) and pid != os.getpid() and host == socket.gethostname() and _alive(pid):
+            raise UsageError(f"another webtext run (pid {pid}) is writing {out_dir}; wait for it or stop it first")
+    previous = run.get("job") if run is not None else None
+    manifest = _read_json(os.path.join(out_dir, MANIFEST)) if previous is None else None
+    if previous is None and manifest is not None and "format_version" in manifest:
+        previous = job_of(manifest.get("config") or {}, None)
+        previous.pop("warc_input", None)
+        job_cmp = {k: v for k, v in job.items() if k != "warc_input"}
+    else:
+        job_cmp = job
+    if not overwrite and entries:
+        if previous is None:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise UsageError(f"--out {out_dir} is not empty and holds no webtext run ({shown}); choose a new "
+                             "directory, or pass --overwrite to write beside those files (none is deleted)")
+        changed = _differences(previous, job_cmp)
+        if changed:
+            shown = ", ".join(changed[:4]) + (", ..." if len(changed) > 4 else "")
+            raise UsageError(f"--out {out_dir} holds another run (different {shown}); choose a new directory, "
+                             "or pass --overwrite to replace that run's files")
+    os.makedirs(out_dir, exist_ok=True)
+    remove_leftovers(out_dir)
+    files.write_atomic(os.path.join(out_dir, RUN_FILE), json.dumps(
+        {"job": job, "pid": os.getpid(), "host": socket.gethostname()}, indent=2, sort_keys=True).encode())
+
+
+def remove_leftovers(out_dir: str) -> list:
+    """Remove what an interrupted webtext run left in out_dir and out_dir/_drops: Beam's beam-temp-* folders
+    (WriteToText's staging) and our hidden temporary files whose writing process is gone. Returns the paths."""
+    removed = []
+    for directory in (out_dir, os.path.join(out_dir, "_drops")):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(directory, name)
+            temp = TEMP_FILE.match(name)
+            if name.startswith("beam-temp-") and os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif temp and os.path.isfile(path) and not _alive(int(temp.group(1))):
+                os.unlink(path)
+            else:
+                continue
+            removed.append(path)
+    return removed
+
+
+def release(out_dir: str) -> None:
+    """The run is over: run.json stays (it says which job the directory holds) without a live pid."""
+    path = os.path.join(out_dir.removeprefix("file://"), RUN_FILE)
+    run = _read_json(path) if files.is_local(out_dir) else None
+    if run is not None and run.get("pid") == os.getpid():
+        run["pid"] = None
+        files.write_atomic(path, json.dumps(run, indent=2, sort_keys=True).encode())
