@@ -16,6 +16,7 @@ from typing import Dict, Iterable, Optional, Tuple
 import apache_beam as beam
 from apache_beam.io import fileio
 
+from core.progress import progress_bar
 from core.records import DROPPED, LINKS, SOURCE, SUBMISSIONS, Drop, Link, Step, Submission, counter
 from crawl.sources import dumps
 from crawl.urls import (  # noqa: F401  (re-exported: the link stage's rules are imported from here)
@@ -192,9 +193,7 @@ class _ReadDump(beam.DoFn):
 def _progress(name: str, total: int, quiet: bool):
     if quiet:
         return None
-    from tqdm import tqdm
-    return tqdm(total=total, desc=f"reading {name}", unit="B", unit_scale=True, unit_divisor=1024,
-                mininterval=1.0, leave=False)
+    return progress_bar(f"reading {name}", total=total, unit="B", unit_scale=True)
 
 
 def _normalized_host(url: str) -> str:

@@ -251,7 +251,7 @@ def test_redirect_targets_are_paced_across_workers():
             web.add(f"http://target.example/own{i}", _page_html(i))
             links.append(_link(f"http://target.example/own{i}"))
         cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=delay, read_timeout=2, robots=False,
-                          max_urls_per_host_key=2, global_concurrency=8)
+                          max_urls_per_host_key=2, global_concurrency=8, redirect_rounds=2)
         opts = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
         p = beam.Pipeline(runner=FnApiRunner(), options=opts)
         _ = p | beam.Create(links) | FetchPages(cfg, quiet=True)

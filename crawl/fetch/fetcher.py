@@ -58,7 +58,8 @@ class FetchConfig:
     max_bytes: int = 5 * 2**20          # bytes on the wire per response
     max_decompressed_bytes: int = 20 * 2**20   # gzip/deflate bomb cap
     max_redirects: int = 5                        # redirect hops followed (each hop re-checked)
-    redirect_rounds: int = 2            # cross-host redirect hops handed to the target host's own key (Beam only)
+    redirect_rounds: int = 0            # rounds that hand cross-host redirects to the target host's own key
+                                        # (pacing across workers); 0: followed inline. See docs/scaling.md
     content_types: Tuple[str, ...] = ("text/html", "application/xhtml+xml")   # media types kept; others are not_html
     http_proxy: Optional[str] = None    # every request goes through it; it then resolves names ...
     pin_dns: bool = False               # ... unless this is set: resolve here, check, and send (directly or through

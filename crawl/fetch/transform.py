@@ -31,7 +31,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
-from tqdm.auto import tqdm
+from core.progress import progress_bar
 
 from crawl.fetch.fetcher import DEFERRED, FetchConfig, FetchResult, Pacer, fetch_host, fetch_pending, make_session
 from crawl.links import LinkRules, host_of
@@ -142,8 +142,8 @@ class _FetchHosts(_FetchStep):
         key, links = kv
         links = list(links)
         if self.bar is None:
-            self.bar = tqdm(desc=f"fetch, redirects {self.round}" if self.round else "fetch", unit="url",
-                            disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
+            self.bar = progress_bar(f"fetch, redirects {self.round}" if self.round else "fetch", unit="url",
+                                    quiet=self.quiet)
         if self.round == 0:
             self.count("in", len(links))
         while self.inflight >= self.cfg.global_concurrency:     # backpressure: never queue more than we run
@@ -274,5 +274,7 @@ class FetchPages(beam.PTransform):
         if replayed is not None:
             pages.append(replayed.pages)
             dropped.append(replayed[DROPPED])
-        return {"pages": tuple(pages) | "FlattenPages" >> beam.Flatten(),
+        # One source of pages stays fused with the extraction that follows; a Flatten of several stages' outputs
+        # makes the local runner hold every page until the fetch has ended (docs/scaling.md).
+        return {"pages": pages[0] if len(pages) == 1 else tuple(pages) | "FlattenPages" >> beam.Flatten(),
                 DROPPED: tuple(dropped) | "FlattenDrops" >> beam.Flatten()}

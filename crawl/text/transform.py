@@ -9,6 +9,7 @@ from typing import List
 
 import apache_beam as beam
 
+from core.progress import progress_bar
 from core.records import DROPPED, EXTRACT, Document, Page, Step
 from crawl.links import LinkRules
 from crawl.text.extract import ExtractConfig
@@ -34,8 +35,7 @@ class _ExtractBatch(Step):
 
     def process(self, pages: List[Page]):
         if self.bar is None:
-            from tqdm.auto import tqdm
-            self.bar = tqdm(desc="extract", unit="page", disable=self.quiet, dynamic_ncols=True, mininterval=1.0)
+            self.bar = progress_bar("extract", unit="page", quiet=self.quiet)
         self.count("in", len(pages))
         restarts = self.pool.restarts
         results = self.pool.map(pages)
