@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from train.checkpoint import CKPT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from core.progress import progress_bar
 from core.settings import ArgumentParser, UsageError
 from train.config import (MODEL_FIELDS, PRESETS, TrainConfig, add_config_flags, grad_accum_steps,
                           load_config, overrides_from_args, validate)
@@ -268,7 +269,8 @@ def _train(argv: list[str] | None) -> int:
         log({"step": 0, "loss": None, "lr": None, "tokens_per_s": None, "mfu": None,
              "val_loss": evaluate(eval_model, val, device, autocast, world_size)})
 
-    pbar = tqdm(total=cfg.max_steps, initial=start_step, unit="step", disable=quiet, dynamic_ncols=True)
+    pbar = progress_bar("train", total=cfg.max_steps, unit="step", quiet=quiet)   # plain lines in a pipe or log
+    pbar.update(start_step)
     t_last, tokens_since = time.perf_counter(), 0
     for step in range(start_step, cfg.max_steps):
         lr = lr_at(step, cfg)
@@ -300,7 +302,7 @@ def _train(argv: list[str] | None) -> int:
             if do_eval:
                 record["val_loss"] = evaluate(eval_model, val, device, autocast, world_size)
             log(record)
-            pbar.set_postfix(loss=f"{loss_value:.3f}", **({"val": f"{record['val_loss']:.3f}"} if do_eval else {}))
+            pbar.set_postfix_str(f"loss={loss_value:.3f}" + (f", val={record['val_loss']:.3f}" if do_eval else ""))
             t_last, tokens_since = time.perf_counter(), 0  # evaluation time is not training throughput
         if done % cfg.ckpt_interval == 0 or last:
             checkpoint(done)
