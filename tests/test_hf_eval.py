@@ -2,7 +2,6 @@
 directory, TensorBoard events beside log.jsonl, sample --stop-at-eot; and `webtext eval`: loss / perplexity / bits
 per byte checked against a direct computation, the LAMBADA-style cloze scored right by an oracle and a uniform model."""
 
-import hashlib
 import json
 import math
 
@@ -11,9 +10,9 @@ import pydoc_data.topics
 import pytest
 import torch
 
+from test_data_loader import write_prose_shards
 from webtext import main as webtext
-from pipeline.shards.format import TokenizedDoc, write_manifest, write_shard
-from pipeline.shards.tokenize import EOT, VOCAB_SIZE, decode, encode_document, get_encoding
+from pipeline.shards.tokenize import EOT, VOCAB_SIZE, decode, get_encoding
 from train import eval as ev
 from train import export_hf, train
 from train.model import GPT, GPTConfig
@@ -33,13 +32,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    out = tmp_path_factory.mktemp("shards")
-    docs = [TokenizedDoc(hashlib.blake2b(name.encode(), digest_size=8).hexdigest(), f"https://docs.python.org/{name}",
-                         np.array(encode_document(text), np.uint16), 3, ("Python",), 1_500_000_000)
-            for name, text in sorted(pydoc_data.topics.topics.items())]
-    infos = [write_shard(str(out), "train", 0, 1, [d for j, d in enumerate(docs) if j % 10])]
-    infos.append(write_shard(str(out), "val", 0, 1, docs[::10]))
-    write_manifest(str(out), infos, config={})
+    out = write_prose_shards(tmp_path_factory.mktemp("shards"), train_shards=1)
     return out
 
 

@@ -154,14 +154,11 @@ def url_fields(line: bytes, default_karma: int) -> Union[tuple, str]:
 
 
 def parse_url_line(line: str, source: str, lineno: int, default_karma: int) -> Union[Submission, str]:
-    parts = line.split()
-    if len(parts) > 2:
-        return "expected `URL [KARMA]`"
-    try:
-        karma = int(parts[1]) if len(parts) == 2 else default_karma
-    except ValueError:
-        return "karma is not an integer"
-    return Submission(id=f"{source}:{lineno}", url=parts[0], karma=karma, is_self=False, over_18=False,
+    fields = url_fields(line.encode("utf-8", "surrogatepass"), default_karma)
+    if isinstance(fields, str):
+        return fields
+    url, karma = fields[0], fields[1]
+    return Submission(id=f"{source}:{lineno}", url=url, karma=karma, is_self=False, over_18=False,
                       subreddit="", created_utc=0, source="url-list")
 
 
