@@ -53,6 +53,11 @@ class Document(NamedTuple):
     karma: int
     subreddits: Tuple[str, ...]
     created_utc: int
+    # Filled where the text is extracted (pipeline/per_document.py), so the text need not travel further: then
+    # `text` is "" and these carry what dedup and the shards need. Empty when a stage gets a plain Document.
+    tokens: bytes = b""      # GPT-2 ids as little-endian uint16, ending with EOT
+    fingerprint: str = ""    # exact-duplicate fingerprint of the normalized text
+    sig: bytes = b""         # MinHash signature, little-endian uint32 (b"" when near dedup is off or no words)
 
 
 class Drop(NamedTuple):
@@ -99,11 +104,13 @@ class Step(beam.DoFn):
         super().__init__()
         self._counters = {}
 
-    def count(self, name: str, n: int = 1) -> None:
+    def count(self, name: str, n: int = 1, stage: str = "") -> None:
+        """Count under this step's stage, or under `stage` for a step that also does a later stage's work."""
         # Beam metrics live in the thread that runs the DoFn: call this from process()/finish_bundle() only.
-        c = self._counters.get(name)
+        key = (stage or self.stage, name)
+        c = self._counters.get(key)
         if c is None:
-            c = self._counters[name] = counter(self.stage, name)
+            c = self._counters[key] = counter(*key)
         c.inc(n)
 
     def apply(self, element):
@@ -124,7 +131,7 @@ class Step(beam.DoFn):
     def emit(self, result):
         """Count one result and route it: a Drop to `dropped`, anything else to the main output."""
         if isinstance(result, Drop):
-            self.count(f"drop.{result.reason}")
+            self.count(f"drop.{result.reason}", stage=result.stage)
             yield beam.pvalue.TaggedOutput(DROPPED, result)
         elif result is not None:
             self.count("out")

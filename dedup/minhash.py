@@ -203,7 +203,10 @@ class Sketch(NamedTuple):
 
 
 def sketch(doc, cfg: DedupConfig = DedupConfig()) -> Sketch:
-    """Normalize once, derive both the exact fingerprint and (if near dedup is on) the signature."""
+    """Normalize once, derive both the exact fingerprint and (if near dedup is on) the signature. A Document
+    whose fingerprint was filled where it was extracted (pipeline/per_document.py) is taken as it is."""
+    if doc.fingerprint:
+        return Sketch(doc.doc_id, doc.karma, doc.fingerprint, doc.sig if cfg.near else b"")
     words = normalized_words(doc.text)
     sig = signature_of_words(words, cfg).astype("<u4").tobytes() if cfg.near else b""
     return Sketch(doc.doc_id, doc.karma, fingerprint_of_words(words), sig)

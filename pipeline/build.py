@@ -4,8 +4,9 @@
       -> outbound links (karma >= 3 aggregated per URL, no self posts / NSFW / Wikipedia / media)
       -> pages (polite, safe fetch; optional WARC capture and resume)
       -> documents (trafilatura main text, English, long enough, not Wikipedia)
-      -> quality filters (Gopher/C4 rules) -> exact and near-duplicates removed (MinHash LSH)
-      -> GPT-2 tokens in Arrow shards + manifest.json
+         -> quality filters (Gopher/C4 rules), dedup sketch, GPT-2 tokens: in the same extraction processes
+      -> exact and near-duplicates removed (MinHash LSH)
+      -> Arrow shards + manifest.json
 Every stage also emits Drops (stage, reason, url); they are counted as Beam Metrics (exact,
 in stats.json) and up to `run.drops_per_reason` examples per stage and reason are written to _drops/.
 """
@@ -16,7 +17,6 @@ import apache_beam as beam
 from crawl.text.transform import ExtractDocuments
 from crawl.fetch.transform import FetchPages
 from crawl.links import HarvestLinks
-from crawl.text.quality import FilterQuality
 from crawl.sources.reddit import ReadReddit
 from core.records import DROPPED
 from crawl.fetch.warc import ReadWarcPages
@@ -24,6 +24,7 @@ from crawl.fetch.warc_recover import recover_leftovers
 from dedup import Deduplicate
 from pipeline.config import Config
 from pipeline.drops import WriteDrops
+from pipeline.per_document import DocumentWork
 from pipeline.shards.write import WriteShards
 
 
@@ -53,10 +54,12 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
         pages = fetched["pages"]
         drops.append(fetched[DROPPED])
 
-    documents = pages | "ExtractDocuments" >> ExtractDocuments(cfg.extract, cfg.links, quiet=cfg.run.quiet)
-    good = documents["documents"] | "FilterQuality" >> FilterQuality(cfg.quality)
-    unique = good["documents"] | "Deduplicate" >> Deduplicate(cfg.dedup)
-    drops += [documents[DROPPED], good[DROPPED], unique[DROPPED]]
+    # The quality rules, the dedup sketch and the tokens need only the text: they run in the extraction processes,
+    # right after trafilatura (counted as stage "quality"), and the text goes no further.
+    documents = pages | "ExtractDocuments" >> ExtractDocuments(cfg.extract, cfg.links, quiet=cfg.run.quiet,
+                                                               then=DocumentWork(cfg.quality, cfg.dedup))
+    unique = documents["documents"] | "Deduplicate" >> Deduplicate(cfg.dedup)
+    drops += [documents[DROPPED], unique[DROPPED]]
 
     _ = unique["documents"] | "WriteShards" >> WriteShards(out_dir, cfg.shards, cfg.to_dict())
 

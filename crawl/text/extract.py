@@ -30,7 +30,7 @@ class ExtractConfig:
     min_chars: int = 200              # cheap early cut before language ID; the word-level rules are in quality
     language: str = "en"              # GPT-2 removed non-English pages; "" keeps every language
     min_language_score: float = 0.65  # py3langid normalized probability of `language`
-    language_chars: int = 3_000       # identify on the first N chars: same verdicts as 10k on the test pages
+    language_chars: int = 1_000       # identify on the first N chars: same verdicts as 3k and 10k on the 205 corpus pages, at half the cost of 3k
     include_tables: bool = False                  # keep table text (trafilatura option)
     favor_precision: bool = False                 # trafilatura: less boilerplate at the cost of some text
     max_worker_memory_mb: int = 1024  # address space a worker may add to its start-up size (RLIMIT_AS; needs a

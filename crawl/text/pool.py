@@ -26,7 +26,7 @@ import signal  # noqa: E402
 import threading  # noqa: E402
 from typing import Dict, List  # noqa: E402
 
-from core.records import Page  # noqa: E402
+from core.records import Document, Page  # noqa: E402
 from crawl.links import LinkRules  # noqa: E402
 from crawl.text.extract import ExtractConfig, ExtractTimeout, document_from_page, extract_text, identify_language  # noqa: E402
 
@@ -49,10 +49,11 @@ def _memory_error(result) -> bool:
     return isinstance(result, tuple) and result[0] == "extract_error" and result[1].startswith("MemoryError")
 
 
-def document_with_alarm(page: Page, cfg: ExtractConfig, rules: LinkRules):
+def document_with_alarm(page: Page, cfg: ExtractConfig, rules: LinkRules, then=None):
     """Runs in the worker's main thread, where SIGALRM can interrupt a runaway extraction. The alarm raises only
     while armed, and disarming starts by clearing the flag, so an alarm that fires as the page finishes either
-    lands inside the try below (and the page keeps the result it already has) or does nothing."""
+    lands inside the try below (and the page keeps the result it already has) or does nothing. `then` (the
+    per-document work after extraction, see ExtractPool) runs on the same clock."""
     global _ARMED
     result = None
     try:
@@ -61,6 +62,8 @@ def document_with_alarm(page: Page, cfg: ExtractConfig, rules: LinkRules):
         signal.setitimer(signal.ITIMER_REAL, cfg.timeout)
         try:
             result = document_from_page(page, cfg, rules)
+            if then is not None and isinstance(result, Document):
+                result = then(result)
         finally:
             _ARMED = False
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -86,7 +89,7 @@ def _address_space() -> int:
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _init_worker(cfg: ExtractConfig, slots) -> None:
+def _init_worker(cfg: ExtractConfig, slots, then=None) -> None:
     """Once per worker: take a slot, warm up, then cap the address space at what start-up left plus the budget."""
     global _SLOTS, _SLOT
     # Ctrl-C reaches every process of the terminal's group: the parent handles it (webtext.py) and ends these.
@@ -102,6 +105,8 @@ def _init_worker(cfg: ExtractConfig, slots) -> None:
     _SLOTS = slots.get_obj()             # writes of one's own slot need no lock (a killed holder would wedge all)
     _SLOTS[1 + _SLOT] = IDLE
     warm_up(cfg)
+    if hasattr(then, "warm_up"):
+        then.warm_up()                   # e.g. the tokenizer's vocabulary, loaded before the cap is set
     if cfg.max_worker_memory_mb:
         cap = _address_space() + cfg.max_worker_memory_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -111,20 +116,22 @@ def _ready() -> bool:
     return True
 
 
-def _task(task_id: int, page: Page, cfg: ExtractConfig, rules: LinkRules):
+def _task(task_id: int, page: Page, cfg: ExtractConfig, rules: LinkRules, then):
     _SLOTS[1 + _SLOT] = task_id          # left in place if this page kills the worker: that names the culprit
-    result = document_with_alarm(page, cfg, rules)
+    result = document_with_alarm(page, cfg, rules, then)
     _SLOTS[1 + _SLOT] = IDLE
     return result
 
 
 # ------------------------------------------------------------------------------ parent side
-def _pool_context():
+def _pool_context(preload=()):
     # forkserver: workers fork from a clean single-threaded server that imported trafilatura once (cheap
     # replacements, safe beside Beam's threads). Like spawn, it imports the caller's __main__ module in the
     # server: a script that starts a run needs the usual `if __name__ == "__main__":` guard (see ExtractPool).
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["crawl.text.pool", "trafilatura", "py3langid.langid"])
+    # `preload`: the module of the per-document work (`then`), else each worker imports it on its first task
+    # (~1 s of imports per worker). The list counts where the forkserver starts: once per process.
+    ctx.set_forkserver_preload(["crawl.text.pool", "trafilatura", "py3langid.langid", *preload])
     return ctx
 
 
@@ -133,12 +140,13 @@ CRASHED = ("extract_crashed", "its extraction worker died on this page (killed, 
 
 class ExtractPool:
     """Extracts batches of pages on `processes` worker processes, each page under cfg.timeout; `rules` says which
-    hosts are Wikipedia (the same rules as the link stage)."""
+    hosts are Wikipedia (the same rules as the link stage). `then` (picklable, optional) is applied in the worker
+    to every Document extracted: whatever it returns (a Document, a Drop) is the page's result."""
 
     GRACE = 10.0   # seconds past the alarm before a worker counts as wedged and the pool is replaced
 
-    def __init__(self, cfg: ExtractConfig, processes: int, rules: LinkRules = LinkRules()):
-        self.cfg, self.rules, self.processes = cfg, rules, max(1, processes)
+    def __init__(self, cfg: ExtractConfig, processes: int, rules: LinkRules = LinkRules(), then=None):
+        self.cfg, self.rules, self.processes, self.then = cfg, rules, max(1, processes), then
         self._pool, self._slots, self._starting = None, None, None
         self._ids = itertools.count()
         self.restarts = 0          # pools replaced after a dead or wedged worker (for tests and logs)
@@ -156,10 +164,10 @@ class ExtractPool:
             self._starting.start()
 
     def _start(self) -> None:
-        ctx = _pool_context()
+        ctx = _pool_context([type(self.then).__module__] if self.then is not None else [])
         slots = ctx.Array("q", [0] + [IDLE] * self.processes)
         pool = cf.ProcessPoolExecutor(self.processes, mp_context=ctx, initializer=_init_worker,
-                                      initargs=(self.cfg, slots))
+                                      initargs=(self.cfg, slots, self.then))
         ready = [pool.submit(_ready) for _ in range(self.processes)]
         try:
             cf.wait(ready, timeout=120)
@@ -181,9 +189,10 @@ class ExtractPool:
             self._start()
 
     def map(self, pages: List[Page]) -> list:
-        """One Document or (reason, detail) per page, in order."""
+        """One Document or (reason, detail) per page, in order (with `then`: what it returned instead of the Document)."""
         if not self.cfg.timeout:   # no bound asked for: extract here, no workers
-            return [document_from_page(p, self.cfg, self.rules) for p in pages]
+            results = [document_from_page(p, self.cfg, self.rules) for p in pages]
+            return [self.then(r) if self.then is not None and isinstance(r, Document) else r for r in results]
         results: list = [None] * len(pages)
         todo, alone = list(range(len(pages))), False
         while todo:
@@ -201,7 +210,8 @@ class ExtractPool:
         """{page index: (task id, future)}"""
         def submit_all():
             tasks = {i: next(self._ids) for i in todo}
-            return {i: (t, self._pool.submit(_task, t, pages[i], self.cfg, self.rules)) for i, t in tasks.items()}
+            return {i: (t, self._pool.submit(_task, t, pages[i], self.cfg, self.rules, self.then))
+                    for i, t in tasks.items()}
         self._ensure_started()
         try:
             return submit_all()

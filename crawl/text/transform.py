@@ -2,6 +2,8 @@
 
 Pages are batched (the pool pays per batch, not per page) and handed to a process pool (crawl/text/pool.py);
 each result is a Document or a (reason, detail) that the Step base counts as `extract.drop.<reason>`.
+With `then` (the per-document work after extraction, pipeline/per_document.py), the workers also apply it to
+every Document, and this stage counts that work's stage too (`then.stage`: in = extracted, out, drop.<reason>).
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import List
 import apache_beam as beam
 
 from core.progress import progress_bar
-from core.records import DROPPED, EXTRACT, Document, Page, Step
+from core.records import DROPPED, EXTRACT, Document, Drop, Page, Step
 from crawl.links import LinkRules
 from crawl.text.extract import ExtractConfig
 from crawl.text.pool import ExtractPool, default_processes
@@ -19,12 +21,12 @@ from crawl.text.pool import ExtractPool, default_processes
 class _ExtractBatch(Step):
     stage = EXTRACT
 
-    def __init__(self, cfg: ExtractConfig, rules: LinkRules, quiet: bool = False):
+    def __init__(self, cfg: ExtractConfig, rules: LinkRules, quiet: bool = False, then=None):
         super().__init__()
-        self.cfg, self.rules, self.quiet = cfg, rules, quiet
+        self.cfg, self.rules, self.quiet, self.then = cfg, rules, quiet, then
 
     def setup(self):
-        self.pool = ExtractPool(self.cfg, self.cfg.processes or default_processes(), self.rules)
+        self.pool = ExtractPool(self.cfg, self.cfg.processes or default_processes(), self.rules, self.then)
         self.pool.start_in_background()
         self.bar = None
 
@@ -42,21 +44,30 @@ class _ExtractBatch(Step):
         if self.pool.restarts > restarts:   # dead or wedged workers replaced (their pages: extract_crashed/timeout)
             self.count("worker_restarts", self.pool.restarts - restarts)
         self.bar.update(len(pages))
+        later = self.then.stage if self.then is not None else ""
         for page, result in zip(pages, results):
-            if not isinstance(result, Document):   # (reason, detail)
+            if isinstance(result, tuple) and not isinstance(result, (Document, Drop)):   # (reason, detail)
                 result = self.drop(result[0], page.link.url, result[1])
+            elif later:   # extracted, then handed to the next stage's work in the worker
+                self.count("out")
+                self.count("in", stage=later)
+                if isinstance(result, Document):
+                    self.count("out", stage=later)
+                    yield result
+                    continue
             yield from self.emit(result)
 
 
 class ExtractDocuments(beam.PTransform):
     """Pages -> Documents (tagged outputs: `documents`, `dropped`)."""
 
-    def __init__(self, cfg: ExtractConfig = ExtractConfig(), rules: LinkRules = LinkRules(), quiet: bool = False):
+    def __init__(self, cfg: ExtractConfig = ExtractConfig(), rules: LinkRules = LinkRules(), quiet: bool = False,
+                 then=None):
         super().__init__()
-        self.cfg, self.rules, self.quiet = cfg, rules, quiet
+        self.cfg, self.rules, self.quiet, self.then = cfg, rules, quiet, then
 
     def expand(self, pages):
         out = (pages
                | "Batch" >> beam.BatchElements(min_batch_size=self.cfg.batch_size, max_batch_size=self.cfg.batch_size)
-               | "Extract" >> beam.ParDo(_ExtractBatch(self.cfg, self.rules, self.quiet)).with_outputs(DROPPED, main="documents"))
+               | "Extract" >> beam.ParDo(_ExtractBatch(self.cfg, self.rules, self.quiet, self.then)).with_outputs(DROPPED, main="documents"))
         return {"documents": out.documents, DROPPED: out[DROPPED]}

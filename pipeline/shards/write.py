@@ -43,8 +43,10 @@ class Part(NamedTuple):
 
 
 def tokenize(doc: Document) -> TokenizedDoc:
-    return TokenizedDoc(doc.doc_id, doc.url, np.asarray(encode_document(doc.text), dtype=np.uint16),
-                        doc.karma, tuple(doc.subreddits), doc.created_utc)
+    """The document's tokens: those filled where it was extracted (pipeline/per_document.py), else encoded here."""
+    tokens = (np.frombuffer(doc.tokens, dtype="<u2").astype(np.uint16) if doc.tokens
+              else np.asarray(encode_document(doc.text), dtype=np.uint16))
+    return TokenizedDoc(doc.doc_id, doc.url, tokens, doc.karma, tuple(doc.subreddits), doc.created_utc)
 
 
 class _Tokenize(Step):
