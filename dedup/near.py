@@ -1,15 +1,18 @@
 """Near-duplicates: MinHash LSH banding, candidate verification, connected components, one survivor each.
 
 Scalable shape (no in-memory index of all documents anywhere):
-1. Banding. Every sketch emits one record per band, keyed (band index, band hash), valued (doc_id, karma) and
-   its signature (only when verifying). GroupByKey gives the LSH buckets; most hold one document.
-2. Verification. Inside a bucket every pair's estimated Jaccard (share of equal MinHash values over the whole
+1. Banding. Every sketch emits one record per band, keyed (band index, band hash), valued (doc_id, karma).
+   GroupByKey gives the LSH buckets; most hold one document and end there.
+2. Verification. Only the members of buckets with two or more documents fetch their signature (a join by
+   doc_id with the sketches), so the signature crosses the shuffles once per document and once per candidate
+   bucket, not once per band. Inside a bucket every pair's estimated Jaccard (share of equal MinHash values over the whole
    signature) is compared with the threshold, so results follow the threshold rather than the S-curve. Only a
    spanning forest of the verified pairs leaves the bucket (each member -> smallest member of its local
    cluster): the same connectivity as all pairs, with fewer than k edges for k members. Buckets above
    `max_bucket` compare each member with the cluster leaders found so far (k x leaders, not k^2), which can
    miss a chain through two non-leaders: fewer merges, never wrong ones.
-   Shuffle cost: bands x (id + 4*bands*rows bytes) per document, e.g. 9 x ~490 B for threshold 0.8.
+   Shuffle cost per document: bands x ~30 B of keys and ids, plus the 4*bands*rows-byte signature once (twice
+   for a document in a candidate bucket); it was bands x the signature, 7.4 KB at 13 x 7 bands and rows.
 3. Connected components without a global index: alternating large-star / small-star rounds (Kiveris et al.
    2014), each one GroupByKey over the edges of nodes that have any; linear communication per round and
    O(log^2 n) rounds worst case (star-shaped LSH clusters settle in one). Rounds are unrolled (`max_rounds`);
@@ -87,11 +90,40 @@ def bucket_edges(members: Iterable[Tuple[Member, np.ndarray]], threshold: float 
     return [(nodes[find(i)], nodes[i]) for i in range(k) if find(i) != i], compared
 
 
-def _band_records(sk, bands: int, rows: int, verify: bool):
-    """((band, hash), ((doc_id, karma), signature bytes or b"")) per band; none for a text without words."""
+def packed_member(doc_id: str, karma: int) -> bytes:
+    """(doc_id, karma) as one bytes object (the id's bytes, then 8 of karma): the local runner holds every band record of the corpus while the buckets are
+    grouped, and one bytes object is ~50 B where the tuple of a str and an int is ~150 B (once per band)."""
+    return doc_id.encode("utf-8") + int(karma).to_bytes(8, "little", signed=True)
+
+
+def unpacked_member(b: bytes) -> Member:
+    return b[:-8].decode("utf-8"), int.from_bytes(b[-8:], "little", signed=True)
+
+
+def _band_records(sk, bands: int, rows: int):
+    """((band, hash), packed (doc_id, karma)) per band; none for a text without words."""
     keys = band_keys(sig_array(sk.sig), bands, rows) if sk.sig else []
-    payload = ((sk.doc_id, sk.karma), sk.sig if verify else b"")
-    return [(key, payload) for key in keys]
+    member = packed_member(sk.doc_id, sk.karma)
+    return [(key, member) for key in keys]
+
+
+def _candidates(kv):
+    """One bucket -> (doc_id, (bucket key, member)) per member of a bucket that holds two or more documents."""
+    key, members = kv
+    members = sorted(map(unpacked_member, set(members)))
+    if len(members) < 2:
+        return []
+    return [(m[0], (key, m)) for m in members]
+
+
+def _with_signature(kv):
+    """doc_id's (sketch signature, its candidate buckets) -> (bucket key, (member, signature)) per bucket."""
+    _, joined = kv
+    sigs = joined["sig"]
+    if not sigs:
+        return []
+    sig = min(sigs)          # one doc_id is one URL; should it come twice, every run picks the same signature
+    return [(key, (member, sig)) for key, member in joined["want"]]
 
 
 class _BucketEdges(Step):
@@ -105,7 +137,7 @@ class _BucketEdges(Step):
 
     def process(self, kv):
         _, values = kv
-        members = [(m, sig_array(sig)) for m, sig in values]
+        members = [(tuple(m), sig_array(sig)) for m, sig in values]
         if len(members) > self.cfg.max_bucket:
             self.count("large_buckets")
         edges, compared = bucket_edges(members, self.cfg.threshold, self.cfg.verify_candidates, self.cfg.max_bucket)
@@ -225,9 +257,19 @@ class NearDuplicates(beam.PTransform):
 
     def expand(self, sketches):
         bands, rows = banding(self.cfg)
-        edges = (sketches
-                 | "Bands" >> beam.FlatMap(_band_records, bands, rows, self.cfg.verify_candidates)
-                 | "GroupByBand" >> beam.GroupByKey()
+        candidates = (sketches
+                      | "Bands" >> beam.FlatMap(_band_records, bands, rows)
+                      | "GroupByBand" >> beam.GroupByKey()
+                      | "Candidates" >> beam.FlatMap(_candidates))
+        if self.cfg.verify_candidates:   # the signature joins the candidates that need it, once per bucket
+            signatures = sketches | "SigById" >> beam.Map(lambda sk: (sk.doc_id, sk.sig))
+            candidates = ({"sig": signatures, "want": candidates}
+                          | "JoinSignatures" >> beam.CoGroupByKey()
+                          | "WithSignature" >> beam.FlatMap(_with_signature))
+        else:
+            candidates = candidates | "NoSignature" >> beam.MapTuple(lambda _, km: (km[0], (km[1], b"")))
+        edges = (candidates
+                 | "GroupByBucket" >> beam.GroupByKey()
                  | "VerifyBucket" >> beam.ParDo(_BucketEdges(self.cfg)))
         return (edges
                 | "Components" >> ConnectedComponents(self.cfg.max_rounds)

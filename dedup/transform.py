@@ -52,13 +52,15 @@ class Deduplicate(beam.PTransform):
 
 def _packed(doc: Document):
     # The join is the one shuffle of whole documents, and the local runner holds a shuffle's whole input in memory
-    # while the dedup stages run: the text crosses it zlib-compressed (~2x smaller on real pages), unpacked in _Apply.
-    return doc.doc_id, (zlib.compress(doc.text.encode("utf-8"), 1), doc._replace(text=""))
+    # while the dedup stages run: the sketch has done its work and stays out; a text (when the document still
+    # has one rather than tokens) crosses it zlib-compressed (~2x smaller on real pages), unpacked in _Apply.
+    text = zlib.compress(doc.text.encode("utf-8"), 1) if doc.text else b""
+    return doc.doc_id, (text, doc._replace(text="", fingerprint="", sig=b""))
 
 
 def _unpacked(packed) -> Document:
     text, doc = packed
-    return doc._replace(text=zlib.decompress(text).decode("utf-8"))
+    return doc._replace(text=zlib.decompress(text).decode("utf-8")) if text else doc
 
 
 class _Apply(Step):
@@ -67,7 +69,7 @@ class _Apply(Step):
 
     def process(self, kv):
         doc_id, joined = kv
-        docs = sorted(map(_unpacked, joined["doc"]), key=lambda d: (-d.karma, d.text, d))
+        docs = sorted(map(_unpacked, joined["doc"]), key=lambda d: (-d.karma, d.text, d.tokens, d))
         decisions = sorted(set(joined["decision"]))
         self.count("in", len(docs))
         if decisions:
