@@ -21,6 +21,7 @@ from crawl.text.pool import default_processes
 from pipeline import crosscheck, outdir
 from pipeline.build import build
 from pipeline.card import write_card
+from core.memory import return_large_frees
 from core.settings import UsageError
 from pipeline.config import Config
 from pipeline.shards.format import add_stats_to_manifest
@@ -136,6 +137,7 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     if cfg.run.quiet and not options.view_as(WorkerOptions).default_sdk_harness_log_level:
         options.view_as(WorkerOptions).default_sdk_harness_log_level = "ERROR"   # worker processes log too
     logging.getLogger("apache_beam").setLevel(logging.ERROR)   # Beam's INFO chatter hides the progress bars
+    return_large_frees()   # the local runner's process: freed page bodies go back to the system (core/memory.py)
     start = time.time()
     try:
         p = beam.Pipeline(options=options)

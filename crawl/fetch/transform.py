@@ -8,7 +8,11 @@ per delay for the host wherever the keys run; `redirect_rounds` rounds later, th
 _FetchHosts runs many host groups at once in a thread pool of `global_concurrency`, each host's URLs one after
 another (crawl.fetch.fetcher.fetch_host). It does not wait for a whole batch of hosts to finish before taking the next:
 each process() call submits one host group and hands on whatever finished meanwhile, so one slow host delays
-nothing but itself; finish_bundle() waits for the rest. Counters (namespace "webtext"): fetch.in, fetch.out,
+nothing but itself; finish_bundle() waits for the rest. Host groups are never held back: while the bundle's
+thread is busy downstream (extraction runs in the same fused stage), the fetch threads go on with the next hosts,
+and what bounds them is the queue of finished pages (`READY_PAGES`), so fetch and extraction overlap with a
+bounded number of page bodies in memory. A free fetch thread takes the largest host group waiting (a host's
+URLs go one after another, so the biggest hosts decide when the crawl ends: they should start first). Counters (namespace "webtext"): fetch.in, fetch.out,
 fetch.drop.<reason>, so that in == out + sum(drop.*); fetch.resumed counts links replayed from an earlier run
 (also counted in in/out/drop), fetch.warc_unreadable those whose WARC record was lost and which are fetched again.
 
@@ -19,6 +23,8 @@ timeouts) for a second chance.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import queue
 import threading
@@ -42,6 +48,7 @@ from crawl.fetch.warc import Captured, WarcSink, load_page, outcome_lines, parse
 from crawl.fetch.warc_recover import recover_leftovers
 
 _HOST_DONE = object()
+READY_PAGES = 256     # fetched results waiting for the bundle's thread; a full queue pauses the fetch threads
 
 
 def host_key(link: Link, giants: dict, per_key: int) -> Tuple[str, Link]:
@@ -94,9 +101,16 @@ class _FetchHosts(_FetchStep):
         self.bar = None                 # made at the first host group: idle workers show no bar
 
     def start_bundle(self):
-        self.done, self.inflight = queue.Queue(), 0
+        self.done, self.inflight = queue.Queue(READY_PAGES), 0
+        self.waiting, self.waiting_lock, self.arrived = [], threading.Lock(), itertools.count()
         self.sink = (WarcSink(self.cfg.warc_dir, self.cfg.warc_rotate, commit_seconds=self.cfg.warc_commit_seconds)
                      if self.cfg.warc_dir else None)
+
+    def _run_largest(self, done, sink):
+        """One pool task per submitted group; each runs whichever waiting group is largest now."""
+        with self.waiting_lock:
+            _, _, key, items, share = heapq.heappop(self.waiting)
+        self._run_host(key, items, share, done, sink)
 
     def _run_host(self, key, items, share, done, sink):
         defer = self.round < self.cfg.redirect_rounds
@@ -113,11 +127,20 @@ class _FetchHosts(_FetchStep):
                     return
                 if sink is not None and result.outcome != DEFERRED:     # only final outcomes are logged
                     sink.add(link, result)
-                done.put((link, result))
+                self._put(done, (link, result))
         except BaseException as e:      # the WARC disk failed, or a bug: fail the bundle, Beam retries it
-            done.put(e)
+            self._put(done, e)
         finally:
-            done.put(_HOST_DONE)
+            self._put(done, _HOST_DONE)
+
+    def _put(self, done, item) -> None:
+        """Wait for room in the ready queue, but not past teardown (then nobody drains it any more)."""
+        while not self.stopped.is_set():
+            try:
+                done.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def _drain(self, wait_for_host: bool):
         """Finished (link, result) pairs; with wait_for_host, block until at least one host group is done."""
@@ -146,11 +169,11 @@ class _FetchHosts(_FetchStep):
                                     quiet=self.quiet)
         if self.round == 0:
             self.count("in", len(links))
-        while self.inflight >= self.cfg.global_concurrency:     # backpressure: never queue more than we run
-            yield from self._drain(wait_for_host=True)
-        self.inflight += 1
+        self.inflight += 1   # queued behind the running hosts; the ready queue, not this count, is the backpressure
         share = key_share(key, len(links), giants) if self.round == 0 else 1.0
-        self.pool.submit(self._run_host, key, links, share, self.done, self.sink)
+        with self.waiting_lock:
+            heapq.heappush(self.waiting, (-len(links), next(self.arrived), key, links, share))
+        self.pool.submit(self._run_largest, self.done, self.sink)
         yield from self._drain(wait_for_host=False)
 
     def finish_bundle(self):
