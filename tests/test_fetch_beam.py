@@ -104,6 +104,25 @@ def test_politeness_and_counters():
     assert took < 4 * 5 * delay                                        # far below hosts one after another
 
 
+def test_one_fetch_thread_takes_the_largest_host_group_waiting():
+    # One thread: the first host group it gets runs at once, the others wait; the biggest of those goes next, so the
+    # 5-URL host is never fetched last (first in, first out would put it last when its key comes last).
+    with LoopbackWeb() as web:
+        links = []
+        for host, n in (("one.example", 1), ("two.example", 1), ("big.example", 5), ("three.example", 1)):
+            for i in range(n):
+                url = f"http://{host}/a{i}"
+                web.add(url, _page_html(url))
+                links.append(_link(url))
+        cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=0.05, read_timeout=2, global_concurrency=1)
+        pages, _, counters = _run(links, cfg, "largest")
+        order = [host for _, _, host, path in web.log if path != "/robots.txt"]
+    assert counters["fetch.out"] == len(pages) == 8
+    first_host = order[0]
+    waiting = [h for h in dict.fromkeys(order) if h != first_host]
+    assert waiting[0] == "big.example" or first_host == "big.example", order
+
+
 RESUME_SCRIPT = r"""
 import json, sys
 import apache_beam as beam
