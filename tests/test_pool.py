@@ -12,6 +12,7 @@ import pytest
 
 from core.records import Document, Link, Page
 from crawl.text import pool as pool_module
+from crawl.links import LinkRules
 from crawl.text.extract import ExtractConfig
 from crawl.text.pool import ExtractPool, document_with_alarm
 
@@ -156,3 +157,20 @@ def test_an_alarm_as_the_page_finishes_never_escapes():
 def test_config_checks_memory_cap():
     with pytest.raises(ValueError):
         ExtractConfig(max_worker_memory_mb=-1)
+
+
+def _slow_work(doc):
+    import time
+    time.sleep(5)
+    return doc
+
+
+def test_an_alarm_inside_the_per_document_work_ends_the_page_as_a_timeout():
+    # The Document exists before `then` runs; if the alarm fires inside `then`, that unfinished Document (its
+    # quality rules never ran) must not come out as the page's result.
+    result = document_with_alarm(page(article(1), 1), ExtractConfig(timeout=0.5, language=""), LinkRules(),
+                                 then=_slow_work)
+    assert result[0] == "extract_timeout", result
+    done = document_with_alarm(page(article(1), 1), ExtractConfig(timeout=30, language=""), LinkRules(),
+                               then=lambda d: d._replace(text="x"))
+    assert isinstance(done, Document) and done.text == "x"

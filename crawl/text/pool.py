@@ -63,7 +63,10 @@ def document_with_alarm(page: Page, cfg: ExtractConfig, rules: LinkRules, then=N
         try:
             result = document_from_page(page, cfg, rules)
             if then is not None and isinstance(result, Document):
-                result = then(result)
+                # cleared first: an alarm inside `then` must end the page as a timeout, not let the unfinished
+                # Document (whose quality rules never ran) through
+                doc, result = result, None
+                result = then(doc)
         finally:
             _ARMED = False
             signal.setitimer(signal.ITIMER_REAL, 0)
