@@ -80,6 +80,7 @@ SOURCE, SUBMISSIONS, LINKS, FETCH, EXTRACT, QUALITY, DEDUP, SHARDS = STAGES = (
 
 NAMESPACE = "webtext"   # Beam Metrics namespace of every counter `<stage>.<name>`
 DROPPED = "dropped"     # tag of the side output carrying Drop records
+DETAIL_CHARS = 500      # a Drop's detail is cut to this many characters
 
 
 def counter(stage: str, name: str):
@@ -122,7 +123,7 @@ class Step(beam.DoFn):
         return beam.typehints.Any
 
     def drop(self, reason: str, url: str = "", detail: str = "") -> Drop:
-        return Drop(self.stage, reason, url, detail[:500])
+        return Drop(self.stage, reason, url, detail[:DETAIL_CHARS])
 
     def process(self, element):
         self.count("in")

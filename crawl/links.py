@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 
 from core.progress import progress_bar
-from core.records import DROPPED, LINKS, SOURCE, SUBMISSIONS, Drop, Link, Step, Submission, counter
+from core.records import DETAIL_CHARS, DROPPED, LINKS, SOURCE, SUBMISSIONS, Drop, Link, Step, Submission, counter
 from crawl.sources import dumps
 from crawl.urls import (  # noqa: F401  (re-exported: the link stage's rules are imported from here)
     DEFAULT_BLOCKED_DOMAINS, NON_PAGE_EXTENSIONS, TRACKING_PARAMS, WIKIPEDIA_DOMAINS, LinkRules, host_drop_reason,
@@ -76,7 +76,7 @@ class Examples:
     def add(self, stage: str, reason: str, url: str = "", detail: str = "") -> None:
         kept = self.kept.setdefault((stage, reason), [])
         if len(kept) < self.cap:
-            kept.append(Drop(stage, reason, url, detail[:500]))
+            kept.append(Drop(stage, reason, url, detail[:DETAIL_CHARS]))
         if len(kept) >= self.cap:
             self.full.add((stage, reason))
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.records import QUALITY, Document, Drop
-from crawl.text.quality import QualityRules, quality_check
+from core.records import QUALITY, Document
+from crawl.text.quality import QualityRules, quality_drop
 from dedup.config import DedupConfig
 from dedup.minhash import sketch
 from pipeline.shards.tokenize import encode_document
@@ -32,9 +32,9 @@ class DocumentWork:
         encode_document("warm up")       # loads the vocabulary once per worker, before its memory cap
 
     def __call__(self, doc: Document):
-        reason, detail = quality_check(doc.text, self.quality)
-        if reason:
-            return Drop(QUALITY, reason, doc.url, detail[:500])
+        drop = quality_drop(doc, self.quality)
+        if drop is not None:
+            return drop
         sk = sketch(doc, self.dedup) if (self.dedup.exact or self.dedup.near) else None
         tokens = np.asarray(encode_document(doc.text), dtype="<u2").tobytes()
         return doc._replace(text="", tokens=tokens, fingerprint=sk.fingerprint if sk else "",

@@ -23,7 +23,7 @@ from typing import Optional, Tuple
 import apache_beam as beam
 import numpy as np
 
-from core.records import DROPPED, QUALITY, Document, Step
+from core.records import DETAIL_CHARS, DROPPED, QUALITY, Document, Drop, Step
 
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 PUNCT = string.punctuation + "“”‘’«»…–—•·‚„¡¿"
@@ -240,8 +240,14 @@ class QualityFilter(Step):
         self.rules = rules
 
     def apply(self, doc: Document):
-        reason, detail = quality_check(doc.text, self.rules)
-        return self.drop(reason, doc.url, detail) if reason else doc
+        return quality_drop(doc, self.rules) or doc
+
+
+def quality_drop(doc: Document, rules: QualityRules = QualityRules()) -> Optional[Drop]:
+    """Drop(stage "quality", the first failing rule) for a document that fails, else None. Shared by this stage
+    and the per-document work in the extraction processes (pipeline/per_document.py)."""
+    reason, detail = quality_check(doc.text, rules)
+    return Drop(QUALITY, reason, doc.url, detail[:DETAIL_CHARS]) if reason else None
 
 
 class FilterQuality(beam.PTransform):
