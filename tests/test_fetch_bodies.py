@@ -7,7 +7,7 @@ import zlib
 import pytest
 
 from crawl.fetch.fetcher import FetchConfig, fetch_one, make_session
-from rawhttp import CLOSE, HOLD, RESET, RawHTTP, chunked, compress, head
+from rawhttp import CLOSE, HOLD, KEEP, RESET, RawHTTP, chunked, compress, head
 
 PAGE = b"<!doctype html><html><body><p>Hello.</p></body></html>"
 HTML = {"Content-Type": "text/html"}
@@ -133,3 +133,13 @@ def test_a_body_over_the_cap_is_refused_whatever_the_framing():
                    [(head(200, {**HTML, "Content-Encoding": "gzip"}) + compress(big, "gzip"), 0), CLOSE]):
         result, took, srv = _fetch(script, max_bytes=10_000, max_decompressed_bytes=10_000)
         assert result.outcome == "too_large" and took < 0.5, result
+
+
+def test_a_complete_body_leaves_its_connection_for_the_next_page():
+    """The hot path is unchanged: a body read to its end frees the kept-alive connection for reuse."""
+    cfg = _cfg()
+    session = make_session(cfg)
+    with RawHTTP([OK[0], KEEP]) as srv:
+        results = [fetch_one(session, srv.url(f"/p{i}"), cfg).outcome for i in range(3)]
+    assert results == ["ok"] * 3
+    assert len(srv.log) == 1 and len(srv.log[0].requests) == 3
