@@ -92,6 +92,13 @@ def test_a_robots_txt_error_body_is_never_read(status, outcome):
     assert srv.requests("/robots.txt")[0].cut
 
 
+@pytest.mark.parametrize("body", [b"\xef\xbb\xbfUser-agent: *\nDisallow: /\n", b"\xef\xbb\xbfUser-agent: *\r\nDisallow: /"])
+def test_a_utf8_bom_does_not_hide_the_first_group(body):
+    """Found by tests/test_fuzz_robots.py (h-fuzz): on main the BOM made `User-agent: *` unknown, so all allowed."""
+    robots = judge(200, body, "", "")
+    assert robots.kind == "rules" and not robots.parser.can_fetch("http://h.example/x", "webtext")
+
+
 def test_judge_keeps_redirect_trouble_unavailable_and_unreadable_2xx_unreachable():
     assert judge(0, b"", "too_many_redirects", "").kind == "allow_all"      # RFC 9309 2.3.1.2
     assert judge(200, b"", "content_encoding_error", "").kind == "unreachable"
