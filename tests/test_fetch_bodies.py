@@ -53,7 +53,8 @@ def gzip_flood(conn, request, stop, steps=150):
     [(head(307, {"Location": "/b", "Transfer-Encoding": "chunked"}), 0)] + [(chunked(b"x" * 100, complete=False),
                                                                              0.01)] * 200,
     gzip_flood,                                                              # a compressed flood
-], ids=["until-close", "content-length", "chunked", "gzip-flood"])
+    [(head(301, {"Location": "/b"}, length=5) + b"hello", 0), HOLD],         # found by test_fuzz_http on main:
+], ids=["until-close", "content-length", "chunked", "gzip-flood", "complete-then-idle"])   # drained, then reused
 def test_a_redirects_body_is_never_read(first):
     result, took, srv = _fetch({"/": first, "/b": OK})
     assert result.outcome == "ok" and result.page.body == PAGE, result
