@@ -37,6 +37,14 @@ def test_inflate_bomb_stops_at_the_cap_without_inflating_it_all():
     assert len(inf.out) <= 2**20 + 1
 
 
+def test_inflate_truncating_keeps_the_first_bytes_of_a_bomb():
+    """robots.txt (RFC 9309 2.5): over the cap, keep the first `limit` decoded bytes instead of failing."""
+    bomb = gzip.compress(b"Disallow: /\n" + b"\0" * (16 * 2**20), compresslevel=9)
+    inf = _Inflater("gzip", 2**20, truncate=True)
+    inf.feed(bomb)
+    assert inf.full and len(inf.out) == 2**20 and inf.out.startswith(b"Disallow: /\n")
+
+
 def test_inflate_garbage_and_truncation_are_encoding_errors():
     with pytest.raises(BodyError) as e:
         _Inflater("gzip", 1000).feed(b"this is not gzip at all")

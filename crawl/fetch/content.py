@@ -23,8 +23,9 @@ class _Inflater:
     """gzip / deflate decoder that never holds more than `limit` decoded bytes (a 10 KiB gzip bomb can inflate
     to gigabytes: decompress with max_length and stop at the cap instead of after it)."""
 
-    def __init__(self, encoding: str, limit: int):
+    def __init__(self, encoding: str, limit: int, truncate: bool = False):
         self.encoding, self.limit, self.out = encoding, limit, bytearray()
+        self.truncate, self.full = truncate, False      # truncate: keep the first `limit` bytes instead of failing
         self._new()
 
     def _new(self, raw_deflate: bool = False):
@@ -47,6 +48,10 @@ class _Inflater:
             self._started = True
             self.out += chunk
             if len(self.out) > self.limit:
+                if self.truncate:
+                    del self.out[self.limit:]
+                    self.full = True
+                    return
                 raise BodyError("too_large", f"decompressed body > {self.limit} bytes ({self.encoding})")
             if self._d.unconsumed_tail:
                 data = self._d.unconsumed_tail
@@ -72,31 +77,44 @@ def read_body(raw, content_encoding: str, max_bytes: int, max_decoded: int, dead
               truncate: bool = False) -> bytes:
     """Read an urllib3 response to the end, enforcing the wire-size cap, the decoded-size cap and a wall-clock
     deadline. `read1` returns what one socket read gives, so a server that trickles a byte at a time still comes
-    back here between bytes and hits the deadline (a plain read(n) would wait for n bytes)."""
+    back here between bytes and hits the deadline (a plain read(n) would wait for n bytes).
+
+    A body is returned only when it ended as its framing says: a Content-Length or chunked body cut short raises
+    from urllib3/http.client (a connection_error, or a timeout when the deadline cut it), and an end of body seen
+    at or after the deadline is the watchdog's cut, not the server's end (a body framed by the connection's close
+    looks complete otherwise): "timeout". `truncate` (robots.txt, RFC 9309 2.5): a body over a cap is not refused;
+    its first `max_decoded` decoded bytes are returned (the wire stays capped at `max_bytes`)."""
     codings = [c.strip() for c in (content_encoding or "").lower().split(",") if c.strip() not in ("", "identity")]
     if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
         raise BodyError("content_encoding_error", f"unsupported Content-Encoding {content_encoding!r}")
-    inflater = _Inflater("deflate" if codings == ["deflate"] else "gzip", max_decoded) if codings else None
+    inflater = _Inflater("deflate" if codings == ["deflate"] else "gzip", max_decoded, truncate) if codings else None
+    plain_cap = min(max_bytes, max_decoded) if truncate else max_bytes
     body, n = bytearray(), 0
     while True:
         if time.monotonic() > deadline:
             raise BodyError("timeout", f"page not complete within the page timeout ({n} bytes read)")
         chunk = raw.read1(65536, decode_content=False)
         if not chunk:
+            if time.monotonic() >= deadline:
+                raise BodyError("timeout", f"body cut at the page timeout ({n} bytes read)")
             break
-        if n + len(chunk) > max_bytes:
-            if not truncate:
-                raise BodyError("too_large", f"body > {max_bytes} bytes")
-            chunk = chunk[:max_bytes - n]     # robots.txt: parse the first max_bytes, as Google does
-            if inflater:
-                inflater.feed(chunk)
-                return bytes(inflater.out)
-            return bytes(body + chunk)
         n += len(chunk)
         if inflater:
+            if n > max_bytes:
+                if not truncate:
+                    raise BodyError("too_large", f"body > {max_bytes} bytes")
+                inflater.feed(chunk[:len(chunk) - (n - max_bytes)])
+                return bytes(inflater.out)          # the decoded prefix, as far as the wire cap let us read
             inflater.feed(chunk)
+            if inflater.full:
+                return bytes(inflater.out)
         else:
             body += chunk
+            if n > plain_cap:
+                if not truncate:
+                    raise BodyError("too_large", f"body > {max_bytes} bytes")
+                del body[plain_cap:]
+                return bytes(body)
     return inflater.finish() if inflater else bytes(body)
 
 

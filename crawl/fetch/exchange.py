@@ -122,12 +122,15 @@ def get_robots(ctx: Ctx, robots_url: str, page_deadline: Optional[float] = None)
                         return 0, b"", "bad_redirect", why
                     continue
                 if not 200 <= r.status_code < 300:
-                    return r.status_code, b"", "", ""
-                try:
-                    body = read_body(r.raw, r.headers.get("Content-Encoding", ""), cfg.robots_max_bytes,
-                                     cfg.robots_max_bytes, deadline, truncate=True)
-                except Exception as e:
-                    raise Stop(*failure(e, deadline), True) from None
+                    return r.status_code, b"", "", ""       # its body is not read: the connection is closed
+                try:    # RFC 9309 2.5: the first robots_max_bytes once decoded, however large the whole
+                    body = read_body(r.raw, r.headers.get("Content-Encoding", ""),
+                                     max(cfg.max_bytes, cfg.robots_max_bytes), cfg.robots_max_bytes, deadline,
+                                     truncate=True)
+                except Exception as e:      # a 2xx whose body could not be read: the status tells judge() so
+                    reason, detail = failure(e, deadline)
+                    return (0 if reason == "timeout" else r.status_code), b"", \
+                        ("deadline" if reason == "timeout" and deadline < own else reason), detail
                 return r.status_code, body, "", ""
         except Stop as stop:
             reason, detail, _ = stop.args

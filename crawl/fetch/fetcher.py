@@ -29,7 +29,7 @@ from crawl.links import LinkRules, host_of, normalize_url, url_drop_reason
 from core.records import Link, Page
 from core.retry import retry_wait
 from crawl.fetch.exchange import REDIRECTS, Ctx, exchange, failure, get_robots, pacing, Stop, transient
-from crawl.fetch.http import Pacer, now, status_outcome
+from crawl.fetch.http import FetchSession, Pacer, now, status_outcome
 from crawl.fetch.robots import RobotsCache
 from crawl.fetch.safety import FetchAdapter, Resolver, sendable_url
 
@@ -136,7 +136,7 @@ class FetchResult(NamedTuple):
 def make_session(cfg: FetchConfig) -> requests.Session:
     """One pooled Session per worker, shared by its threads. No cookie memory across pages (a days-long crawl
     would hoard every site's cookies); cookies live only along one page's redirect chain."""
-    s = requests.Session()
+    s = FetchSession()                  # reads no body itself, not even a redirect's (crawl/fetch/http.py)
     s.trust_env = False                 # no surprises from HTTP_PROXY / NO_PROXY / .netrc
     s.verify = cfg.verify_tls
     s.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))

@@ -87,6 +87,8 @@ def classify(e: BaseException) -> Tuple[str, str]:
     if isinstance(e, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
                       requests.exceptions.MissingSchema, urllib3.exceptions.LocationParseError)):
         return "bad_url", detail
+    if any(isinstance(c, (urllib3.exceptions.IncompleteRead, http.client.IncompleteRead)) for c in _chain(e)):
+        return "connection_error", f"body cut short by the server: {detail}"[:300]
     if isinstance(e, requests.exceptions.ConnectionError):
         if any(isinstance(c, (urllib3.exceptions.NameResolutionError, socket.gaierror)) for c in _chain(e)):
             return "dns_error", detail
@@ -111,6 +113,17 @@ def stale(e: BaseException) -> bool:
     """The peer closed a kept-alive connection just as we reused it (no response byte came back)."""
     return any(isinstance(c, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
                for c in _chain(e))
+
+
+class FetchSession(requests.Session):
+    """The fetcher's Session: it never reads a body itself. Asked not to follow redirects, requests still prepares
+    the next hop for `Response.next`, and reads the whole 3xx body first to free the connection (`resp.content`:
+    no size cap, gzip inflated without bound, on until the read timeout). We follow redirects by hand, so there is
+    no next hop to prepare: a redirect's body is never read, its connection is closed instead (crawl/fetch/
+    exchange.py), and every body we do read goes through content.read_body's caps."""
+
+    def get_redirect_target(self, resp):
+        return None
 
 
 def send(session: requests.Session, url: str, jar, timeout, deadline: float, headers=None) -> requests.Response:

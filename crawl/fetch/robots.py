@@ -1,11 +1,13 @@
 """robots.txt: fetched once per origin, cached, parsed with Protego (Scrapy's parser), judged by RFC 9309.
 
 What a fetch of /robots.txt means (RFC 9309 sec. 2.3.1, which is also Google's documented behaviour):
-- 2xx: parse it (the first `robots_max_bytes`, 500 KiB like Google) and obey it, including Crawl-delay.
+- 2xx: parse it and obey it, including Crawl-delay: its first `robots_max_bytes` (500 KiB, RFC 9309 2.5) once
+  decoded, however large or compressed the whole. A 2xx whose body cannot be read at all (broken encoding) is a
+  server error: complete disallow, as for 5xx. Its body is read through the page's caps and deadline.
 - 3xx: followed up to 5 hops by the caller's fetch function (each hop address-checked); a robots.txt that cannot be
   reached through its redirects counts as unavailable (4xx).
 - 4xx other than 429, including 401/403 ("unavailable"): no rules, everything may be crawled. (Older crawlers
-  read 401/403 as "disallow all"; the RFC and Google do not.)
+  read 401/403 as "disallow all"; the RFC and Google do not.) The body of a 3xx, 4xx or 5xx is never read.
 - 429, 5xx, or a timeout ("unreachable"): assume complete disallow; the host's URLs end as "robots_unreachable".
   Cached like a parsed file, so a robots.txt that hangs costs one timeout per host, not one per URL.
 - DNS failure, refused or reset connection, TLS failure: the host itself is down, not its robots.txt. Not cached:
@@ -49,10 +51,16 @@ def judge(status: int, body: bytes, failure: str, detail: str) -> Optional[Robot
         return None
     if failure == "timeout":
         return RobotsFile("unreachable", detail=f"robots.txt timed out: {detail}")
-    if failure:     # redirect trouble, a broken body, ...: treated as unavailable, like a 4xx
+    if failure and 200 <= status < 300:
+        # The server has a robots.txt but it could not be read at all (a broken or unknown Content-Encoding): a
+        # server error, not a missing file, so RFC 9309 2.3.1.4, complete disallow. (A file over our size caps is
+        # never this: it arrives cut to its first robots_max_bytes, RFC 9309 2.5, and is obeyed.)
+        return RobotsFile("unreachable", detail=f"robots.txt HTTP {status} unreadable: {failure}: {detail}")
+    if failure:     # redirect trouble (RFC 9309 2.3.1.2: may be taken as unavailable, like a 4xx)
         return RobotsFile("allow_all", detail=f"robots.txt {failure}: {detail}")
     if 200 <= status < 300:
-        text = body.decode("utf-8", errors="replace")
+        # A UTF-8 BOM (Windows editors add one) would make the first line, often `User-agent: *`, unknown.
+        text = body.decode("utf-8", errors="replace").removeprefix("\ufeff")
         try:
             return RobotsFile("rules", Protego.parse(text))
         except Exception as e:      # a parser bug must not stop the crawl; a file we cannot read = unavailable
