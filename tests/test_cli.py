@@ -63,9 +63,9 @@ def test_gs_input_without_the_gcp_extra_names_the_extra(capsys):
 
 def test_language_codes_are_the_models():
     import py3langid.langid as langid
-    from crawl.text.extract import LANGUAGES
+    from crawl.text.extract import PY3LANGID_LANGUAGES
     model = langid.LanguageIdentifier.from_modelpath(langid.MODEL_DIR / langid.MODEL_FILE)
-    assert LANGUAGES == set(model.nb_classes)
+    assert PY3LANGID_LANGUAGES == set(model.nb_classes)
 
 
 def test_rejected_reddit_credentials_found_on_a_worker_are_one_line(tmp_path, monkeypatch, capsys):

@@ -12,10 +12,11 @@ from typing import Optional, Tuple, Union
 
 from core.records import Document, Page, doc_id_for
 from crawl.links import LinkRules, is_wikipedia
+from crawl.text.language import IDENTIFIERS, cld2_languages, identify_language
 
 
 # py3langid's model classes (a test checks this list against the model; loading it here would cost ~2 s)
-LANGUAGES = frozenset("""ace af am an ar ary arz as az ba bcl be bg bn br bs ca crh cs cy da de dz el en eo es et eu
+PY3LANGID_LANGUAGES = frozenset("""ace af am an ar ary arz as az ba bcl be bg bn br bs ca crh cs cy da de dz el en eo es et eu
     ext fa fi fo fr fuv fy ga gcf gcr gd gl gom grc gu gug guw ha hbo he hi hr ht hu hy id ig is it ja jv ka kab kik kk
     km kn ko ku ky la lb lg lij ln lo lt ltg lv mg mk ml mn mr ms mt my ne nl nn no nso oc om or pa pcm pl ps pt qu ro
     ru rw sa sdh se si sk sl sn so sq sr st sv sw ta te tg th tk tl tr tt ug uk ur uz uzs vec vi vo wa wuu xh yo yue
@@ -29,8 +30,9 @@ class ExtractConfig:
     batch_size: int = 64              # pages handed to the pool at once
     min_chars: int = 200              # cheap early cut before language ID; the word-level rules are in quality
     language: str = "en"              # GPT-2 removed non-English pages; "" keeps every language
-    min_language_score: float = 0.65  # py3langid normalized probability of `language`
-    language_chars: int = 1_000       # identify on the first N chars: same verdicts as 3k and 10k on the 205 corpus pages, at half the cost of 3k
+    language_identifier: str = "cld2"  # "cld2" (fast, model in its wheel) or "py3langid" (webtext before 2026-12)
+    min_language_score: float = 0.65  # cld2: share of the text in `language`; py3langid: its probability
+    language_chars: int = 1_000       # identify on the first N chars: same verdicts as 3k and 10k on the 205 corpus pages
     include_tables: bool = False                  # keep table text (trafilatura option)
     favor_precision: bool = False                 # trafilatura: less boilerplate at the cost of some text
     max_worker_memory_mb: int = 1024  # address space a worker may add to its start-up size (RLIMIT_AS; needs a
@@ -45,9 +47,12 @@ class ExtractConfig:
             raise ValueError("processes and min_chars must be >= 0, batch_size and language_chars >= 1")
         if not 0.0 <= self.min_language_score <= 1.0:
             raise ValueError("min_language_score must be between 0 and 1")
-        if self.language and self.language not in LANGUAGES:   # "english" would drop every page as not_english
-            raise ValueError(f"language must be an ISO 639 code that py3langid knows, such as \"en\" or \"de\" "
-                             f"(\"\" keeps every language), not {self.language!r}")
+        if self.language_identifier not in IDENTIFIERS:
+            raise ValueError(f"language_identifier must be one of {', '.join(IDENTIFIERS)}, not {self.language_identifier!r}")
+        known = PY3LANGID_LANGUAGES if self.language_identifier == "py3langid" else cld2_languages()
+        if self.language and self.language not in known:   # "english" would drop every page as not_english
+            raise ValueError(f"language must be an ISO 639 code that {self.language_identifier} knows, such as \"en\" "
+                             f"or \"de\" (\"\" keeps every language), not {self.language!r}")
 
 
 def extract_text(html: Union[bytes, str], url: str = "", include_tables: bool = False,
@@ -67,19 +72,6 @@ def decode_body(page: Page) -> Union[str, bytes]:
         except LookupError:   # unknown charset name from a header
             pass
     return page.body
-
-
-_IDENTIFIER = None
-
-
-def identify_language(text: str, chars: int = 10_000) -> Tuple[str, float]:
-    """(language code, probability) from py3langid, whose model ships in its wheel (offline)."""
-    global _IDENTIFIER
-    if _IDENTIFIER is None:
-        import py3langid.langid as langid
-        _IDENTIFIER = langid.LanguageIdentifier.from_modelpath(langid.MODEL_DIR / langid.MODEL_FILE, norm_probs=True)
-    lang, score = _IDENTIFIER.classify(text[:chars])
-    return lang, float(score)
 
 
 class ExtractTimeout(BaseException):
@@ -104,7 +96,7 @@ def document_from_page(page: Page, cfg: ExtractConfig,
     if len(text) < cfg.min_chars:
         return "too_short", f"{len(text)} chars"
     if cfg.language:
-        lang, score = identify_language(text, cfg.language_chars)
+        lang, score = identify_language(text, cfg.language_chars, cfg.language_identifier)
         if lang != cfg.language or score < cfg.min_language_score:
             return ("not_english" if cfg.language == "en" else "wrong_language"), f"{lang} {score:.2f}"
     link = page.link

@@ -84,7 +84,7 @@ def warm_up(cfg: ExtractConfig) -> None:
     """First-use costs (lxml/trafilatura caches, the language model) paid once per worker, off the clock."""
     extract_text("<html><body><article><p>warm up</p></article></body></html>")
     if cfg.language:
-        identify_language("warm up")
+        identify_language("warm up", identifier=cfg.language_identifier)
 
 
 def _address_space() -> int:
@@ -134,7 +134,7 @@ def _pool_context(preload=()):
     ctx = multiprocessing.get_context("forkserver")
     # `preload`: the module of the per-document work (`then`), else each worker imports it on its first task
     # (~1 s of imports per worker). The list counts where the forkserver starts: once per process.
-    ctx.set_forkserver_preload(["crawl.text.pool", "trafilatura", "py3langid.langid", *preload])
+    ctx.set_forkserver_preload(["crawl.text.pool", "trafilatura", "pycld2", *preload])
     return ctx
 
 
