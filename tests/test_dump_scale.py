@@ -251,14 +251,22 @@ def test_run_stops_after_links_with_stats_and_small_drops(tmp_path):
     for i, bad in enumerate(SURROGATES + HARMLESS):   # spread among the good lines
         lines.insert(1000 * i + 7, json.dumps(bad).encode())
     dump = zst(tmp_path / "RS_s.zst", lines)
-    cfg = load_config(None, {"run": {"inputs": [str(dump)], "stop_after": "links", "quiet": True,
+    # and a second month whose second zstd frame is damaged: its first frame's 3 lines are kept
+    frame = zstandard.ZstdCompressor().compress(b"".join(json.dumps(dict(GOOD, id=f"d{i}")).encode() + b"\n"
+                                                         for i in range(3)))
+    damaged = tmp_path / "RS_damaged.zst"
+    damaged.write_bytes(frame + b"\x28\xb5\x2f\xfd" + b"\xff" * 64)
+    cfg = load_config(None, {"run": {"inputs": [str(dump), str(damaged)], "stop_after": "links", "quiet": True,
                                      "drops_per_reason": 100}})
     stats = run(cfg, str(tmp_path / "out"), PipelineOptions([f"--runner={DEFAULT_RUNNER}"]), echo=lambda *a: None)
     assert stats["unbalanced"] == []
     st = stats["stages"]
-    assert st["source"]["in"] == len(lines) and st["links"]["out"] > 0 and st["fetch"]["in"] == 0
-    assert st["source"]["dropped"] == {"malformed_line": len(SURROGATES)}
-    assert st["source"]["out"] == 20000 + len(HARMLESS)
+    assert st["source"]["in"] == len(lines) + 3 + 1 and st["links"]["out"] > 0 and st["fetch"]["in"] == 0
+    assert st["source"]["dropped"] == {"malformed_line": len(SURROGATES), "corrupt_file": 1}
+    assert st["source"]["out"] == 20000 + len(HARMLESS) + 3
+    written = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert [d.split(":")[0] for d in written["damaged_inputs"]] == [f"{damaged} after line 3"]
+    assert f"frame 2 (at compressed byte {len(frame)})" in written["damaged_inputs"][0]
     surrogate_drops = [d for d in read_drops(str(tmp_path / "out")) if d.reason == "malformed_line"]
     assert len(surrogate_drops) == len(SURROGATES) and all("surrogate" in d.detail for d in surrogate_drops)
     listed = list(read_drops(str(tmp_path / "out")))

@@ -164,3 +164,15 @@ def test_a_damaged_later_member_of_other_compressions_is_counted(tmp_path, suffi
     assert c["source.out"] >= 200                                           # the whole first member
     assert c["source.in"] == c["source.out"] + sum(v for k, v in c.items() if k.startswith("source.drop."))
     assert c.get("source.drop.corrupt_file", 0) + c.get("source.drop.truncated_file", 0) == 1, c
+
+
+def test_an_input_path_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    """Beam hands paths between stages as UTF-8 strings: a file name with undecodable bytes (Python's surrogate
+    escapes) would fail the run at build time; it is a user mistake, said in one line."""
+    from webtext import main
+    bad = tmp_path / "RS_\udcff.ndjson"        # the byte 0xff on disk
+    bad.write_text(json.dumps({"id": "a", "url": "http://example.com/a", "score": 5}) + "\n")
+    for given in (str(bad), str(tmp_path / "RS_*.ndjson")):
+        code = main(["run", "--input", given, "--out", str(tmp_path / "out"), "--quiet"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err == f"error: input path {ascii(str(bad))} is not valid UTF-8; rename the file"
