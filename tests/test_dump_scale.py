@@ -263,6 +263,7 @@ def test_run_stops_after_links_with_stats_and_small_drops(tmp_path):
     st = stats["stages"]
     assert st["source"]["in"] == len(lines) + 3 + 1 and st["links"]["out"] > 0 and st["fetch"]["in"] == 0
     assert st["source"]["dropped"] == {"malformed_line": len(SURROGATES), "corrupt_file": 1}
+    assert stats["metrics_vs_data"] == []   # _drops/ accounts for the same drops
     assert st["source"]["out"] == 20000 + len(HARMLESS) + 3
     written = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert [d.split(":")[0] for d in written["damaged_inputs"]] == [f"{damaged} after line 3"]

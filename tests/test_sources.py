@@ -97,11 +97,12 @@ def test_truncated_zst_is_counted_not_fatal(tmp_path):
 
 def test_url_list(tmp_path):
     path = tmp_path / "urls.txt"
-    path.write_text("http://example.com/a\nhttp://example.com/b 7\n\nhttp://example.com/c notanumber\n")
+    path.write_bytes(b"http://example.com/a\nhttp://example.com/b 7\n\nhttp://example.com/c notanumber\n"
+                     b"http://example.com/\xed\xa0\x80 5\n")     # a surrogate's bytes: not UTF-8, never a str
     items = list(iter_file(open(path, "rb"), str(path), default_karma=3))
     assert [(i.url, i.karma) for i in items if isinstance(i, Submission)] == [
         ("http://example.com/a", 3), ("http://example.com/b", 7)]
-    assert [i.reason for i in items if isinstance(i, Drop)] == ["malformed_line"]
+    assert [i.reason for i in items if isinstance(i, Drop)] == ["malformed_line"] * 2
 
 
 def test_parse_dump_line_reasons():
