@@ -168,10 +168,11 @@ class _ReadDump(beam.DoFn):
                                 examples.add(SUBMISSIONS, reason, url)
                             counts[stage] = counts.get(stage, 0) + 1
                 except dumps.UNREADABLE as e:
-                    # A truncated or corrupt archive: keep what was read, count the rest as one malformed line.
+                    # A truncated or corrupt archive: what was read before is kept, the rest is one named drop.
                     lines += 1
-                    counts[SOURCE, "malformed_line"] = counts.get((SOURCE, "malformed_line"), 0) + 1
-                    examples.add(SOURCE, "malformed_line", "", f"{name}: unreadable from here on ({e})")
+                    reason, detail = dumps.unreadable_drop(e, name)
+                    counts[SOURCE, reason] = counts.get((SOURCE, reason), 0) + 1
+                    examples.add(SOURCE, reason, "", detail)
         finally:
             if gc_was_on:
                 gc.enable()

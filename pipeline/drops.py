@@ -22,6 +22,18 @@ from crawl.links import example_order
 DROPS_DIR = "_drops"
 
 
+def drop_json(d: Drop) -> str:
+    """One JSON line, readable UTF-8; a string the outside gave us that UTF-8 cannot hold (a lone surrogate, or a
+    file name's undecodable bytes) is written as a JSON \\u escape instead of failing the writer."""
+    line = json.dumps(d._asdict(), ensure_ascii=False)
+    if not line.isascii():
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(d._asdict())
+    return line
+
+
 def _by_reason(d: Drop):
     return (d.stage, d.reason), d
 
@@ -45,7 +57,7 @@ class WriteDrops(beam.PTransform):
         return (by_reason
                 | "Examples" >> beam.combiners.Top.PerKey(self.per_reason, key=example_order, reverse=True)
                 | "Each" >> beam.FlatMap(lambda kv: sorted(kv[1], key=example_order))
-                | "ToJson" >> beam.Map(lambda d: json.dumps(d._asdict(), ensure_ascii=False))
+                | "ToJson" >> beam.Map(drop_json)
                 | "Write" >> beam.io.WriteToText(files.join(self.out_dir, DROPS_DIR, "drops"),
                                                  file_name_suffix=".jsonl.gz"))
 

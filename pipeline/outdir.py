@@ -10,17 +10,23 @@ files of the other run and leaves every other file where it is: webtext never de
 Settings that change only how a run goes, not what it produces, are not part of the job (see HOW_KEYS).
 
 Claiming also removes what an interrupted run of webtext left behind: Beam's `beam-temp-*` folders and the hidden
-temporary files of core/files.py whose process is gone. One run at a time per directory: run.json names the
-process that holds it.
+temporary files of core/files.py whose process is gone. One run at a time per directory: the claim is an
+exclusive flock on the directory itself, taken before anything is looked at and held until release() or the
+process's end (the kernel drops it when a run dies, so a killed run leaves no stale claim). Two runs started at
+the same instant cannot both pass the checks; the loser stops with one line. run.json names the process too
+(where the filesystem has no flock, its live pid is what holds the directory).
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import re
 import shutil
 import socket
-from typing import Optional
+import threading
+from typing import Dict, Optional
 
 from core import files
 from core.settings import UsageError
@@ -73,18 +79,65 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_HELD: Dict[str, int] = {}     # real path of a claimed directory -> the fd holding its lock (this process)
+_HELD_LOCK = threading.Lock()
+
+
+def _busy(out_dir: str, pid=None) -> UsageError:
+    who = f"another webtext run (pid {pid})" if isinstance(pid, int) else "another webtext run"
+    return UsageError(f"{who} is writing {out_dir}; wait for it to finish or stop it, or choose another --out")
+
+
+def _lock(out_dir: str) -> bool:
+    """Hold an exclusive flock on the directory for this process (again: a no-op). False where the filesystem
+    has no flock; UsageError if another process holds it."""
+    key = os.path.realpath(out_dir)
+    with _HELD_LOCK:
+        if key in _HELD:
+            return True
+        fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)   # not inherited by exec'd children (PEP 446)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                run = _read_json(os.path.join(out_dir, RUN_FILE)) or {}
+                raise _busy(out_dir, run.get("pid")) from None
+            return False                                       # e.g. ENOLCK: fall back to run.json's pid
+        _HELD[key] = fd
+        return True
+
+
+def _unlock(out_dir: str) -> None:
+    with _HELD_LOCK:
+        fd = _HELD.pop(os.path.realpath(out_dir), None)
+    if fd is not None:
+        os.close(fd)                                           # closing the only fd releases the flock
+
+
 def claim(out_dir: str, job: dict, overwrite: bool = False) -> None:
-    """Take `out_dir` for this run or raise UsageError saying why not; then remove an earlier run's leftovers."""
+    """Take `out_dir` for this run or raise UsageError saying why not; then remove an earlier run's leftovers.
+    The directory stays locked until release() or the end of this process."""
     if not files.is_local(out_dir):   # gs://...: no listing-based checks; use a fresh prefix per job there
         return
     out_dir = out_dir.removeprefix("file://")
+    os.makedirs(out_dir, exist_ok=True)   # to lock it: an empty directory is free whatever happens next
+    locked = _lock(out_dir)
+    try:
+        _check(out_dir, job, overwrite, locked)
+    except BaseException:
+        _unlock(out_dir)
+        raise
+
+
+def _check(out_dir: str, job: dict, overwrite: bool, locked: bool) -> None:
     # a run.json alone is a run that stopped before writing anything (e.g. at a usage error): nothing to protect
-    entries = [e for e in sorted(os.listdir(out_dir)) if e != RUN_FILE] if os.path.isdir(out_dir) else []
+    entries = [e for e in sorted(os.listdir(out_dir)) if e != RUN_FILE]
     run = _read_json(os.path.join(out_dir, RUN_FILE))
-    if run is not None:
+    if run is not None and not locked:   # no flock here: a live pid in run.json holds the directory
         pid, host = run.get("pid"), run.get("host")
         if isinstance(pid, int) and pid != os.getpid() and host == socket.gethostname() and _alive(pid):
-            raise UsageError(f"another webtext run (pid {pid}) is writing {out_dir}; wait for it or stop it first")
+            raise _busy(out_dir, pid)
     previous = run.get("job") if run is not None else None
     manifest = _read_json(os.path.join(out_dir, MANIFEST)) if previous is None else None
     if previous is None and manifest is not None and "format_version" in manifest:
@@ -103,7 +156,6 @@ def claim(out_dir: str, job: dict, overwrite: bool = False) -> None:
             shown = ", ".join(changed[:4]) + (", ..." if len(changed) > 4 else "")
             raise UsageError(f"--out {out_dir} holds another run (different {shown}); choose a new directory, "
                              "or pass --overwrite to replace that run's files")
-    os.makedirs(out_dir, exist_ok=True)
     remove_leftovers(out_dir)
     files.write_atomic(os.path.join(out_dir, RUN_FILE), json.dumps(
         {"job": job, "pid": os.getpid(), "host": socket.gethostname()}, indent=2, sort_keys=True).encode())
@@ -138,3 +190,5 @@ def release(out_dir: str) -> None:
     if run is not None and run.get("pid") == os.getpid():
         run["pid"] = None
         files.write_atomic(path, json.dumps(run, indent=2, sort_keys=True).encode())
+    if files.is_local(out_dir):
+        _unlock(out_dir.removeprefix("file://"))

@@ -72,6 +72,11 @@ def check_inputs(cfg: Config) -> int:
             matched = []
         if not matched:
             raise UsageError(f"no input file matches {pattern!r}; check the path given to --input")
+        for path in [pattern] + [m.path for m in matched]:   # Beam passes paths as UTF-8 strings between stages
+            try:
+                path.encode("utf-8")
+            except UnicodeEncodeError:   # the file system's undecodable bytes, as surrogate escapes
+                raise UsageError(f"input path {ascii(path)} is not valid UTF-8; rename the file") from None
         total += sum(m.size_in_bytes for m in matched)
     return total
 

@@ -12,6 +12,7 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from core import files
 from core.records import NAMESPACE, STAGES
+from pipeline.drops import read_drops
 
 
 def counters_from_result(result) -> Dict[str, int]:
@@ -61,5 +62,21 @@ def format_table(stats: Dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+DAMAGED = ("corrupt_file", "truncated_file")   # source drops that stand for the unread rest of one input file
+
+
+def damaged_inputs(out_dir: str, stats: Dict[str, dict]) -> List[str]:
+    """Which input files were damaged and where (their drop details in _drops/); read only when there are any."""
+    if not any(stats.get("source", {}).get("dropped", {}).get(r) for r in DAMAGED):
+        return []
+    return sorted(d.detail for d in read_drops(out_dir) if d.stage == "source" and d.reason in DAMAGED)
+
+
 def write_stats(path: str, stats: Dict[str, dict], extra: dict | None = None) -> None:
-    files.write_atomic(path, json.dumps({"stages": stats, **(extra or {})}, indent=2).encode())
+    """stats.json beside the shards; with `damaged_inputs` (file and where) when an input file could not be read
+    to its end. json.dumps escapes every non-ASCII character, so no string can fail to encode here."""
+    extra = dict(extra or {})
+    damaged = damaged_inputs(path.rsplit("/", 1)[0], stats)
+    if damaged:
+        extra["damaged_inputs"] = damaged
+    files.write_atomic(path, json.dumps({"stages": stats, **extra}, indent=2).encode())

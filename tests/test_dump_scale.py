@@ -164,6 +164,21 @@ def test_reddit_item_with_an_impossible_score_is_malformed(score):
     assert isinstance(d, Drop) and d.reason == "malformed_item"
 
 
+def test_reddit_items_with_lone_surrogates_are_dropped_and_listed(tmp_path):
+    """The API's JSON can hold the same escapes: the item is a malformed_item, and _drops/ still writes it."""
+    base = dict(GOOD, created_utc=1500000000)
+    items = [dict(base, url="http://example.com/\ud800"), dict(base, subreddit="x\udc00"), dict(base, id="\ud800"),
+             dict(base, url="http://example.com/\ud800", score=None)]
+    drops = [submission_from_item(item) for item in items]
+    assert all(isinstance(d, Drop) and d.reason == "malformed_item" for d in drops)
+    assert isinstance(submission_from_item(dict(base, title="\ud800")), Submission)
+    p = beam_pipeline()
+    named = Drop("source", "malformed_line", "", "RS_\udcff.zst:1: not JSON")   # a file name's undecodable byte
+    _ = p | beam.Create(drops + [named]) | WriteDrops(str(tmp_path))
+    p.run().wait_until_finish()
+    assert sorted(read_drops(str(tmp_path))) == sorted(drops + [named])
+
+
 def test_an_endless_line_is_skipped_in_bounded_memory(tmp_path):
     # 100 MB of one line without a newline, in a tiny zstd frame (a decompression bomb for a reader that
     # decompresses whole frames or reads whole lines), between good lines.
@@ -221,16 +236,40 @@ def test_drops_capped_per_reason_deterministic_and_beside_a_dataset(tmp_path):
     assert ds.dataset(str(tmp_path), format="ipc").to_table().num_rows == 1   # _drops/ is skipped
 
 
+# Valid JSON whose strings UTF-8 cannot hold (lone surrogate escapes): malformed where we keep the string, harmless
+# in a field we never read. json.dumps writes "\ud800" escapes for them, as Pushshift's writer did.
+SURROGATES = [dict(GOOD, id="u1", url="http://example.com/\ud800"), dict(GOOD, id="u2", subreddit="news\udfff"),
+              dict(GOOD, id="u3\udc00"), dict(GOOD, id=None, name="t3_\ud83d", url="http://example.com/n"),
+              dict(GOOD, id="u5", url="http://\ud800.example.com/")]
+HARMLESS = [dict(GOOD, id="h1", url="http://example.com/h1", title="\ud800", permalink="/r/x/\udc00",
+                 domain="\ud800.com"), dict(GOOD, id="h2", url="http://example.com/h2", title="ok \ud83d\ude00")]
+
+
 def test_run_stops_after_links_with_stats_and_small_drops(tmp_path):
     rows = synthetic_rows(20000, seed=3)
-    dump = zst(tmp_path / "RS_s.zst", [json.dumps(dict(r, title="t " * 20, author="someone")).encode()
-                                       for r in rows])
-    cfg = load_config(None, {"run": {"inputs": [str(dump)], "stop_after": "links", "quiet": True,
+    lines = [json.dumps(dict(r, title="t " * 20, author="someone")).encode() for r in rows]
+    for i, bad in enumerate(SURROGATES + HARMLESS):   # spread among the good lines
+        lines.insert(1000 * i + 7, json.dumps(bad).encode())
+    dump = zst(tmp_path / "RS_s.zst", lines)
+    # and a second month whose second zstd frame is damaged: its first frame's 3 lines are kept
+    frame = zstandard.ZstdCompressor().compress(b"".join(json.dumps(dict(GOOD, id=f"d{i}")).encode() + b"\n"
+                                                         for i in range(3)))
+    damaged = tmp_path / "RS_damaged.zst"
+    damaged.write_bytes(frame + b"\x28\xb5\x2f\xfd" + b"\xff" * 64)
+    cfg = load_config(None, {"run": {"inputs": [str(dump), str(damaged)], "stop_after": "links", "quiet": True,
                                      "drops_per_reason": 100}})
     stats = run(cfg, str(tmp_path / "out"), PipelineOptions([f"--runner={DEFAULT_RUNNER}"]), echo=lambda *a: None)
     assert stats["unbalanced"] == []
     st = stats["stages"]
-    assert st["source"]["in"] == 20000 and st["links"]["out"] > 0 and st["fetch"]["in"] == 0
+    assert st["source"]["in"] == len(lines) + 3 + 1 and st["links"]["out"] > 0 and st["fetch"]["in"] == 0
+    assert st["source"]["dropped"] == {"malformed_line": len(SURROGATES), "corrupt_file": 1}
+    assert stats["metrics_vs_data"] == []   # _drops/ accounts for the same drops
+    assert st["source"]["out"] == 20000 + len(HARMLESS) + 3
+    written = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert [d.split(":")[0] for d in written["damaged_inputs"]] == [f"{damaged} after line 3"]
+    assert f"frame 2 (at compressed byte {len(frame)})" in written["damaged_inputs"][0]
+    surrogate_drops = [d for d in read_drops(str(tmp_path / "out")) if d.reason == "malformed_line"]
+    assert len(surrogate_drops) == len(SURROGATES) and all("surrogate" in d.detail for d in surrogate_drops)
     listed = list(read_drops(str(tmp_path / "out")))
     per = {}
     for d in listed:
@@ -254,6 +293,7 @@ def test_fast_decoder_agrees_with_the_json_module(monkeypatch):
     monkeypatch.setattr(dumps, "_decode_row", None)
     slow = [dumps.dump_line_fields(l.strip()) for l in lines]
     assert fast == slow
+    assert "surrogate" in fast[lines.index(b'{"url": "http://a.com/\\ud800", "score": 3}')]
     assert sum(isinstance(f, str) for f in fast) >= 8
 
 

@@ -59,16 +59,75 @@ def test_a_directory_of_user_files_is_refused(tmp_path):
     assert not (tmp_path / "run.json").exists()
 
 
-def test_a_live_run_holds_its_directory(tmp_path):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+HOLDER = """
+import json, sys, time
+from pipeline import outdir
+outdir.claim(sys.argv[1], json.loads(sys.argv[2]))
+open(sys.argv[1] + "/train-00000-of-00001.arrow", "w").write("the holder's shard")
+open(sys.argv[1] + "/.stats.json.999999999-0badc0de.tmp", "w").write("x")   # a temp file of a gone pid
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_live_run_holds_its_directory_until_it_dies(tmp_path, capsys):
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), json.dumps(JOB)], stdout=subprocess.PIPE,
+                              text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     try:
-        (tmp_path / "run.json").write_text(json.dumps({"job": JOB, "pid": sleeper.pid, "host": socket.gethostname()}))
-        with pytest.raises(UsageError, match=f"another webtext run \\(pid {sleeper.pid}\\)"):
-            outdir.claim(str(tmp_path), JOB)
+        assert holder.stdout.readline().strip() == "held"
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        with pytest.raises(UsageError, match=f"another webtext run \\(pid {holder.pid}\\) is writing"):
+            outdir.claim(str(out), JOB)
+        with pytest.raises(UsageError, match="another webtext run"):
+            outdir.claim(str(out), JOB, overwrite=True)     # --overwrite never takes a live run's directory
+        urls = tmp_path / "urls.txt"
+        urls.write_text("http://example.com/a 5\n")
+        code = main(["run", "--input", str(urls), "--out", str(out), "--quiet"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.startswith("error: another webtext run") and "\n" not in err
+        assert "choose another --out" in err
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before   # not even its stale temp file went
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    outdir.claim(str(tmp_path), JOB)   # its process is gone: the directory is free again
+        holder.kill()   # SIGKILL: no release() ran, the kernel dropped the lock
+        holder.wait()
+    outdir.claim(str(out), JOB)   # its process is gone: the directory is free again, the same job goes on
+    outdir.release(str(out))
+
+
+def _race(out_root, rounds, start, results):
+    """One contender: claims round i's directory when all contenders are released together."""
+    od = outdir
+    for i in range(rounds):
+        start.wait()
+        try:
+            od.claim(os.path.join(out_root, str(i)), JOB)
+            results.put((i, "won"))
+        except UsageError as e:
+            results.put((i, str(e)))
+        start.wait()   # every contender has tried before anyone lets go
+
+
+def test_runs_started_at_the_same_instant_exactly_one_claims(tmp_path):
+    import multiprocessing
+    # fork: a spawned process would import this module and Beam again (seconds each); the children only claim
+    ctx = multiprocessing.get_context("fork")
+    rounds, n = 30, 3
+    start, results = ctx.Barrier(n, timeout=60), ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(str(tmp_path), rounds, start, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        got = [results.get(timeout=120) for _ in range(rounds * n)]
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    for i in range(rounds):
+        outcome = sorted(r for j, r in got if j == i)
+        assert outcome.count("won") == 1, (i, outcome)
+        assert all(r.startswith("another webtext run") for r in outcome if r != "won"), outcome
 
 
 def test_leftovers_of_an_interrupted_run_are_removed(tmp_path):

@@ -116,3 +116,85 @@ def test_warc_files_alone_bounded_and_damaged(tmp_path):
     assert sorted(p.link.url for p in pages) == sorted(p.link.url for p in good)
     assert sorted(d.reason for d in drops) == ["warc_too_large", "warc_too_large", "warc_unreadable", "warc_unreadable"]
     assert counters["extract.in"] == 4 == counters["extract.drop.warc_too_large"] + counters["extract.drop.warc_unreadable"]
+
+
+# ------------------------------------------------------------------------------------- records that lie
+def handmade(name, body=b"<html><body><p>handmade</p></body></html>", warc_len=None, http_len=None, extra=b"",
+             trailer=b"\r\n\r\n"):
+    """One response record written byte by byte (one gzip member), saying what we choose, true or not."""
+    url = f"http://hand.example/{name}"
+    http_len = str(len(body)).encode() if http_len is None else http_len
+    http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: " + http_len + b"\r\n\r\n" + body
+    warc_len = str(len(http)).encode() if warc_len is None else warc_len
+    link = json.dumps(Link(url, "hand.example", 5, ["s"], 1_400_000_000, 1)._asdict(), sort_keys=True)
+    head = (b"WARC/1.1\r\nWARC-Type: response\r\nWARC-Target-URI: " + url.encode() +
+            b"\r\nWARC-Date: 2020-09-13T12:26:40Z\r\nWARC-Record-ID: <urn:uuid:" + name.encode().ljust(8, b"0") +
+            b">\r\nContent-Type: application/http; msgtype=response\r\nWebText-Link: " + link.encode() + b"\r\n" +
+            extra + b"Content-Length: " + warc_len + b"\r\n\r\n")
+    return _member(head + http + trailer)
+
+
+WRONG_SHA1 = b"sha1:" + b"A" * 32
+
+
+def lying_records():
+    """(name, record bytes, kept?) for each case; the honest ones prove the checks take what is exact."""
+    good = page("warcio")
+    flipped = gzip.decompress(page_records(page("flipped"))[0]).replace(b"page flipped", b"page flapped")
+    return [
+        ("honest", handmade("honest"), True),
+        ("warcio", page_records(good)[0], True),
+        ("empty", handmade("empty", warc_len=b""), False),
+        ("negative", handmade("negative", warc_len=b"-5"), False),
+        ("not-a-number", handmade("nan", warc_len=b"12abc"), False),
+        ("shorter", handmade("shorter", warc_len=str(len(b"x" * 60)).encode()), False),        # block cut
+        ("longer", handmade("longer", warc_len=b"4000"), False),                                 # block padded
+        ("extra-bytes", handmade("extra", trailer=b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"), False),   # more after it
+        ("http-length", handmade("httplen", http_len=b"9999"), False),
+        ("block-digest", handmade("bdigest", extra=b"WARC-Block-Digest: " + WRONG_SHA1 + b"\r\n"), False),
+        ("payload-digest", handmade("pdigest", extra=b"WARC-Payload-Digest: " + WRONG_SHA1 + b"\r\n"), False),
+        ("flipped-body", _member(flipped), False),                          # warcio's digests, one byte changed
+    ]
+
+
+def test_a_record_is_kept_only_when_it_is_exactly_what_it_claims(tmp_path):
+    cases = lying_records()
+    alone, logged = tmp_path / "alone", tmp_path / "logged"
+    alone.mkdir()
+    logged.mkdir()
+    blob, lines, offset = b"", [], 0
+    for name, record, _ in cases:
+        lines.append(line(f"http://hand.example/{name}", "fetch-lies.warc.gz", offset))
+        blob += record
+        offset += len(record)
+    (alone / "fetch-lies.warc.gz").write_bytes(blob)
+    (logged / "fetch-lies.warc.gz").write_bytes(blob)
+    (logged / "outcomes-lies.jsonl").write_text("\n".join(lines) + "\n")
+    kept = sorted(p.final_url for p in (page("warcio"),)) + ["http://hand.example/honest"]
+    for warc, tag in ((alone, "alone-lies"), (logged, "logged-lies")):   # WARCs alone, and through outcome logs
+        pages, drops, counters = read(warc, tag)
+        assert sorted(p.final_url for p in pages) == sorted(kept), tag
+        assert [d.reason for d in drops] == ["warc_bad_record"] * (len(cases) - 2), (tag, drops)
+        assert counters["extract.in"] == len(drops) == counters["extract.drop.warc_bad_record"]
+    honest = next(p for p in pages if p.final_url.endswith("honest"))
+    assert honest.body == b"<html><body><p>handmade</p></body></html>"
+
+
+def test_a_member_that_never_ends_is_inflated_a_bounded_amount(tmp_path):
+    """A gzip member that inflates forever (here 64 MiB of zeros and no end): a reader that skips a too-large
+    record to find the next one gives up after SKIP_FACTOR times the bound, not after the whole member."""
+    import zlib
+    from crawl.fetch.warc_read import HEADER_ROOM, SKIP_FACTOR, response_pages
+    z = zlib.compressobj(1, zlib.DEFLATED, 31)
+    endless = z.compress(b"WARC/1.1\r\nWARC-Type: response\r\nContent-Length: 999999999999\r\n\r\n")
+    block = bytes(1 << 20)
+    endless += b"".join(z.compress(block) for _ in range(64)) + z.flush(zlib.Z_SYNC_FLUSH)   # never finished
+    first, after = page_records(page(1))[0], page_records(page(2))[0]
+    path = tmp_path / "fetch-endless.warc.gz"
+    path.write_bytes(first + endless + after)
+    assert path.stat().st_size < 1 << 20
+    max_bytes = 1 << 20
+    items = list(response_pages(str(path), max_bytes))
+    assert isinstance(items[0], Page) and items[0].link.url == page(1).link.url
+    assert len(items) == 2 and items[1].reason == "warc_too_large"
+    assert f"inflates past {SKIP_FACTOR * (max_bytes + HEADER_ROOM)} bytes" in str(items[1])

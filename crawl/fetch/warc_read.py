@@ -1,7 +1,12 @@
 """Reading a WARC folder back (resume, `webtext extract --warc`), trusting nothing in it.
 
 A record is decompressed under a size bound (the fetch cap plus room for headers: a gzip bomb or a giant header
-stops there), an outcomes line is read with a bounded readline, must parse, and must name a `fetch-*.warc.gz` in
+stops there; a reader that skips a too-large record to find the next one inflates at most SKIP_FACTOR times the
+bound, then gives up on the rest of that file), and is kept only when it is exactly what it claims: its gzip
+member holds one record whose block is exactly Content-Length bytes (a decimal number) followed by the record's
+closing CRLF CRLF, its WARC-Block-Digest and WARC-Payload-Digest (where present) match (warcio's checker), and
+its HTTP Content-Length (where present) is the payload's length; anything else is `warc_bad_record`. An
+outcomes line is read with a bounded readline, must parse, and must name a `fetch-*.warc.gz` in
 the same folder at a sane offset. Whatever fails becomes a Drop counted at the extract stage (`webtext extract
 --warc` starts there) under `warc_bad_outcome`, `warc_unreadable`, `warc_too_large` or `warc_bad_record`; on
 resume (crawl/fetch/transform.py) a bad line is skipped and a bad record fetched again. The writer is warc.py.
@@ -20,6 +25,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
 from warcio.timeutils import iso_date_to_datetime
 
 from core.records import DROPPED, EXTRACT, Link, Page, Step
@@ -30,6 +36,7 @@ LINK_HEADER = "WebText-Link"
 MAX_BYTES = 20 * 2**20                  # = FetchConfig.max_decompressed_bytes: no stored body is larger
 HEADER_ROOM = 256 * 1024                # WARC + HTTP headers of one record, beyond its body
 MAX_LINE = 64 * 1024                    # one outcomes line (a Link with many subreddits is a few KiB)
+SKIP_FACTOR = 4                         # a too-large member is inflated to at most this many times the bound
 WARC_NAME = re.compile(r"fetch-[A-Za-z0-9_-]{1,64}\.warc\.gz")
 
 
@@ -78,6 +85,7 @@ def read_member(f, offset: int, limit: int, find_end: bool = False) -> Tuple[Opt
     its end without keeping it (bytes None) so a sequential reader can go on. (b"", offset) at end of file."""
     f.seek(offset)
     d, parts, kept, fed, over = zlib.decompressobj(31), [], 0, 0, False
+    inflated, give_up = 0, SKIP_FACTOR * limit
     while not d.eof:
         chunk = f.read(1 << 16)
         if not chunk:
@@ -90,6 +98,10 @@ def read_member(f, offset: int, limit: int, find_end: bool = False) -> Tuple[Opt
             while buf and not d.eof:
                 data = d.decompress(buf, 1 << 20)
                 buf = d.unconsumed_tail
+                inflated += len(data)
+                if inflated > give_up:   # a member that (nearly) never ends: the rest of the file is lost
+                    raise Unreadable("warc_too_large", f"record at {offset} inflates past {give_up} bytes; "
+                                                       "the rest of the file is skipped")
                 if not over:
                     kept += len(data)
                     if kept > limit:
@@ -103,11 +115,35 @@ def read_member(f, offset: int, limit: int, find_end: bool = False) -> Tuple[Opt
     return (None if over else b"".join(parts)), offset + fed - len(d.unused_data)
 
 
+def _payload(record, max_bytes: int) -> bytes:
+    """The whole payload, read through warcio's digest checker (which raises on a mismatch at its end)."""
+    parts, size = [], 0
+    try:
+        while True:
+            data = record.raw_stream.read(1 << 16)
+            if not data:
+                break
+            size += len(data)
+            if size > max_bytes:
+                raise Unreadable("warc_too_large", f"body over {max_bytes} bytes")
+            parts.append(data)
+    except ArchiveLoadFailed as e:
+        raise Unreadable("warc_bad_record", f"{e}") from None
+    body = b"".join(parts)
+    if record.digest_checker.problems:
+        raise Unreadable("warc_bad_record", "; ".join(record.digest_checker.problems))
+    declared = record.http_headers.get_header("Content-Length")
+    if declared is not None and declared.strip() != str(len(body)):
+        raise Unreadable("warc_bad_record", f"payload is {len(body)} bytes, its HTTP Content-Length says "
+                                            f"{declared[:40]!r}")
+    return body
+
+
 def _page_from_record(record, link: Optional[Link], max_bytes: int) -> Page:
+    if record.http_headers is None:
+        raise Unreadable("warc_bad_record", "a response record without HTTP headers")
     ctype = record.http_headers.get_header("Content-Type") or ""
-    body = record.raw_stream.read(max_bytes + 1)
-    if len(body) > max_bytes:
-        raise Unreadable("warc_too_large", f"body over {max_bytes} bytes")
+    body = _payload(record, max_bytes)
     try:
         if link is None:
             link = link_from_json(record.rec_headers.get_header(LINK_HEADER))
@@ -119,10 +155,21 @@ def _page_from_record(record, link: Optional[Link], max_bytes: int) -> Page:
 
 
 def _parse_record(raw: bytes):
+    """The one record of a decompressed gzip member, its block exactly as long as it says (the payload's digests
+    are checked as it is read: _payload)."""
     try:
-        return next(iter(ArchiveIterator(io.BytesIO(raw))))
+        record = next(iter(ArchiveIterator(io.BytesIO(raw), check_digests="raise")))
     except Exception as e:   # warcio raises many kinds on garbage
         raise Unreadable("warc_unreadable", f"not a WARC record ({type(e).__name__})") from None
+    declared = record.rec_headers.get_header("Content-Length") or ""
+    if not (declared.isascii() and declared.isdigit()):
+        raise Unreadable("warc_bad_record", f"Content-Length {declared[:40]!r} is not a length")
+    block = raw.find(b"\r\n\r\n") + 4          # the WARC header block ends at the first empty line
+    actual = len(raw) - block - 4                  # the block, less the closing CRLF CRLF
+    if actual != int(declared) or not raw.endswith(b"\r\n\r\n"):
+        raise Unreadable("warc_bad_record", f"Content-Length says {declared} bytes, the record holds {actual} "
+                                            "(or does not end with CRLF CRLF)")
+    return record
 
 
 def outcome_files(warc_dir: str) -> list:

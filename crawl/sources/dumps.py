@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import lzma
+import zlib
 from typing import IO, Any, Iterator, Tuple, Union
 
 import apache_beam as beam
@@ -19,7 +20,7 @@ from apache_beam.io.filesystem import CompressionTypes
 
 from core.records import DROPPED, SOURCE, Drop, Step, Submission
 from crawl.sources.reading import (CHUNK, MAX_LINE, TOO_LONG, ZSTD_MAX_WINDOW, TruncatedInput,  # noqa: F401
-                                   iter_chunks, iter_line_batches, iter_lines)
+                                   UnreadableInput, iter_chunks, iter_line_batches, iter_lines)
 
 INT64 = 2 ** 63             # karma and created_utc go to int64 Arrow columns
 
@@ -85,11 +86,29 @@ def _text(value) -> str:
     return value if type(value) is str else str(value)[:200]
 
 
+def not_unicode(*values) -> bool:
+    """True if one of the strings holds a lone surrogate (JSON's "\\ud800" escape): it cannot be encoded as UTF-8,
+    so it would fail the first encoder downstream (URL normalization, _drops/, Arrow, WARC). ASCII is checked
+    in C; only other text is encoded."""
+    for value in values:
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
+
+
 def submission_fields(obj: dict) -> Union[tuple, str]:
-    """(url, karma, is_self, over_18, created_utc, subreddit, id) from a dump object, or why it is unusable."""
-    return _fields(obj.get("url", _MISSING), obj.get("score", _MISSING), obj.get("is_self", False),
-                   obj.get("over_18", False), obj.get("created_utc"), obj.get("subreddit"),
-                   obj.get("id") or obj.get("name"))
+    """(url, karma, is_self, over_18, created_utc, subreddit, id) from a dump object, or why it is unusable.
+    The json module accepts lone surrogate escapes: a line whose kept strings hold one is malformed (fields we
+    do not keep, e.g. the title, do not matter)."""
+    fields = _fields(obj.get("url", _MISSING), obj.get("score", _MISSING), obj.get("is_self", False),
+                     obj.get("over_18", False), obj.get("created_utc"), obj.get("subreddit"),
+                     obj.get("id") or obj.get("name"))
+    if type(fields) is tuple and not_unicode(fields[0], fields[5], fields[6]):
+        return "lone surrogate escape in url, subreddit or id (not Unicode)"
+    return fields
 
 
 try:   # msgspec decodes only the fields a submission needs, ~5-9x faster than json.loads building the whole dict
@@ -113,8 +132,9 @@ except ImportError:   # pragma: no cover - optional speed-up
 
 def dump_line_fields(line: bytes) -> Union[tuple, str]:
     """What submission_fields(json.loads(line)) gives, or why the line is malformed; never raises. Lines msgspec
-    rejects (not an object, bad UTF-8, NaN, numbers out of range, ...) go through the json module, which says why
-    or accepts what msgspec is stricter about, so the result does not depend on msgspec being installed."""
+    rejects (not an object, bad UTF-8, NaN, numbers out of range, lone surrogate escapes anywhere, ...) go through
+    the json module, which says why or accepts what msgspec is stricter about, so the result does not depend on
+    msgspec being installed. msgspec never returns a lone surrogate, so only that slow path checks for them."""
     if _decode_row is not None:
         try:
             r = _decode_row(line)
@@ -184,24 +204,32 @@ def iter_fields(stream: IO[bytes], name: str, default_karma: int = 3, max_line: 
     non-empty lines; fields are (url, karma, is_self, over_18, created_utc, subreddit, id; None for a URL list
     line, whose id is made from the file and line). The format is chosen
     by the first non-empty line: `{` means a Pushshift dump, anything else a URL list. Raises only for an
-    unreadable archive. Lists, not one generator step per line: a dump has millions of lines."""
+    unreadable archive (UnreadableInput, after every line before the damage and, when the damage cut a line, a
+    last batch with that line as malformed). Lists, not one generator step per line: a dump has millions of
+    lines."""
     is_dump = None
     lineno = 0
     too_long = f"line longer than {max_line} bytes"
-    for lines in iter_line_batches(iter_chunks(stream, name), max_line):
-        out = []
-        for line in lines:
-            lineno += 1
-            if line is TOO_LONG:
-                out.append((lineno, too_long))
-                continue
-            line = line.strip()
-            if not line:
-                continue
-            if is_dump is None:
-                is_dump = line.startswith(b"{")
-            out.append((lineno, dump_line_fields(line) if is_dump else url_fields(line, default_karma)))
-        yield out
+    try:
+        for lines in iter_line_batches(iter_chunks(stream, name), max_line):
+            out = []
+            for line in lines:
+                lineno += 1
+                if line is TOO_LONG:
+                    out.append((lineno, too_long))
+                    continue
+                line = line.strip()
+                if not line:
+                    continue
+                if is_dump is None:
+                    is_dump = line.startswith(b"{")
+                out.append((lineno, dump_line_fields(line) if is_dump else url_fields(line, default_karma)))
+            yield out
+    except UnreadableInput as e:
+        if e.cut_line:   # the line the damage cut: malformed, like any line a record cannot come from
+            yield [(lineno + 1, "line cut short by damaged input")]
+        e.lines_before = lineno
+        raise
 
 
 def iter_parsed(stream: IO[bytes], name: str, default_karma: int = 3,
@@ -231,7 +259,16 @@ def iter_file(stream: IO[bytes], name: str, default_karma: int = 3,
             yield result
 
 
-UNREADABLE = (OSError, EOFError, zstandard.ZstdError, lzma.LZMAError)
+UNREADABLE = (OSError, EOFError, zstandard.ZstdError, lzma.LZMAError, zlib.error)
+
+
+def unreadable_drop(e: BaseException, name: str) -> Tuple[str, str]:
+    """(reason, detail) of the one drop that stands for the unread rest of a damaged file: truncated_file or
+    corrupt_file, naming the file and where (the line count so far) the damage begins."""
+    reason = getattr(e, "reason", "corrupt_file")
+    after = getattr(e, "lines_before", None)
+    where = f" after line {after}" if after is not None else ""
+    return reason, f"{name}{where}: {e}"
 
 
 class _ReadFile(Step):
@@ -251,9 +288,10 @@ class _ReadFile(Step):
                     self.count("in")
                     yield from self.emit(item)
             except UNREADABLE as e:
-                # A truncated or corrupt archive: keep what was read, count the rest as one malformed line.
+                # A truncated or corrupt archive: what was read before is kept, the rest of the file is one drop.
+                reason, detail = unreadable_drop(e, name)
                 self.count("in")
-                yield from self.emit(self.drop("malformed_line", "", f"{name}: unreadable from here on ({e})"))
+                yield from self.emit(self.drop(reason, "", detail))
 
 
 class ReadSubmissions(beam.PTransform):

@@ -22,6 +22,7 @@ import apache_beam as beam
 from core.retry import retry_wait
 from core.settings import UsageError
 from core.records import DROPPED, SOURCE as STAGE, Drop, Step, Submission
+from crawl.sources.dumps import not_unicode
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +153,10 @@ def submission_from_item(data: dict, subreddit: str = "") -> Union[Submission, D
     if is_self is None:
         is_self = str(data.get("domain") or "").startswith("self.")
     sub = data.get("subreddit") or ("" if subreddit.lower() == "all" else subreddit)
-    return Submission(str(data["id"]), str(data["url"]), karma, bool(is_self), bool(data["over_18"]),
-                      str(sub), created, SOURCE)
+    sid, url, sub = str(data["id"]), str(data["url"]), str(sub)
+    if not_unicode(sid, url, sub):   # a lone surrogate escape in the API's JSON: no encoder downstream takes it
+        return Drop(STAGE, "malformed_item", url, f"id={sid!a}: lone surrogate in url, id or subreddit")
+    return Submission(sid, url, karma, bool(is_self), bool(data["over_18"]), sub, created, SOURCE)
 
 
 def harvest_subreddit(reddit_or_cfg, subreddit: str, cfg: Optional[RedditConfig] = None) -> Iterator[Submission]:
