@@ -171,6 +171,14 @@ def _plan_argv(argv: List[str]) -> List[str]:
     return out
 
 
+def tokenizer():
+    """GPT-2's tokenizer as the shards use it, offline: a tiktoken Encoding built from the cached vocabulary
+    (`tiktoken.get_encoding("gpt2")` would download it). A document's tokens are
+    `enc.encode_ordinary(text) + [enc.eot_token]`; `enc.decode(tokens)` is the text again."""
+    from pipeline.shards.tokenize import get_encoding
+    return get_encoding()
+
+
 def version() -> str:
     from importlib.metadata import PackageNotFoundError, version as installed
     try:
@@ -258,8 +266,8 @@ def _main(argv: Optional[List[str]]) -> int:
     except KeyboardInterrupt:   # before a run's own handler is installed (e.g. while importing)
         print("error: interrupted", file=sys.stderr)
         return 130
-    return _fail(f"unknown command {command!r}; commands: demo, run, extract, plan, shards, config, train, sample, eval, "
-                 "export-hf")
+    return _fail(f"unknown command {command!r}; commands: demo, run, extract, plan, shards, config, train, sample, "
+                 "eval, export-hf")
 
 
 if __name__ == "__main__":

@@ -19,14 +19,15 @@ transformers = pytest.importorskip("transformers")
 
 EDGE = ["", " ", "Hello world", "  leading spaces", "trailing spaces   ", "tabs\tand\n\nnewlines\r\n\u3000",
         "a" * 3000, " " * 257, "\n" * 40 + "x", "héllo wörld, naïve café — “quotes” ‘single’ …",
-        "日本語のテキスト 中文 한국어", "emoji 🤖🎉👩‍👩‍👧 and flags 🇩🇪", "\u200b\u200dzero\ufeffwidth", "\x00\x01\x7f control",
+        "日本語のテキスト 中文 한국어", "emoji 🤖🎉👩‍👩‍👧 and flags 🇩🇪", "\u200b\u200dzero\ufeffwidth",
+        "\x00\x01\x7f control",
         "don't won't it's we've I'm you'll he'd", "3.14159 1,000,000 2026-12-05 0x1F",
         "text<|endoftext|>more", "<|endoftext|>", "<|endoftext|><|endoftext|>", "< |endoftext| >",
         "def f(x):\n    return x  # code\n", "   \n   \n", "ǅ ß ﬁ İ ı"]
 
 
 @pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
+def run(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -35,10 +36,15 @@ def hf_dir(tmp_path_factory):
         assert train.main(["--config", "tiny", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
                            "--block-size", "32", "--batch-size", "2", "--max-steps", "3", "--eval-interval", "0",
                            "--quiet", "--no-tensorboard", "--data", str(data), "--out", str(run)]) == 0
-        out = tmp_path_factory.mktemp("hf") / "model"
-        assert webtext.main(["export-hf", "--ckpt", str(run / "ckpt.pt"), "--out", str(out)]) == 0
     finally:
         torch.set_num_threads(threads)
+    return run
+
+
+@pytest.fixture(scope="module")
+def hf_dir(run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hf") / "model"
+    assert webtext.main(["export-hf", "--ckpt", str(run / "ckpt.pt"), "--out", str(out)]) == 0
     return out
 
 
@@ -108,3 +114,18 @@ def test_webtext_tokenizer_is_the_offline_encoding():
     enc = webtext.tokenizer()
     assert enc is get_encoding() and enc.n_vocab == 50257 and enc.eot_token == EOT
     assert enc.decode(enc.encode_ordinary("Hello world")) == "Hello world"
+
+
+def test_export_hf_overwrite_replaces_an_earlier_export_only(run, tmp_path, capsys):
+    """#19 item 8: the --out/--overwrite rule of every command that writes."""
+    out, ckpt = tmp_path / "hf", str(run / "ckpt.pt")
+    assert webtext.main(["export-hf", "--ckpt", ckpt, "--out", str(out)]) == 0
+    assert webtext.main(["export-hf", "--ckpt", ckpt, "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    (out / "vocab.json").write_text("{}")   # stale: the export over it must be whole again
+    assert webtext.main(["export-hf", "--ckpt", ckpt, "--out", str(out), "--overwrite"]) == 0   # today: unknown
+    assert len(json.loads((out / "vocab.json").read_text())) == 50257
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]   # nothing left aside
+    (out / "README.md").write_text("my model card")   # a file export-hf does not write: not its folder any more
+    assert webtext.main(["export-hf", "--ckpt", ckpt, "--out", str(out), "--overwrite"]) == 2
+    assert "does not write" in capsys.readouterr().err and (out / "README.md").read_text() == "my model card"

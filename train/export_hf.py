@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,11 +28,12 @@ import torch
 from core import files
 from pipeline.shards.tokenize import EOT
 from core.settings import UsageError
-from train.hf_tokenizer import write_tokenizer
+from train.hf_tokenizer import FILES as TOKENIZER_FILES, write_tokenizer
 from train.model import GPT, GPTConfig
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+OUR_FILES = {"config.json", "generation_config.json", *WEIGHTS, *TOKENIZER_FILES}   # what export() writes
 
 
 def hf_config(cfg: GPTConfig) -> dict:
@@ -157,17 +160,34 @@ def main(argv: list[str] | None = None) -> int:
     p = _Parser(prog="webtext export-hf", description="Write a checkpoint as a Hugging Face GPT-2 directory.")
     p.add_argument("--ckpt", required=True, help="checkpoint written by `webtext train` (OUT/ckpt.pt)")
     p.add_argument("--out", required=True, help="a new directory (config.json, model.safetensors, tokenizer files)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export-hf directory in --out (a folder with other files is refused)")
     try:
         args = p.parse_args(argv)
         out = Path(args.out)
         if not Path(args.ckpt).is_file():
             raise UsageError(f"checkpoint {args.ckpt} does not exist")
+        earlier = None
         if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-            raise UsageError(f"--out {out} already exists; remove it or give a new directory")
+            if not args.overwrite:
+                raise UsageError(f"--out {out} already exists; pass --overwrite to replace an earlier export there, "
+                                 "or give a new directory")
+            if not out.is_dir() or any(not f.is_file() or f.name not in OUR_FILES for f in out.iterdir()):
+                raise UsageError(f"--out {out} holds files `webtext export-hf` does not write; --overwrite replaces "
+                                 "only an earlier export: give a new directory")
+            earlier = out.with_name(files.temp_name(out.name))
         if not out.absolute().parent.is_dir():
             raise UsageError(f"--out {out}: directory {out.absolute().parent} does not exist; create it first")
         t0 = time.perf_counter()
-        cfg = export(args.ckpt, out)
+        if earlier is not None:   # moved aside, and removed only once the new export is in place
+            os.replace(out, earlier)
+        try:
+            cfg = export(args.ckpt, out)
+        finally:
+            if earlier is not None and out.exists():
+                shutil.rmtree(earlier)
+            elif earlier is not None:   # the export failed: the earlier one goes back
+                os.replace(earlier, out)
         seconds = time.perf_counter() - t0
     except UsageError as e:
         print(f"webtext export-hf: error: {e}", file=sys.stderr)

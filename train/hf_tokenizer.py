@@ -21,7 +21,7 @@ FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", 
 
 def bytes_to_unicode() -> Dict[int, str]:
     """GPT-2's reversible byte -> printable character table (openai/gpt-2 encoder.py)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     cs = bs[:]
     n = 0
     for b in range(256):
