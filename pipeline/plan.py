@@ -17,7 +17,6 @@ fetch.max_crawl_delay) and retries only add to it. Nothing is written; no networ
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -27,12 +26,14 @@ import tempfile
 from typing import List, Tuple
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import StandardOptions
 
 from core.records import DROPPED, LINKS, SOURCE, SUBMISSIONS
-from core.settings import UsageError
+from core.settings import ArgumentParser, UsageError
 from crawl.links import HarvestLinks
 
-HELP = __doc__.split("\n\n", 3)[3].strip()
+LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner", "PrismRunner")
+HELP = __doc__.split("\n\n", 2)[2].strip()
 
 
 def count_hosts(cfg, options) -> Tuple[List[Tuple[str, int]], dict]:
@@ -107,7 +108,7 @@ def main(argv: List[str]) -> int:
     from pipeline.options import config_from, parse
     from pipeline.runner import check_inputs
 
-    ours = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    ours = ArgumentParser(prog="webtext plan", add_help=False, allow_abbrev=False)   # a mistake: one line
     ours.add_argument("--top", type=int, default=10)
     ours.add_argument("--workers", type=int, default=1)
     if "-h" in argv or "--help" in argv:
@@ -119,6 +120,9 @@ def main(argv: List[str]) -> int:
     if args.top < 1 or args.workers < 1:
         raise UsageError("--top and --workers must be at least 1")
     options, flags = parse(rest)
+    runner = str(options.view_as(StandardOptions).runner).rsplit(".", 1)[-1]
+    if runner not in LOCAL_RUNNERS:   # the host counts come back through a local temporary folder
+        raise UsageError(f"webtext plan runs on the local runner ({', '.join(LOCAL_RUNNERS)}), not {runner}")
     cfg = config_from(flags)
     if cfg.reddit is not None:
         raise UsageError("webtext plan reads dumps and URL lists (--input); a live harvest (--reddit) has no plan")
