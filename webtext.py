@@ -4,15 +4,18 @@
     webtext run --input RS_*.zst --out DIR [--config FILE.toml] [--http-proxy URL] [Beam options]
     webtext run --reddit SUB[,SUB] --out DIR    (live harvest through praw)
     webtext extract --warc DIR --out DIR        (documents and shards again from captured WARCs, no network)
+    webtext plan --input RS_*.zst [--config FILE.toml]   links, hosts, largest hosts, the crawl's least time
     webtext shards ls|stats|show|verify|export|overlap ...
     webtext config [--markdown]                 every config key with its default, type and meaning
     webtext train ... / webtext sample ... / webtext eval ... / webtext export-hf ...
     webtext --version
+In Python, `webtext.tokenizer()` is the GPT-2 tokenizer the shards were written with (offline; a tiktoken Encoding).
 A user mistake prints one line starting with "error:" and exits 2.
 """
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -123,9 +126,9 @@ def cmd_run(argv: List[str], warc: bool = False) -> int:
         if not ours.out:
             return _fail("give an output directory with --out DIR")
         cfg = config_from(ours, require_input=not warc)
-        again = "rerun the same command to continue" + (
-            " (pages already fetched are kept in the --warc-dir)" if cfg.fetch.warc_dir else "")
-        exit_on_interrupt(f"no file was left half-written; {again}")
+        kept = " (pages already fetched are kept in the --warc-dir)" if cfg.fetch.warc_dir else ""
+        exit_on_interrupt(f"no file was left half-written; to continue{kept}, rerun: "
+                          f"{_command('extract' if warc else 'run', argv)}")
         run(cfg, ours.out, options, warc_input=ours.warc if warc else None, overwrite=ours.overwrite)
     except UsageError as e:
         return _fail(str(e))
@@ -133,9 +136,47 @@ def cmd_run(argv: List[str], warc: bool = False) -> int:
         listed = f"; examples of every drop are in {ours.out}/_drops/" if Path(ours.out, "_drops").is_dir() else ""
         print(f"error: {e}{listed}", file=sys.stderr)
         return 1
-    print(f"\nshards: {ours.out}   next: webtext shards stats {ours.out}   webtext train --data {ours.out} "
-          f"--out {ours.out}/train")
+    print(next_steps(ours.out, cfg, argv))
     return 0
+
+
+def _command(name: str, argv: List[str]) -> str:
+    """The user's own command line, quoted for a shell: what a hint tells them to run again."""
+    return shlex.join(["webtext", name, *argv])
+
+
+def next_steps(out: str, cfg, argv: List[str]) -> str:
+    """What to run next, for what the run produced: shards, or (run.stop_after = links) only stats and drops."""
+    if cfg.run.stop_after != "links":
+        return (f"\nshards: {out}   next: webtext shards stats {shlex.quote(out)}   webtext train --data "
+                f"{shlex.quote(out)} --out {shlex.quote(str(Path(out, 'train')))}")
+    drops = f", dropped-link examples in {out}/_drops/" if Path(out, "_drops").is_dir() else ""
+    return (f"\nlinks only (run.stop_after = {cfg.run.stop_after}): nothing was fetched and no shards were written; "
+            f"the counts are in {out}/stats.json{drops}.\n"
+            f"next: {_command('plan', _plan_argv(argv))}   (hosts and the crawl's least time); "
+            "to crawl, run it again with run.stop_after unset")
+
+
+def _plan_argv(argv: List[str]) -> List[str]:
+    """A links-only run's arguments as `webtext plan` takes them: without --out, --overwrite, run.stop_after."""
+    out, i = [], 0
+    while i < len(argv):
+        a, value = argv[i], argv[i + 1] if i + 1 < len(argv) else ""
+        if a in ("--out", "--set") and (a == "--out" or value.startswith("run.stop_after=")):
+            i += 2
+            continue
+        if not (a == "--overwrite" or a.startswith(("--out=", "--set=run.stop_after="))):
+            out.append(a)
+        i += 1
+    return out
+
+
+def tokenizer():
+    """GPT-2's tokenizer as the shards use it, offline: a tiktoken Encoding built from the cached vocabulary
+    (`tiktoken.get_encoding("gpt2")` would download it). A document's tokens are
+    `enc.encode_ordinary(text) + [enc.eot_token]`; `enc.decode(tokens)` is the text again."""
+    from pipeline.shards.tokenize import get_encoding
+    return get_encoding()
 
 
 def version() -> str:
@@ -157,11 +198,25 @@ def _train_section():
 def cmd_demo(argv: List[str]) -> int:
     from pipeline.demo.run import main as demo_main
     if not ("-h" in argv or "--help" in argv):
-        exit_on_interrupt("run `webtext demo` again to continue")
+        exit_on_interrupt(f"to continue, rerun: {_command('demo', argv)}")
     return demo_main(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """The console script. A reader that closes the pipe early (`webtext config | head -1`) ends it quietly."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()   # buffered output meets a closed pipe here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        try:   # nothing more can reach the reader; later writes (and the exit's flush) go nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
+
+
+def _main(argv: Optional[List[str]]) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -178,12 +233,20 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_run(rest, warc=True)
         if command == "demo":
             return cmd_demo(rest)
+        if command == "plan":
+            from core.settings import UsageError
+            from pipeline.plan import main as plan_main
+            try:
+                return plan_main(rest)
+            except UsageError as e:
+                return _fail(str(e))
         if command == "shards":
             from pipeline.shards.cli import main as shards_main
             return shards_main(rest)
         if command == "config":
             from pipeline.reference import main as config_main
-            return config_main(rest, extra=_train_section())
+            # the trainer's keys need torch (slow to import): only where they are printed
+            return config_main(rest, extra=_train_section() if {"--train", "--markdown"} & set(rest) else ())
         if command in ("train", "sample", "eval", "export-hf"):
             try:
                 import torch  # noqa: F401
@@ -203,8 +266,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:   # before a run's own handler is installed (e.g. while importing)
         print("error: interrupted", file=sys.stderr)
         return 130
-    return _fail(f"unknown command {command!r}; commands: demo, run, extract, shards, config, train, sample, eval, "
-                 "export-hf")
+    return _fail(f"unknown command {command!r}; commands: demo, run, extract, plan, shards, config, train, sample, "
+                 "eval, export-hf")
 
 
 if __name__ == "__main__":

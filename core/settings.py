@@ -143,7 +143,25 @@ def describe(cls):
             for f in dataclasses.fields(cls)]
 
 
+def toml_literal(value) -> str:
+    """`value` as a TOML value that reads back equal (lists in full, strings escaped); None has no TOML form."""
+    import json
+    import math
+    if value is None:
+        raise ValueError("None has no TOML form: leave the key out")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)   # a JSON string (ASCII, \uXXXX escapes) is a valid TOML basic string
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return f"{value:_}" if isinstance(value, int) and abs(value) >= 10_000 else repr(value)
+
+
 def toml_value(value) -> str:
+    """A short display form for the docs' table (`none`, long lists cut); `toml_literal` is the file form."""
     if value is None:
         return "none"
     if isinstance(value, bool):

@@ -67,5 +67,5 @@ def test_webtext_config_and_version(capsys):
     from webtext import main
     assert main(["config"]) == 0
     out = capsys.readouterr().out
-    assert "[fetch]" in out and "min_karma = 3" in out and "[train]" in out
+    assert "[fetch]" in out and "min_karma = 3" in out and "webtext config --train" in out
     assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("webtext ")

@@ -61,7 +61,9 @@ def test_export_hf_loads_in_transformers_with_identical_logits(run, hf_dir, caps
         torch.testing.assert_close(hf(idx).logits, ours(idx)[0], atol=1e-5, rtol=1e-5)
         assert hf(idx, labels=idx).loss.item() == pytest.approx(ours(idx[:, :-1], idx[:, 1:])[1].item(), abs=1e-5)
     assert hf.lm_head.weight.data_ptr() == hf.transformer.wte.weight.data_ptr()   # tied, as trained
-    assert sorted(p.name for p in hf_dir.iterdir()) == ["config.json", "generation_config.json", "model.safetensors"]
+    assert sorted(p.name for p in hf_dir.iterdir()) == ["config.json", "generation_config.json", "merges.txt",
+                                                       "model.safetensors", "special_tokens_map.json",
+                                                       "tokenizer.json", "tokenizer_config.json", "vocab.json"]
     # and back: our reader needs no transformers and gives the same model
     back = export_hf.load_hf_dir(hf_dir)
     for k, v in ours.state_dict().items():

@@ -292,7 +292,8 @@ def test_export_jsonl_and_parquet_round_trip(shard_dir, corpus, tmp_path, capsys
     assert table.drop_columns(["tokens"]).to_pylist() == rows
     assert not list(tmp_path.glob(".*tmp*"))   # temp names renamed away
 
-    rc, _, err = run(capsys, "-q", "export", shard_dir, "--format", "jsonl", "--out", jsonl, "--split", "val")
+    rc, _, err = run(capsys, "-q", "export", shard_dir, "--format", "jsonl", "--out", jsonl, "--split", "val",
+                     "--overwrite")
     assert rc == 0 and err == "" and {json.loads(l)["doc_id"] for l in jsonl.read_text().splitlines()} == val
 
 

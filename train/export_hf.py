@@ -3,18 +3,22 @@
     webtext export-hf --ckpt OUT/ckpt.pt --out HF_DIR
     webtext train --init-from HF_DIR --data DATA --out RUN      (fine-tune from such a directory, local files only)
 
-HF_DIR holds config.json (GPT2Config) and model.safetensors (pytorch_model.bin without safetensors), which
-`transformers.GPT2LMHeadModel.from_pretrained(HF_DIR)` loads with logits identical to ours: the parameter names are
-GPT-2's own; only the four Conv1D weights per block are stored transposed ((in, out) instead of nn.Linear's
-(out, in)), and lm_head is tied to wte, so it is not stored. The tokenizer is GPT-2's: pair the directory with
-`GPT2TokenizerFast.from_pretrained("gpt2")` or tiktoken's gpt2 encoding. Reading a directory back needs no
-transformers: config.json and the weights are read directly, and nothing is ever downloaded.
+HF_DIR is a complete Hugging Face model directory: config.json (GPT2Config), model.safetensors (pytorch_model.bin
+without safetensors), generation_config.json and GPT-2's tokenizer (tokenizer.json, vocab.json, merges.txt,
+tokenizer_config.json, special_tokens_map.json; built offline from the vocabulary webtext tokenizes with, see
+train/hf_tokenizer.py), so `AutoTokenizer.from_pretrained(HF_DIR)` and `pipeline("text-generation", model=HF_DIR)`
+work offline and give tiktoken's token ids. `GPT2LMHeadModel.from_pretrained(HF_DIR)` has logits identical to ours:
+the parameter names are GPT-2's own; only the four Conv1D weights per block are stored transposed ((in, out)
+instead of nn.Linear's (out, in)), and lm_head is tied to wte, so it is not stored. Reading a directory back needs
+no transformers: config.json and the weights are read directly, and nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,10 +28,12 @@ import torch
 from core import files
 from pipeline.shards.tokenize import EOT
 from core.settings import UsageError
+from train.hf_tokenizer import FILES as TOKENIZER_FILES, write_tokenizer
 from train.model import GPT, GPTConfig
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+OUR_FILES = {"config.json", "generation_config.json", *WEIGHTS, *TOKENIZER_FILES}   # what export() writes
 
 
 def hf_config(cfg: GPTConfig) -> dict:
@@ -63,8 +69,10 @@ def export(ckpt_path: str | Path, out: str | Path) -> dict:
         except ImportError:  # transformers reads this too (torch.load with weights_only)
             torch.save(state, tmp / WEIGHTS[1])
         (tmp / "config.json").write_text(json.dumps(hf_config(model.config), indent=2) + "\n")
+        # pad = eos, as GPT-2 has no pad token: generate() then needs no per-call pad_token_id
         (tmp / "generation_config.json").write_text(json.dumps(
-            {"bos_token_id": EOT, "eos_token_id": EOT, "_from_model_config": True}, indent=2) + "\n")
+            {"bos_token_id": EOT, "eos_token_id": EOT, "pad_token_id": EOT}, indent=2) + "\n")
+        write_tokenizer(tmp, model.config.block_size)
     return hf_config(model.config)
 
 
@@ -151,18 +159,35 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     p = _Parser(prog="webtext export-hf", description="Write a checkpoint as a Hugging Face GPT-2 directory.")
     p.add_argument("--ckpt", required=True, help="checkpoint written by `webtext train` (OUT/ckpt.pt)")
-    p.add_argument("--out", required=True, help="a new directory (config.json + model.safetensors)")
+    p.add_argument("--out", required=True, help="a new directory (config.json, model.safetensors, tokenizer files)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export-hf directory in --out (a folder with other files is refused)")
     try:
         args = p.parse_args(argv)
         out = Path(args.out)
         if not Path(args.ckpt).is_file():
             raise UsageError(f"checkpoint {args.ckpt} does not exist")
+        earlier = None
         if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-            raise UsageError(f"--out {out} already exists; remove it or give a new directory")
+            if not args.overwrite:
+                raise UsageError(f"--out {out} already exists; pass --overwrite to replace an earlier export there, "
+                                 "or give a new directory")
+            if not out.is_dir() or any(not f.is_file() or f.name not in OUR_FILES for f in out.iterdir()):
+                raise UsageError(f"--out {out} holds files `webtext export-hf` does not write; --overwrite replaces "
+                                 "only an earlier export: give a new directory")
+            earlier = out.with_name(files.temp_name(out.name))
         if not out.absolute().parent.is_dir():
             raise UsageError(f"--out {out}: directory {out.absolute().parent} does not exist; create it first")
         t0 = time.perf_counter()
-        cfg = export(args.ckpt, out)
+        if earlier is not None:   # moved aside, and removed only once the new export is in place
+            os.replace(out, earlier)
+        try:
+            cfg = export(args.ckpt, out)
+        finally:
+            if earlier is not None and out.exists():
+                shutil.rmtree(earlier)
+            elif earlier is not None:   # the export failed: the earlier one goes back
+                os.replace(earlier, out)
         seconds = time.perf_counter() - t0
     except UsageError as e:
         print(f"webtext export-hf: error: {e}", file=sys.stderr)

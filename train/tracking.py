@@ -3,15 +3,36 @@
 
     webtext train ... [--no-tensorboard] [--wandb [--wandb-project NAME]]
     tensorboard --logdir OUT
+`webtext train --overwrite` removes the earlier run's event files and eval.json, so TensorBoard shows one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from core.settings import UsageError
 
 SCALARS = ("loss", "val_loss", "lr", "tokens_per_s", "mfu", "grad_norm")
+TB_SUFFIX = ".webtext"     # our event files end in it: a rerun removes those, never another tool's
+EVAL_NAME = "eval.json"    # `webtext eval`'s report beside the checkpoint (train/eval.py)
+EVAL_KEYS = {"ckpt", "source", "lm", "cloze"}
+
+
+def earlier_run_files(out_dir) -> list[Path]:
+    """What an earlier run in out_dir wrote beside its checkpoint and log, which `train --overwrite` must remove
+    so that TensorBoard and eval.json show this run only: our TensorBoard event files and `webtext eval`'s report.
+    A file of the same kind that webtext did not write (no suffix; an eval.json of other keys) is left alone."""
+    out_dir = Path(out_dir)
+    found = sorted(out_dir.glob(f"events.out.tfevents.*{TB_SUFFIX}"))
+    report = out_dir / EVAL_NAME
+    try:
+        if EVAL_KEYS <= set(json.loads(report.read_text())):
+            found.append(report)
+    except (OSError, ValueError, TypeError):
+        pass
+    return [p for p in found if p.is_file()]
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +64,8 @@ class Trackers:
                 SummaryWriter = None
             if SummaryWriter is not None:
                 # purge_step: a resumed run hides the events logged after its checkpoint, as log.jsonl drops them
-                self.tb = SummaryWriter(log_dir=str(out_dir), purge_step=start_step or None)
+                self.tb = SummaryWriter(log_dir=str(out_dir), purge_step=start_step or None,
+                                        filename_suffix=TB_SUFFIX)
 
     def log(self, record: dict) -> None:
         step = record["step"]

@@ -35,7 +35,7 @@ from train.data import TrainLoader, ValSet
 from train.model import GPT, peak_flops
 from train.preflight import check_memory, check_run_dir, data_warnings
 from train.report import LOG_NAME, PLOT_NAME, read_log, rewrite_log, write_plot
-from train.tracking import Trackers
+from train.tracking import Trackers, earlier_run_files
 from train.tracking import add_flags as add_tracker_flags
 
 
@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt exactly where it stopped")
     p.add_argument("--overwrite", action="store_true",
-                   help="start over in an OUT that holds a run (its ckpt.pt, log.jsonl, loss.png are replaced)")
+                   help="start over in an OUT that holds a run (its ckpt.pt, log.jsonl, loss.png are replaced; its "
+                        "TensorBoard events and eval.json removed)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the sha256 of every shard at start (one read of the data; other checks stay)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -222,6 +223,9 @@ def _train(argv: list[str] | None) -> int:
     if master:
         rewrite_log(log_path, records)  # a fresh run starts a fresh log; a resumed one drops steps after the checkpoint
     log_file = open(log_path, "a") if master else None
+    if master and args.overwrite:   # the earlier run's TensorBoard events and eval.json: one run on view
+        for path in earlier_run_files(out_dir):
+            path.unlink()
     trackers = Trackers(args, out_dir, asdict(cfg), start_step, master)
     flops_per_token = raw_model.flops_per_token()
     peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None

@@ -16,7 +16,7 @@ from core.settings import UsageError
 from crawl.links import normalize_url
 from pipeline import engines
 from pipeline.config import load_config
-from pipeline.demo.web import DEMO_CASES, build_demo
+from pipeline.demo.web import DEMO_CASES, DUMP_NAME, build_demo
 from pipeline.drops import read_drops as drop_examples
 from pipeline.options import parse
 from pipeline.runner import run
@@ -93,12 +93,39 @@ def summary(outcomes) -> str:
     return "\n".join(lines)
 
 
+# what `webtext demo --out DIR` writes (web/, shards/) and what its closing hint writes there (lengths.png, train/)
+DEMO_ENTRIES = {"web": {DUMP_NAME}, "shards": None, "lengths.png": None, "train": None}
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """The rule `webtext run` applies to --out (pipeline/outdir.py): a new or empty directory, or one this command
+    wrote before; anything else needs --overwrite, which writes beside the other files and deletes none of them.
+    shards/ itself is then claimed by the run like any --out."""
+    if not out.exists() or overwrite:
+        return
+    if not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a directory")
+    foreign = []
+    for entry in sorted(out.iterdir(), key=lambda p: p.name):
+        if entry.name not in DEMO_ENTRIES:
+            foreign.append(entry.name)
+        elif DEMO_ENTRIES[entry.name] is not None and (not entry.is_dir() or any(
+                p.name not in DEMO_ENTRIES[entry.name] for p in entry.iterdir())):
+            foreign.append(entry.name + "/")
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise UsageError(f"--out {out} is not empty and holds no webtext demo ({shown}); choose a new directory, "
+                         "or pass --overwrite to write beside those files (none is deleted)")
+
+
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="webtext demo", description=__doc__.split("\n")[0], allow_abbrev=False,
                                      epilog="Any other option goes to Beam, e.g. --runner FlinkRunner "
                                             "--flink_master=[local] or --runner SparkRunner "
                                             "--spark_master_url=local[2] (after `make engines`; docs/engines.md)")
     parser.add_argument("--out", default="demo_out", help="where the web, dump and shards go (default demo_out)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out that holds other files or another run (no file of yours is deleted)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--direct_num_workers", type=int, default=1)
@@ -107,20 +134,25 @@ def main(argv: List[str]) -> int:
     args, beam_argv = parser.parse_known_args(argv)
     if args.direct_num_workers > 1:
         beam_argv += [f"--direct_num_workers={args.direct_num_workers}", "--direct_running_mode=multi_processing"]
+    out = Path(args.out)
     try:
         options = engines.prepare(parse(beam_argv)[0])
+        check_out(out, args.overwrite)
     except UsageError as e:
         print(f"webtext demo: {e}", file=sys.stderr)
         return 2
 
-    out = Path(args.out)
     shards = out / "shards"
     demo = build_demo(out / "web", seed=args.seed)
     print(f"demo web: {len(demo.planted)} planted cases; dump {demo.dump_path}")
     with demo.web:
         print(f"serving it on {demo.web.proxy_url} (an HTTP proxy: URLs keep their real host names)\n")
-        stats = run(demo_config(demo.dump_path, demo.web.proxy_url, args.quiet), str(shards),
-                    options)
+        try:
+            stats = run(demo_config(demo.dump_path, demo.web.proxy_url, args.quiet), str(shards),
+                        options, overwrite=args.overwrite)
+        except UsageError as e:   # e.g. shards/ holds another run
+            print(f"webtext demo: {e}", file=sys.stderr)
+            return 2
     outcomes = case_outcomes(demo.planted, str(shards), stats)
     print(summary(outcomes))
     problems = unexpected(outcomes) + verify(shards) + stats["unbalanced"] + stats.get("metrics_vs_data", [])

@@ -1,11 +1,12 @@
 """`webtext shards`: look inside a shard directory, check it, export it.
 
-    webtext shards ls DIR                                   one row per shard, totals per split
+    webtext shards ls DIR                                   one row per shard, totals per split (a shard whose
+                                                            file size is not the manifest's: warning, exit 1)
     webtext shards stats DIR [--plot FILE.png] [--top N]    sizes, document lengths, domains, karma, subreddits
     webtext shards show DIR N [--split train|val] [--tokens]
     webtext shards verify DIR                               checksums, schema, vocab, EOT (exit 1 on a problem)
     webtext shards overlap DIR --against FILE... [--remove --out NEW_DIR]   8-gram overlap (pipeline/shards/overlap.py)
-    webtext shards export DIR --format jsonl|parquet|nanogpt|hf --out PATH [--split train|val|all]
+    webtext shards export DIR --format jsonl|parquet|nanogpt|hf --out PATH [--split train|val|all] [--overwrite]
 
 "tokens" always counts what the shard stores, so a document's count includes its closing EOT and the counts add
 up to the manifest's totals. A user mistake prints one line starting with "error:" and exits 2; a damaged shard
@@ -23,6 +24,9 @@ from typing import List
 import numpy as np
 import pyarrow.compute as pc
 
+from apache_beam.io.filesystems import FileSystems
+
+from core import files
 from core.plots import new_figure, save_figure
 from core.settings import ArgumentParser, UsageError
 from pipeline.shards import format as shards
@@ -36,17 +40,40 @@ PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
 # ------------------------------------------------------------------------------------------------ ls
+def size_problems(data_dir: str, entries: List[dict]) -> List[str]:
+    """Shards whose file is missing or not the manifest's size (truncated, replaced): a stat per shard, no read."""
+    problems = []
+    for s in entries:
+        path = files.join(str(data_dir), s["name"])
+        try:
+            size = os.path.getsize(path) if files.is_local(path) else FileSystems.metadata([path])[0].size_in_bytes
+        except Exception:   # OSError, or Beam's BeamIOError for a remote path
+            problems.append(f"{s['name']}: missing (the manifest lists {s['bytes']:,} bytes)")
+            continue
+        if size != s["bytes"]:
+            problems.append(f"{s['name']}: {size:,} bytes on disk, the manifest says {s['bytes']:,}")
+    return problems
+
+
 def cmd_ls(args) -> int:
     manifest = load_manifest(args.dir)
     entries = select(manifest, "all")
+    problems = size_problems(args.dir, entries)
     width = max([len(s["name"]) for s in entries] + [len("total train (00000 shards)")])
     print(f"{'name':<{width}}  {'split':<5}  {SIZE_HEADER}")
     for s in entries:
-        print(f"{s['name']:<{width}}  {s['split']:<5}  {size_cells([s])}")
+        mark = "  <- not the manifest's size" if any(p.startswith(s["name"] + ":") for p in problems) else ""
+        print(f"{s['name']:<{width}}  {s['split']:<5}  {size_cells([s])}{mark}")
     for split in (*shards.SPLITS, "all"):
         group = select(manifest, split)
         label = f"total {split} ({len(group)} shard{'s' if len(group) != 1 else ''})"
         print(f"{label:<{width}}  {'':<5}  {size_cells(group)}")
+    if problems:   # the rows above are the manifest's numbers, which these files no longer match
+        for line in problems:
+            print(f"warning: {line}", file=sys.stderr)
+        print(f"warning: {len(problems)} shard(s) differ from {shards.MANIFEST} (truncated or replaced); the numbers "
+              f"above are the manifest's. Run `{PROG} verify {args.dir}`", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -212,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("jsonl", "parquet", "nanogpt", "hf"), required=True)
     p.add_argument("--out", required=True, metavar="PATH",
                    help="output file ('-': stdout, jsonl only); a new directory for nanogpt and hf")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out: the file named, or an earlier export directory of this format")
     p.add_argument("--split", choices=("train", "val", "all"), default="all")
     from pipeline.shards import overlap
     overlap.add_parser(sub, common)   # `overlap`: pipeline/shards/overlap.py
