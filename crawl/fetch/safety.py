@@ -1,20 +1,27 @@
 """Refuse to fetch private, loopback, link-local and other non-public addresses (SSRF), before and while connecting.
 
 A crawler fed with URLs from the internet must not be turned against its own network: `http://169.254.169.254/`
-(cloud metadata), `http://localhost:6379/`, `http://10.0.0.1/admin`, a public name that resolves to 127.0.0.1, or a
-redirect to any of those. Two checks, both skipped when `allow_private` is set (the loopback demo):
+(cloud metadata), `http://localhost:6379/`, `http://10.0.0.1/admin`, `http://10.0.0.1.nip.io/`, a public name
+that resolves to 127.0.0.1, or a redirect to any of those. Which addresses and names are public is decided in
+crawl/fetch/addresses.py. The checks, all skipped when `allow_private` is set (the loopback demo):
 
 0. Every hop's URL is normalized once (`sendable_url`) and that exact string is both checked and sent; a URL
    whose authority two parsers read differently (`http://evil.example\\@good.example/`: urlsplit sees good.example,
-   urllib3 connects to evil.example) is refused rather than guessed at.
-1. Before a request (every redirect hop), whatever the route: names that always mean this machine or a private
-   network (RFC 6761 `localhost`, RFC 6762 `.local` and the private-use TLDs of its appendix G, `.internal`,
-   `.home.arpa`, cloud metadata names, dotless names that only a search domain can resolve) are refused. An
-   IP-literal host is checked as is; a name is resolved with `getaddrinfo` (a bounded wait) and every address it
-   resolves to must be public. With an HTTP proxy the proxy resolves names, so only the two checks above apply,
-   unless `pin_dns` is set: then the name is resolved here and the request goes to the proxy for the checked
-   address (`http://93.184.216.34/...` with `Host: example.com`), so the proxy cannot pick another one.
-2. At connect time (no proxy): `GuardedAdapter` checks the address the socket actually connected to, before a
+   urllib3 connects to evil.example) is refused rather than guessed at; so is a host that is not a valid DNS name
+   (the link stage's normalize_url).
+1. Before a request (every redirect hop, robots.txt too), whatever the route: an IP-literal host (any spelling)
+   must be public; names that always mean this machine or a private network (RFC 6761 `localhost`, RFC 6762
+   `.local` and the private-use TLDs of its appendix G, `.internal`, `.home.arpa`, cloud metadata names, dotless
+   names that only a search domain can resolve, names that spell a non-public address the way wildcard-DNS
+   services read them: `127.0.0.1.nip.io`, `10-0-0-1.sslip.io`, `7f000001.nip.io`, `--1.sslip.io`) are refused.
+2. A name is then resolved here with `getaddrinfo` (a bounded wait: `dns_timeout`), and every address it resolves
+   to must be public. Without a proxy a name that does not resolve is a `dns_error`. With an HTTP proxy the
+   request goes to the proxy for the checked address (`http://93.184.216.34/...` with `Host: example.com`), so
+   the proxy cannot pick another one; a name that does not resolve here (proxy-only DNS, or the offline tests)
+   goes to the proxy by name, and then only the checks of 0 and 1 have been made: the proxy resolves it and
+   must refuse non-public answers itself. `pin_dns` makes a name that does not resolve here a `dns_error` also
+   with a proxy, and pins direct requests as well.
+3. At connect time (no proxy): `GuardedAdapter` checks the address the socket actually connected to, before a
    byte is sent. That closes the gap where DNS answers differently the second time (DNS rebinding).
 """
 from __future__ import annotations
@@ -35,64 +42,15 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from crawl.fetch.addresses import (  # noqa: F401  (re-exported: the guard's vocabulary)
+    IPAddress, LOCAL_SUFFIXES, METADATA_NAMES, ip_literal, local_name, non_public_kind, spelled_address)
 from crawl.fetch.deadline import WATCHDOG
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_NUMERIC_HOST = re.compile(r"^[0-9a-fx.]+$", re.I)   # 127.1, 0x7f.0.0.1, 2130706433: inet_aton reads them all
-
-
-# RFC 6761 / 6762 (and its appendix G private-use TLDs), RFC 8375, ICANN's .internal: never a public web site.
-LOCAL_SUFFIXES = ("localhost", "local", "internal", "home.arpa", "localdomain", "intranet", "private", "corp",
-                  "home", "lan")
-# Cloud metadata services reached by a public-looking name (the addresses themselves are caught as literals).
-METADATA_NAMES = ("metadata.goog", "metadata.google.internal", "metadata.tencentyun.com", "instance-data.ec2.internal")
 _AMBIGUOUS = re.compile(r"[\\\x00-\x20\x7f]")    # backslash, controls, spaces: parsers split these differently
 
 
 class PrivateAddressError(Exception):
     """Raised from inside a connection attempt whose peer is not a public address."""
-
-
-def non_public_kind(ip: IPAddress) -> Optional[str]:
-    """Why an address must not be fetched ("loopback", "private", "link-local", ...), or None if it is public."""
-    # An IPv6 address can carry an IPv4 one (IPv4-mapped ::ffff:a.b.c.d, 6to4, Teredo, NAT64): judge the inner one.
-    if ip.version == 6:
-        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if inner is None and ip in NAT64:
-            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if inner is not None:
-            return non_public_kind(inner)
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:      # includes 169.254.169.254, the cloud metadata service
-        return "link-local"
-    if ip.is_multicast:
-        return "multicast"
-    if ip.is_private:
-        return "private"
-    if ip.is_reserved:
-        return "reserved"
-    if not ip.is_global:      # shared address space 100.64/10, documentation ranges, ...
-        return "not-global"
-    return None
-
-
-def ip_literal(host: str) -> Optional[IPAddress]:
-    """The address if `host` is an IP literal (also the odd IPv4 spellings resolvers accept), else None."""
-    host = host.strip("[]").rstrip(".")       # "127.0.0.1." is 127.0.0.1 to every resolver
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0])   # drop an IPv6 zone id
-    except ValueError:
-        pass
-    if _NUMERIC_HOST.match(host) and not host.rstrip(".").rsplit(".", 1)[-1].isalpha():
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return None
-    return None
 
 
 TRANSIENT_DNS = frozenset({socket.EAI_AGAIN, getattr(socket, "EAI_SYSTEM", -11)})
@@ -112,8 +70,10 @@ class Resolver:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="dns")
 
-    def resolve(self, host: str, timeout: Optional[float] = None) -> Tuple[List[str], str]:
-        """(addresses, "") or ([], error text); error text starts with "transient" when asking again may help."""
+    def resolve(self, host: str, timeout: Optional[float] = None, cache_transient: bool = False
+                ) -> Tuple[List[str], str]:
+        """(addresses, "") or ([], error text); error text starts with "transient" when asking again may help.
+        `cache_transient`: remember a transient failure too (behind a proxy it means the same as no such name)."""
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(host)
@@ -124,31 +84,18 @@ class Resolver:
             infos = fut.result(timeout=self.timeout if timeout is None else max(0.01, min(timeout, self.timeout)))
             addrs, err = sorted({info[4][0] for info in infos}), ""
         except FutureTimeout:
-            return [], f"transient: no DNS answer within {self.timeout:.1f}s"
+            addrs, err = [], f"transient: no DNS answer within {self.timeout:.1f}s"
         except socket.gaierror as e:
             addrs, err = [], f"{'transient: ' if e.errno in TRANSIENT_DNS else ''}{type(e).__name__}: {e}"
         except (UnicodeError, OSError) as e:
             addrs, err = [], f"{type(e).__name__}: {e}"
-        if err.startswith("transient"):
+        if err.startswith("transient") and not cache_transient:
             return addrs, err
         with self._lock:
             if len(self._cache) >= self.max_entries:
                 self._cache.clear()
             self._cache[host] = (now, addrs, err)
         return addrs, err
-
-
-def local_name(host: str) -> Optional[str]:
-    """Why a host *name* always means this machine or a private network, or None."""
-    host = host.lower().rstrip(".")
-    for suffix in LOCAL_SUFFIXES:
-        if host == suffix or host.endswith("." + suffix):
-            return f"a special-use name (.{suffix})"
-    if host in METADATA_NAMES:
-        return "a cloud metadata name"
-    if "." not in host and ip_literal(host) is None:
-        return "a dotless name (resolved through local search domains)"
-    return None
 
 
 def sendable_url(url: str, normalize: Callable[[str], Optional[str]]) -> Tuple[Optional[str], str]:
@@ -176,9 +123,10 @@ def sendable_url(url: str, normalize: Callable[[str], Optional[str]]) -> Tuple[O
 
 def vet_host(host: str, allow_private: bool, via_proxy: bool, resolver: Resolver, pin: bool = False,
              timeout: Optional[float] = None) -> Tuple[Optional[Tuple[str, str]], List[str]]:
-    """((reason, detail) if a request to `host` must not be made, else None; the checked addresses, if resolved).
-    Reasons: "private_address", "dns_error". Names are resolved here unless a proxy resolves them and `pin` is
-    off; with allow_private only the lookup is done, not the verdict."""
+    """((reason, detail) if a request to `host` must not be made, else None; the checked addresses to send to,
+    or [] when the name goes out as it is). Reasons: "private_address", "dns_error". A name is resolved here and
+    every address checked, with or without a proxy; behind a proxy (`pin` off) a name that does not resolve here
+    goes to the proxy by name ([]). With allow_private nothing is refused and names are resolved only to pin."""
     ip = ip_literal(host)
     if ip is not None:
         kind = None if allow_private else non_public_kind(ip)
@@ -186,12 +134,13 @@ def vet_host(host: str, allow_private: bool, via_proxy: bool, resolver: Resolver
     local = None if allow_private else local_name(host)
     if local:
         return ("private_address", f"{host} is {local}"), []
-    if via_proxy and not pin:
-        return None, []     # the proxy resolves names; the connect-time guard cannot see past it either
     if allow_private and not pin:
         return None, []
-    addrs, err = resolver.resolve(host, timeout)
+    by_proxy = via_proxy and not pin
+    addrs, err = resolver.resolve(host, timeout, cache_transient=by_proxy)
     if not addrs:
+        if by_proxy:
+            return None, []     # proxy-only DNS: the proxy resolves it (the guarantee then: docs/scaling.md)
         return ("dns_error", f"{host}: {err or 'no address'}"), []
     for addr in addrs if not allow_private else ():
         kind = non_public_kind(ipaddress.ip_address(addr.split("%", 1)[0]))
