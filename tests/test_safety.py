@@ -39,7 +39,7 @@ def test_check_host_resolves_names_without_proxy_only():
     r = Resolver()
     reason, detail = check_host("ip6-localhost.", allow_private=False, via_proxy=False, resolver=r)
     assert reason == "private_address"
-    assert check_host("example.com", allow_private=False, via_proxy=True, resolver=r) is None   # the proxy resolves
+    assert check_host("example.com", allow_private=False, via_proxy=True, resolver=r) is None   # public, or left to the proxy
     assert check_host("169.254.169.254", allow_private=False, via_proxy=True, resolver=r)[0] == "private_address"
     assert check_host("localhost", allow_private=True, via_proxy=False, resolver=r) is None
     assert check_host("no-such-host.invalid", allow_private=False, via_proxy=False, resolver=r)[0] == "dns_error"

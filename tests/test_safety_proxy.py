@@ -127,3 +127,12 @@ def test_allow_private_through_a_proxy_asks_no_resolver(web):
     cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=0.0, robots=False, allow_private=True)
     result = fetch_one(make_session(cfg), "http://127.0.0.1.nip.io/", cfg, resolver=Resolver(lookup=_dns({}, calls)))
     assert result.outcome == "ok" and calls == []
+
+
+def test_the_demo_web_serves_a_pinned_request_by_its_name(web):
+    """Where the demo's names do resolve (a machine with DNS), the loopback proxy gets the checked address with the
+    name in Host, and serves the name's pages as a real proxy would reach the name's server at that address."""
+    n = len(web.log)
+    result = _fetch(web, "http://offline.example/", {"offline.example": "93.184.216.99"})
+    assert result.outcome == "ok" and result.page.final_url == "http://offline.example/", result
+    assert [(e[2], e[3]) for e in web.log[n:]] == [("offline.example", "/")]
