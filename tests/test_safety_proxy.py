@@ -3,6 +3,8 @@ refused by name, a name that resolves here is checked before the proxy is asked 
 checked address, and only a name that does not resolve here goes to the proxy by name. What reached the network
 is read from the loopback proxy's own log; a stand-in resolver plays DNS (names resolve to what the test says)."""
 import socket
+import threading
+import time
 
 import pytest
 
@@ -136,3 +138,27 @@ def test_the_demo_web_serves_a_pinned_request_by_its_name(web):
     result = _fetch(web, "http://offline.example/", {"offline.example": "93.184.216.99"})
     assert result.outcome == "ok" and result.page.final_url == "http://offline.example/", result
     assert [(e[2], e[3]) for e in web.log[n:]] == [("offline.example", "/")]
+
+
+def test_a_slow_lookup_leaves_the_first_request_to_the_proxy_and_checks_the_rest(web):
+    """Behind a proxy a lookup gets half the wait; the name then goes by name, the lookup keeps running (never a
+    second one beside it), and its late answer is checked for every later request to the host."""
+    calls, answer = [], threading.Event()
+
+    def slow(host, port, proto=0):
+        calls.append(host)
+        answer.wait(5)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.1.1", 0))]
+
+    cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=0.0, robots=False, read_timeout=1.0, dns_timeout=0.4)
+    resolver, session = Resolver(timeout=cfg.dns_timeout, lookup=slow), make_session(cfg)
+    n = len(web.log)
+    t0 = time.monotonic()
+    assert fetch_one(session, "http://corp.example/a", cfg, resolver=resolver).outcome == "ok"
+    assert 0.15 < time.monotonic() - t0 < 1.0                  # waited half of dns_timeout, then went by name
+    answer.set()
+    while resolver.resolve("corp.example", 0.01) == ([], "transient: no DNS answer within 0.01s"):
+        time.sleep(0.01)
+    result = fetch_one(session, "http://corp.example/b", cfg, resolver=resolver)
+    assert result.outcome == "private_address" and "10.1.1.1" in result.detail, result
+    assert [(e[2], e[3]) for e in web.log[n:]] == [("corp.example", "/a")] and calls == ["corp.example"]

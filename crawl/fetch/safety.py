@@ -31,7 +31,7 @@ import re
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
@@ -58,44 +58,68 @@ TRANSIENT_DNS = frozenset({socket.EAI_AGAIN, getattr(socket, "EAI_SYSTEM", -11)}
 
 class Resolver:
     """getaddrinfo with a small time-bounded cache and a bounded wait: a host's URLs are checked one after another,
-    one lookup each `ttl` seconds; a lookup that does not answer within `timeout` is a transient failure (it keeps
-    running on one of `threads` lookup threads, the fetch thread moves on). Definitive failures (no such name)
-    are cached like answers; transient ones (EAI_AGAIN, timeout) are not, so a DNS hiccup costs one URL a retry,
-    not the whole host. `lookup` is getaddrinfo; tests pass a stand-in resolver."""
+    one lookup each `ttl` seconds; a lookup that does not answer within `timeout` is a transient failure for the
+    caller, and keeps running on one of `threads` lookup threads: callers for that host wait on it (never a second
+    lookup beside it), and its answer, when it comes, is cached. Definitive failures (no such name) are cached like
+    answers; transient ones (EAI_AGAIN, timeout) are not, so a DNS hiccup costs one URL a retry, not the whole host.
+    `lookup` is getaddrinfo; tests pass a stand-in resolver."""
 
     def __init__(self, ttl: float = 300.0, max_entries: int = 100_000, timeout: float = 10.0, threads: int = 8,
                  lookup: Callable = socket.getaddrinfo):
         self.ttl, self.max_entries, self.timeout, self.lookup = ttl, max_entries, timeout, lookup
         self._cache: Dict[str, Tuple[float, List[str], str]] = {}
+        self._pending: Dict[str, Future] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="dns")
 
     def resolve(self, host: str, timeout: Optional[float] = None, cache_transient: bool = False
                 ) -> Tuple[List[str], str]:
         """(addresses, "") or ([], error text); error text starts with "transient" when asking again may help.
-        `cache_transient`: remember a transient failure too (behind a proxy it means the same as no such name)."""
+        `cache_transient`: remember a transient answer (EAI_AGAIN) too: behind a proxy it means no such name here."""
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(host)
-        if hit and now - hit[0] < self.ttl:
-            return hit[1], hit[2]
-        fut = self._pool.submit(self.lookup, host, None, proto=socket.IPPROTO_TCP)
+            if hit and now - hit[0] < self.ttl:
+                return hit[1], hit[2]
+            fut, new = self._pending.get(host), False
+            if fut is None:
+                fut = self._pending[host] = self._pool.submit(self.lookup, host, None, proto=socket.IPPROTO_TCP)
+                new = True
+        if new:   # outside the lock: a lookup that is already done runs the callback right here
+            fut.add_done_callback(lambda f: self._settle(host, f, now, cache_transient))
+        wait = self.timeout if timeout is None else max(0.01, min(timeout, self.timeout))
         try:
-            infos = fut.result(timeout=self.timeout if timeout is None else max(0.01, min(timeout, self.timeout)))
-            addrs, err = sorted({info[4][0] for info in infos}), ""
+            fut.result(timeout=wait)
         except FutureTimeout:
-            addrs, err = [], f"transient: no DNS answer within {self.timeout:.1f}s"
-        except socket.gaierror as e:
-            addrs, err = [], f"{'transient: ' if e.errno in TRANSIENT_DNS else ''}{type(e).__name__}: {e}"
-        except (UnicodeError, OSError) as e:
-            addrs, err = [], f"{type(e).__name__}: {e}"
-        if err.startswith("transient") and not cache_transient:
-            return addrs, err
+            return [], f"transient: no DNS answer within {wait:.2f}s"
+        except BaseException:
+            pass
+        return _answer(fut)
+
+    def _settle(self, host: str, fut: Future, asked: float, cache_transient: bool) -> None:
+        try:
+            addrs, err = _answer(fut)
+        except BaseException:   # a stand-in lookup's own error: the caller sees it, nothing is cached
+            addrs, err = [], "transient: lookup failed"
+            cache_transient = False
         with self._lock:
+            if self._pending.get(host) is fut:
+                del self._pending[host]
+            if err.startswith("transient") and not cache_transient:
+                return
             if len(self._cache) >= self.max_entries:
                 self._cache.clear()
-            self._cache[host] = (now, addrs, err)
-        return addrs, err
+            self._cache[host] = (asked, addrs, err)
+
+
+def _answer(fut: Future) -> Tuple[List[str], str]:
+    """A finished lookup as (addresses, "") or ([], error text)."""
+    try:
+        return sorted({info[4][0] for info in fut.result()}), ""
+    except socket.gaierror as e:
+        return [], f"{'transient: ' if e.errno in TRANSIENT_DNS else ''}{type(e).__name__}: {e}"
+    except (UnicodeError, OSError) as e:
+        return [], f"{type(e).__name__}: {e}"
 
 
 def sendable_url(url: str, normalize: Callable[[str], Optional[str]]) -> Tuple[Optional[str], str]:
@@ -137,6 +161,8 @@ def vet_host(host: str, allow_private: bool, via_proxy: bool, resolver: Resolver
     if allow_private and not pin:
         return None, []
     by_proxy = via_proxy and not pin
+    if by_proxy:    # a name with no answer goes to the proxy by name: leave it half the time, not none
+        timeout = (resolver.timeout if timeout is None else timeout) / 2
     addrs, err = resolver.resolve(host, timeout, cache_transient=by_proxy)
     if not addrs:
         if by_proxy:
