@@ -3,7 +3,7 @@
 A crawler fed with URLs from the internet must not be turned against its own network: `http://169.254.169.254/`
 (cloud metadata), `http://localhost:6379/`, `http://10.0.0.1/admin`, `http://10.0.0.1.nip.io/`, a public name
 that resolves to 127.0.0.1, or a redirect to any of those. Which addresses and names are public is decided in
-crawl/fetch/addresses.py. The checks, all skipped when `allow_private` is set (the loopback demo):
+crawl/fetch/addresses.py. The checks, all skipped when `allow_private` is set (tests that fetch from 127.0.0.1 directly):
 
 0. Every hop's URL is normalized once (`sendable_url`) and that exact string is both checked and sent; a URL
    whose authority two parsers read differently (`http://evil.example\\@good.example/`: urlsplit sees good.example,
@@ -17,10 +17,11 @@ crawl/fetch/addresses.py. The checks, all skipped when `allow_private` is set (t
 2. A name is then resolved here with `getaddrinfo` (a bounded wait: `dns_timeout`), and every address it resolves
    to must be public. Without a proxy a name that does not resolve is a `dns_error`. With an HTTP proxy the
    request goes to the proxy for the checked address (`http://93.184.216.34/...` with `Host: example.com`), so
-   the proxy cannot pick another one; a name that does not resolve here (proxy-only DNS, or the offline tests)
-   goes to the proxy by name, and then only the checks of 0 and 1 have been made: the proxy resolves it and
-   must refuse non-public answers itself. `pin_dns` makes a name that does not resolve here a `dns_error` also
-   with a proxy, and pins direct requests as well.
+   the proxy cannot pick another one; a name that does not resolve here (proxy-only DNS, or the offline tests),
+   or has no answer within half the wait, goes to the proxy by name, and then only the checks of 0 and 1 have
+   been made: the proxy resolves it and must refuse non-public answers itself (docs/scaling.md says so to the
+   user). A late answer is checked for the host's later requests. `pin_dns` makes a name that does not resolve
+   here a `dns_error` also with a proxy, and pins direct requests as well.
 3. At connect time (no proxy): `GuardedAdapter` checks the address the socket actually connected to, before a
    byte is sent. That closes the gap where DNS answers differently the second time (DNS rebinding).
 """
