@@ -3,7 +3,7 @@
 A crawler fed with URLs from the internet must not be turned against its own network: `http://169.254.169.254/`
 (cloud metadata), `http://localhost:6379/`, `http://10.0.0.1/admin`, `http://10.0.0.1.nip.io/`, a public name
 that resolves to 127.0.0.1, or a redirect to any of those. Which addresses and names are public is decided in
-crawl/fetch/addresses.py. The checks, all skipped when `allow_private` is set (tests that fetch from 127.0.0.1 directly):
+crawl/fetch/addresses.py. The checks, all skipped when `allow_private` is set (tests that fetch 127.0.0.1 directly):
 
 0. Every hop's URL is normalized once (`sendable_url`) and that exact string is both checked and sent; a URL
    whose authority two parsers read differently (`http://evil.example\\@good.example/`: urlsplit sees good.example,
