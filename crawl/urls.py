@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import socket
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, Iterable, Optional, Tuple
@@ -79,6 +80,8 @@ def normalize_url(url: str) -> Optional[str]:
         port = parts.port
     except (ValueError, UnicodeError):
         return None
+    if ":" not in host and not dns_host(host):
+        return None
     netloc = host if ":" not in host else f"[{host}]"   # IPv6 literal
     if port and not (scheme == "http" and port == 80) and not (scheme == "https" and port == 443):
         netloc += f":{port}"
@@ -90,6 +93,34 @@ def normalize_url(url: str) -> Optional[str]:
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
                        if k.lower() not in TRACKING_PARAMS])
     return canonicalize_url(urlunsplit((scheme, netloc, path, query, "")), keep_fragments=False)
+
+
+_LABEL = re.compile(r"[a-z0-9_-]{1,63}\Z")     # LDH, and the underscore that real subdomains carry
+_NUMBER = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)\Z")
+
+
+def dns_host(host: str) -> bool:
+    """Whether a lower-case ASCII host (no trailing dot, not an IPv6 literal) can be a DNS host name: at most 253
+    octets, labels of 1-63 letters, digits, hyphens or underscores, Punycode (`xn--`) labels that decode and
+    round-trip (the stdlib IDNA codec, as for non-ASCII hosts above), and a last label that is not a number
+    unless the whole host is an IPv4 address (`127.1`, `0x7f.1`: resolvers read those as addresses)."""
+    if len(host) > 253:
+        return False
+    labels = host.split(".")
+    for label in labels:
+        if not _LABEL.match(label):
+            return False
+        if label.startswith("xn--"):
+            try:
+                label.encode("ascii").decode("idna")
+            except (UnicodeError, ValueError):
+                return False
+    if _NUMBER.match(labels[-1]):
+        try:
+            socket.inet_aton(host)
+        except OSError:
+            return False
+    return True
 
 
 def host_of(url: str) -> str:
@@ -170,7 +201,10 @@ def judge_url(url: str, rules: LinkRules) -> Tuple[Optional[str], Optional[str]]
     """(drop reason or None, normalized URL or None): what normalize_url + url_drop_reason give, faster."""
     m = _PLAIN_HOST.match(url)
     if m is not None and _SPACE.search(url, m.end()) is None:
-        reason = host_drop_reason(m.group(2), rules)
+        host = m.group(2)
+        if (len(host) > 63 or "xn--" in host or host[-1] <= "9") and not dns_host(host):
+            return "invalid_url", None
+        reason = host_drop_reason(host, rules)
         if reason is not None:
             return reason, None
         p = _PLAIN_PATH.match(url, m.end())

@@ -35,11 +35,11 @@ def test_names_are_not_literals():
     assert ip_literal("cafe.example") is None
 
 
-def test_check_host_resolves_names_without_proxy_only():
+def test_check_host_with_and_without_a_proxy():
     r = Resolver()
     reason, detail = check_host("ip6-localhost.", allow_private=False, via_proxy=False, resolver=r)
     assert reason == "private_address"
-    assert check_host("example.com", allow_private=False, via_proxy=True, resolver=r) is None   # the proxy resolves
+    assert check_host("example.com", allow_private=False, via_proxy=True, resolver=r) is None   # public or unresolvable
     assert check_host("169.254.169.254", allow_private=False, via_proxy=True, resolver=r)[0] == "private_address"
     assert check_host("localhost", allow_private=True, via_proxy=False, resolver=r) is None
     assert check_host("no-such-host.invalid", allow_private=False, via_proxy=False, resolver=r)[0] == "dns_error"

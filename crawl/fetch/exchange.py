@@ -68,7 +68,7 @@ def exchange(ctx: Ctx, url: str, jar, pace: Tuple[Tuple[str, float, bool], ...],
     if bad:
         raise Stop(bad[0], bad[1], False)
     target, headers = url, None
-    if cfg.pin_dns and ip_literal(host) is None:
+    if (cfg.pin_dns or cfg.http_proxy) and addrs and ip_literal(host) is None:   # checked here: send there
         addr = next((a for a in addrs if ":" not in a), addrs[0])
         target, headers = pinned(url, addr), {"Host": urlsplit(url).netloc}
     with ExitStack() as slots:

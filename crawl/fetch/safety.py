@@ -1,20 +1,28 @@
 """Refuse to fetch private, loopback, link-local and other non-public addresses (SSRF), before and while connecting.
 
 A crawler fed with URLs from the internet must not be turned against its own network: `http://169.254.169.254/`
-(cloud metadata), `http://localhost:6379/`, `http://10.0.0.1/admin`, a public name that resolves to 127.0.0.1, or a
-redirect to any of those. Two checks, both skipped when `allow_private` is set (the loopback demo):
+(cloud metadata), `http://localhost:6379/`, `http://10.0.0.1/admin`, `http://10.0.0.1.nip.io/`, a public name
+that resolves to 127.0.0.1, or a redirect to any of those. Which addresses and names are public is decided in
+crawl/fetch/addresses.py. The checks, all skipped when `allow_private` is set (tests that fetch 127.0.0.1 directly):
 
 0. Every hop's URL is normalized once (`sendable_url`) and that exact string is both checked and sent; a URL
    whose authority two parsers read differently (`http://evil.example\\@good.example/`: urlsplit sees good.example,
-   urllib3 connects to evil.example) is refused rather than guessed at.
-1. Before a request (every redirect hop), whatever the route: names that always mean this machine or a private
-   network (RFC 6761 `localhost`, RFC 6762 `.local` and the private-use TLDs of its appendix G, `.internal`,
-   `.home.arpa`, cloud metadata names, dotless names that only a search domain can resolve) are refused. An
-   IP-literal host is checked as is; a name is resolved with `getaddrinfo` (a bounded wait) and every address it
-   resolves to must be public. With an HTTP proxy the proxy resolves names, so only the two checks above apply,
-   unless `pin_dns` is set: then the name is resolved here and the request goes to the proxy for the checked
-   address (`http://93.184.216.34/...` with `Host: example.com`), so the proxy cannot pick another one.
-2. At connect time (no proxy): `GuardedAdapter` checks the address the socket actually connected to, before a
+   urllib3 connects to evil.example) is refused rather than guessed at; so is a host that is not a valid DNS name
+   (the link stage's normalize_url).
+1. Before a request (every redirect hop, robots.txt too), whatever the route: an IP-literal host (any spelling)
+   must be public; names that always mean this machine or a private network (RFC 6761 `localhost`, RFC 6762
+   `.local` and the private-use TLDs of its appendix G, `.internal`, `.home.arpa`, cloud metadata names, dotless
+   names that only a search domain can resolve, names that spell a non-public address the way wildcard-DNS
+   services read them: `127.0.0.1.nip.io`, `10-0-0-1.sslip.io`, `7f000001.nip.io`, `--1.sslip.io`) are refused.
+2. A name is then resolved here with `getaddrinfo` (a bounded wait: `dns_timeout`), and every address it resolves
+   to must be public. Without a proxy a name that does not resolve is a `dns_error`. With an HTTP proxy the
+   request goes to the proxy for the checked address (`http://93.184.216.34/...` with `Host: example.com`), so
+   the proxy cannot pick another one; a name that does not resolve here (proxy-only DNS, or the offline tests),
+   or has no answer within half the wait, goes to the proxy by name, and then only the checks of 0 and 1 have
+   been made: the proxy resolves it and must refuse non-public answers itself (docs/scaling.md says so to the
+   user). A late answer is checked for the host's later requests. `pin_dns` makes a name that does not resolve
+   here a `dns_error` also with a proxy, and pins direct requests as well.
+3. At connect time (no proxy): `GuardedAdapter` checks the address the socket actually connected to, before a
    byte is sent. That closes the gap where DNS answers differently the second time (DNS rebinding).
 """
 from __future__ import annotations
@@ -24,7 +32,7 @@ import re
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
@@ -35,18 +43,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from crawl.fetch.addresses import (  # noqa: F401  (re-exported: the guard's vocabulary)
+    IPAddress, LOCAL_SUFFIXES, METADATA_NAMES, ip_literal, local_name, non_public_kind, spelled_address)
 from crawl.fetch.deadline import WATCHDOG
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_NUMERIC_HOST = re.compile(r"^[0-9a-fx.]+$", re.I)   # 127.1, 0x7f.0.0.1, 2130706433: inet_aton reads them all
-
-
-# RFC 6761 / 6762 (and its appendix G private-use TLDs), RFC 8375, ICANN's .internal: never a public web site.
-LOCAL_SUFFIXES = ("localhost", "local", "internal", "home.arpa", "localdomain", "intranet", "private", "corp",
-                  "home", "lan")
-# Cloud metadata services reached by a public-looking name (the addresses themselves are caught as literals).
-METADATA_NAMES = ("metadata.goog", "metadata.google.internal", "metadata.tencentyun.com", "instance-data.ec2.internal")
 _AMBIGUOUS = re.compile(r"[\\\x00-\x20\x7f]")    # backslash, controls, spaces: parsers split these differently
 
 
@@ -54,101 +54,73 @@ class PrivateAddressError(Exception):
     """Raised from inside a connection attempt whose peer is not a public address."""
 
 
-def non_public_kind(ip: IPAddress) -> Optional[str]:
-    """Why an address must not be fetched ("loopback", "private", "link-local", ...), or None if it is public."""
-    # An IPv6 address can carry an IPv4 one (IPv4-mapped ::ffff:a.b.c.d, 6to4, Teredo, NAT64): judge the inner one.
-    if ip.version == 6:
-        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if inner is None and ip in NAT64:
-            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if inner is not None:
-            return non_public_kind(inner)
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:      # includes 169.254.169.254, the cloud metadata service
-        return "link-local"
-    if ip.is_multicast:
-        return "multicast"
-    if ip.is_private:
-        return "private"
-    if ip.is_reserved:
-        return "reserved"
-    if not ip.is_global:      # shared address space 100.64/10, documentation ranges, ...
-        return "not-global"
-    return None
-
-
-def ip_literal(host: str) -> Optional[IPAddress]:
-    """The address if `host` is an IP literal (also the odd IPv4 spellings resolvers accept), else None."""
-    host = host.strip("[]").rstrip(".")       # "127.0.0.1." is 127.0.0.1 to every resolver
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0])   # drop an IPv6 zone id
-    except ValueError:
-        pass
-    if _NUMERIC_HOST.match(host) and not host.rstrip(".").rsplit(".", 1)[-1].isalpha():
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return None
-    return None
-
-
 TRANSIENT_DNS = frozenset({socket.EAI_AGAIN, getattr(socket, "EAI_SYSTEM", -11)})
 
 
 class Resolver:
     """getaddrinfo with a small time-bounded cache and a bounded wait: a host's URLs are checked one after another,
-    one lookup each `ttl` seconds; a lookup that does not answer within `timeout` is a transient failure (it keeps
-    running on one of `threads` lookup threads, the fetch thread moves on). Definitive failures (no such name)
-    are cached like answers; transient ones (EAI_AGAIN, timeout) are not, so a DNS hiccup costs one URL a retry,
-    not the whole host. `lookup` is getaddrinfo; tests pass a stand-in resolver."""
+    one lookup each `ttl` seconds; a lookup that does not answer within `timeout` is a transient failure for the
+    caller, and keeps running on one of `threads` lookup threads: callers for that host wait on it (never a second
+    lookup beside it), and its answer, when it comes, is cached. Definitive failures (no such name) are cached like
+    answers; transient ones (EAI_AGAIN, timeout) are not, so a DNS hiccup costs one URL a retry, not the whole host.
+    `lookup` is getaddrinfo; tests pass a stand-in resolver."""
 
     def __init__(self, ttl: float = 300.0, max_entries: int = 100_000, timeout: float = 10.0, threads: int = 8,
                  lookup: Callable = socket.getaddrinfo):
         self.ttl, self.max_entries, self.timeout, self.lookup = ttl, max_entries, timeout, lookup
         self._cache: Dict[str, Tuple[float, List[str], str]] = {}
+        self._pending: Dict[str, Future] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="dns")
 
-    def resolve(self, host: str, timeout: Optional[float] = None) -> Tuple[List[str], str]:
-        """(addresses, "") or ([], error text); error text starts with "transient" when asking again may help."""
+    def resolve(self, host: str, timeout: Optional[float] = None, cache_transient: bool = False
+                ) -> Tuple[List[str], str]:
+        """(addresses, "") or ([], error text); error text starts with "transient" when asking again may help.
+        `cache_transient`: remember a transient answer (EAI_AGAIN) too: behind a proxy it means no such name here."""
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(host)
-        if hit and now - hit[0] < self.ttl:
-            return hit[1], hit[2]
-        fut = self._pool.submit(self.lookup, host, None, proto=socket.IPPROTO_TCP)
+            if hit and now - hit[0] < self.ttl:
+                return hit[1], hit[2]
+            fut, new = self._pending.get(host), False
+            if fut is None:
+                fut = self._pending[host] = self._pool.submit(self.lookup, host, None, proto=socket.IPPROTO_TCP)
+                new = True
+        if new:   # outside the lock: a lookup that is already done runs the callback right here
+            fut.add_done_callback(lambda f: self._settle(host, f, now, cache_transient))
+        wait = self.timeout if timeout is None else max(0.01, min(timeout, self.timeout))
         try:
-            infos = fut.result(timeout=self.timeout if timeout is None else max(0.01, min(timeout, self.timeout)))
-            addrs, err = sorted({info[4][0] for info in infos}), ""
+            fut.result(timeout=wait)
         except FutureTimeout:
-            return [], f"transient: no DNS answer within {self.timeout:.1f}s"
-        except socket.gaierror as e:
-            addrs, err = [], f"{'transient: ' if e.errno in TRANSIENT_DNS else ''}{type(e).__name__}: {e}"
-        except (UnicodeError, OSError) as e:
-            addrs, err = [], f"{type(e).__name__}: {e}"
-        if err.startswith("transient"):
-            return addrs, err
+            return [], f"transient: no DNS answer within {wait:.2f}s"
+        except BaseException:
+            pass
+        return _answer(fut)
+
+    def _settle(self, host: str, fut: Future, asked: float, cache_transient: bool) -> None:
+        try:
+            addrs, err = _answer(fut)
+        except BaseException:   # a stand-in lookup's own error: the caller sees it, nothing is cached
+            addrs, err = [], "transient: lookup failed"
+            cache_transient = False
         with self._lock:
+            if self._pending.get(host) is fut:
+                del self._pending[host]
+            if err.startswith("transient") and not cache_transient:
+                return
             if len(self._cache) >= self.max_entries:
                 self._cache.clear()
-            self._cache[host] = (now, addrs, err)
-        return addrs, err
+            self._cache[host] = (asked, addrs, err)
 
 
-def local_name(host: str) -> Optional[str]:
-    """Why a host *name* always means this machine or a private network, or None."""
-    host = host.lower().rstrip(".")
-    for suffix in LOCAL_SUFFIXES:
-        if host == suffix or host.endswith("." + suffix):
-            return f"a special-use name (.{suffix})"
-    if host in METADATA_NAMES:
-        return "a cloud metadata name"
-    if "." not in host and ip_literal(host) is None:
-        return "a dotless name (resolved through local search domains)"
-    return None
+def _answer(fut: Future) -> Tuple[List[str], str]:
+    """A finished lookup as (addresses, "") or ([], error text)."""
+    try:
+        return sorted({info[4][0] for info in fut.result()}), ""
+    except socket.gaierror as e:
+        return [], f"{'transient: ' if e.errno in TRANSIENT_DNS else ''}{type(e).__name__}: {e}"
+    except (UnicodeError, OSError) as e:
+        return [], f"{type(e).__name__}: {e}"
 
 
 def sendable_url(url: str, normalize: Callable[[str], Optional[str]]) -> Tuple[Optional[str], str]:
@@ -176,9 +148,10 @@ def sendable_url(url: str, normalize: Callable[[str], Optional[str]]) -> Tuple[O
 
 def vet_host(host: str, allow_private: bool, via_proxy: bool, resolver: Resolver, pin: bool = False,
              timeout: Optional[float] = None) -> Tuple[Optional[Tuple[str, str]], List[str]]:
-    """((reason, detail) if a request to `host` must not be made, else None; the checked addresses, if resolved).
-    Reasons: "private_address", "dns_error". Names are resolved here unless a proxy resolves them and `pin` is
-    off; with allow_private only the lookup is done, not the verdict."""
+    """((reason, detail) if a request to `host` must not be made, else None; the checked addresses to send to,
+    or [] when the name goes out as it is). Reasons: "private_address", "dns_error". A name is resolved here and
+    every address checked, with or without a proxy; behind a proxy (`pin` off) a name that does not resolve here
+    goes to the proxy by name ([]). With allow_private nothing is refused and names are resolved only to pin."""
     ip = ip_literal(host)
     if ip is not None:
         kind = None if allow_private else non_public_kind(ip)
@@ -186,12 +159,15 @@ def vet_host(host: str, allow_private: bool, via_proxy: bool, resolver: Resolver
     local = None if allow_private else local_name(host)
     if local:
         return ("private_address", f"{host} is {local}"), []
-    if via_proxy and not pin:
-        return None, []     # the proxy resolves names; the connect-time guard cannot see past it either
     if allow_private and not pin:
         return None, []
-    addrs, err = resolver.resolve(host, timeout)
+    by_proxy = via_proxy and not pin
+    if by_proxy:    # a name with no answer goes to the proxy by name: leave it half the time, not none
+        timeout = (resolver.timeout if timeout is None else timeout) / 2
+    addrs, err = resolver.resolve(host, timeout, cache_transient=by_proxy)
     if not addrs:
+        if by_proxy:
+            return None, []     # proxy-only DNS: the proxy resolves it (the guarantee then: docs/scaling.md)
         return ("dns_error", f"{host}: {err or 'no address'}"), []
     for addr in addrs if not allow_private else ():
         kind = non_public_kind(ipaddress.ip_address(addr.split("%", 1)[0]))

@@ -14,6 +14,7 @@ Static routes match the exact URL (scheme, host, port, path, query); handlers ma
 """
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
@@ -44,6 +45,14 @@ def route_key(url: Union[str, SplitResult]) -> str:
     return f"{scheme}://{netloc}{path}" + (f"?{parts.query}" if parts.query else "")
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"      # keep-alive: every static response carries Content-Length
     server_version = "LoopbackWeb/1.0"
@@ -56,9 +65,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _url(self) -> SplitResult:
-        # Proxy form carries the URL; origin form (path only) takes its host from the Host header.
+        # Proxy form carries the URL; origin form (path only) takes its host from the Host header. A request pinned
+        # to a checked address (crawl/fetch/safety.py: the address in the URL, the name in Host) reaches the name's
+        # pages unless the address has pages of its own, as a real proxy reaches the name's server at that address.
         if self.path.startswith(("http://", "https://")):
-            return urlsplit(self.path)
+            url, host = urlsplit(self.path), self.headers.get("Host")
+            web: LoopbackWeb = self.server.web  # type: ignore[attr-defined]
+            if host and _is_address(url.hostname or "") and not web._serves(route_key(url)):
+                return url._replace(netloc=host)
+            return url
         host = self.headers.get("Host", "localhost")
         return urlsplit(f"http://{host}{self.path}")
 
@@ -150,6 +165,9 @@ class LoopbackWeb:
         return sorted(self._routes)
 
     # --- internals -----------------------------------------------------------------------------------------------
+    def _serves(self, key: str) -> bool:
+        return key in self._routes or self._handler_for(key) is not None
+
     def _handler_for(self, key: str) -> Optional[Handler]:
         best = max((p for p in self._handlers if key.startswith(p)), key=len, default=None)
         return self._handlers[best] if best is not None else None
