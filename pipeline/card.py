@@ -17,7 +17,10 @@ import pyarrow.compute as pc
 from core import files
 from core.plots import new_figure, save_figure
 from pipeline.shards import format as shards
+from pipeline.config import RunSettings
+from pipeline.drops import DROPS_DIR
 from pipeline.shards.browse import domain_of
+from pipeline.shards.formats import HF_SPLITS
 
 CARD = "README.md"
 MARK = "<!-- dataset card written by webtext; it rewrites this file on every run -->"
@@ -96,8 +99,8 @@ def render(manifest: dict, stats: dict, facts: dict, overlap: dict | None) -> st
     lines = [
         "---", "language:", "- en", "license: other", "task_categories:", "- text-generation",
         f"size_categories:\n- {_size_category(docs)}", "tags:", "- webtext", "- reddit", "- gpt-2", "configs:",
-        "- config_name: default", "  data_files:", '  - split: train\n    path: "train-*.arrow"',
-        '  - split: validation\n    path: "val-*.arrow"', "---", MARK, "",
+        "- config_name: default", "  data_files:",
+        *(f'  - split: {HF_SPLITS[s]}\n    path: "{s}-*.arrow"' for s in shards.SPLITS), "---", MARK, "",
         "# WebText-style corpus", "",
         f"{docs:,} English web documents ({tokens:,} GPT-2 tokens, EOT included) from pages that Reddit "
         "submissions linked to, built with webtext the way the GPT-2 paper describes WebText (Radford et al., "
@@ -117,7 +120,14 @@ def render(manifest: dict, stats: dict, facts: dict, overlap: dict | None) -> st
     for name, s in (stats.get("stages") or {}).items():
         reasons = ", ".join(f"{r} {n:,}" for r, n in s["dropped"].items()) or "-"
         lines.append(f"| {name} | {STAGE_WORDS.get(name, '')} | {s['in']:,} | {s['out']:,} | {reasons} |")
-    lines += ["", "Every stage balances: in = out + dropped (stats.json); every dropped item is listed in drops/.", "",
+    run_cfg = config.get("run") or {}
+    if run_cfg.get("write_drops", True):
+        cap = run_cfg.get("drops_per_reason", RunSettings.drops_per_reason)
+        listed = (f"examples of the dropped items, at most {cap:,} per stage and reason, are listed in "
+                  f"{DROPS_DIR}/ (`run.drops_per_reason`)")
+    else:
+        listed = f"no examples of dropped items were written (`run.write_drops = false`), so there is no {DROPS_DIR}/"
+    lines += ["", f"Every stage balances: in = out + dropped, exact counts in stats.json; {listed}.", "",
               "## Filters and their settings", ""]
     for section, keys in KEY_SETTINGS.items():
         values = config.get(section) or {}

@@ -124,9 +124,9 @@ def test_hf_export_opens_zero_copy_in_datasets(shard_dir, tmp_path, capsys):
     rc, _, err = export(capsys, shard_dir, "--format", "hf", "--out", out, "--quiet")
     assert rc == 0 and err == ""
     dd = datasets.load_from_disk(str(out))
-    assert set(dd) == {"train", "val"}
+    assert set(dd) == {"train", "validation"}     # the Hub's split names, as the dataset card says
     for split in ("train", "val"):
-        ds = dd[split]
+        ds = dd["validation" if split == "val" else split]
         # one memory-mapped table per file (concatenated for a multi-shard split), nothing read into RAM
         blocks = [t for row in ds.data.blocks for t in row] if hasattr(ds.data, "blocks") else [ds.data]
         assert blocks and all(isinstance(t, MemoryMappedTable) for t in blocks)
