@@ -29,6 +29,7 @@ class PlainProgress:
         self.interval = PLAIN_INTERVAL if interval is None else interval
         self.file, self.unit_scale = file or sys.stderr, unit_scale
         self.n, self.postfix, self.start = 0, "", time.monotonic()
+        self.updated = self.start   # the last update: the closing line's time and rate end there, not at close
         self.last, self._lock, self.closed = self.start, threading.Lock(), False
 
     def _fmt(self, v: float) -> str:
@@ -39,8 +40,8 @@ class PlainProgress:
                     return f"{v:.1f}{prefix}"
         return f"{v:,.0f}"
 
-    def line(self) -> str:
-        elapsed = max(time.monotonic() - self.start, 1e-9)
+    def line(self, now: Optional[float] = None) -> str:
+        elapsed = max((now or time.monotonic()) - self.start, 1e-9)
         rate = self.n / elapsed
         done = f"{self._fmt(self.n)}/{self._fmt(self.total)}" if self.total else self._fmt(self.n)
         eta = ""
@@ -52,7 +53,7 @@ class PlainProgress:
     def update(self, n: float = 1) -> None:
         with self._lock:
             self.n += n
-            now = time.monotonic()
+            now = self.updated = time.monotonic()
             if now - self.last >= self.interval:
                 self.last = now
                 print(self.line(), file=self.file, flush=True)
@@ -66,7 +67,7 @@ class PlainProgress:
     def close(self) -> None:
         with self._lock:
             if not self.closed and self.n:
-                print(self.line() + " done", file=self.file, flush=True)
+                print(self.line(self.updated) + " done", file=self.file, flush=True)
             self.closed = True
 
     def __enter__(self):

@@ -203,7 +203,7 @@ def test_verify_catches_a_deleted_shard(damaged, capsys):
     (damaged / "data/val-00000-of-00001.arrow").unlink()
     rc, out, _ = run(capsys, "verify", damaged)
     assert rc == 1
-    assert out.splitlines() == ["val-00000-of-00001.arrow: missing"]
+    assert out.splitlines() == ["data/val-00000-of-00001.arrow: missing"]
 
 
 # ------------------------------------------------------------------------------------------------ ls / stats
