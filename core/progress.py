@@ -90,7 +90,8 @@ def progress_bar(desc: str, total: Optional[float] = None, unit: str = "it", qui
     return PlainProgress(desc, total, unit, file=file, unit_scale=unit_scale)
 
 
-LOCAL_RUNNERS = ("", "DirectRunner", "SwitchingDirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "PrismRunner")
+# Runners whose workers are direct_num_workers; Prism runs several bundles of a stage at once, so it is not one.
+LOCAL_RUNNERS = ("", "DirectRunner", "SwitchingDirectRunner", "FnApiRunner", "BundleBasedDirectRunner")
 
 
 def workers_of(options) -> Optional[int]:

@@ -56,6 +56,7 @@ def test_a_worker_sharing_a_stage_says_so_without_a_false_eta(capsys):
     assert workers_of(PipelineOptions(["--runner=FnApiRunner"])) == 1
     assert workers_of(PipelineOptions(["--direct_num_workers=2"])) == 2
     assert workers_of(PipelineOptions(["--runner=DataflowRunner"])) is None
+    assert workers_of(PipelineOptions(["--runner=PrismRunner"])) is None    # several bundles of a stage at once
     bar = stage_bar("fetch", 1000, 2, unit="url", file=__import__("sys").stdout)
     bar.interval = 0.0
     bar.update(10)
