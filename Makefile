@@ -4,8 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo_out
+# The demo trains for 60 steps: enough to see the loss fall from ~10.8 to ~6.3 in well under a minute on 2 cores.
+# `make demo-full` trains the same tiny model for 300 steps (~3 minutes on 2 cores).
+DEMO_STEPS ?= 60
 
-.PHONY: install engines package demo test bench clean
+.PHONY: install engines package demo demo-full test bench clean
 
 install: $(STAMP)
 
@@ -30,8 +33,11 @@ package: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/webtext demo --out $(DEMO)
 	$(VENV)/bin/webtext shards verify $(DEMO)/shards
-	$(VENV)/bin/webtext train --config tiny --data $(DEMO)/shards --out $(DEMO)/train --max-steps 300 --overwrite
+	$(VENV)/bin/webtext train --config tiny --data $(DEMO)/shards --out $(DEMO)/train --max-steps $(DEMO_STEPS) --overwrite
 	$(VENV)/bin/webtext sample --ckpt $(DEMO)/train/ckpt.pt --prompt "The" --max-new-tokens 40 --num-samples 1
+
+demo-full:
+	$(MAKE) demo DEMO_STEPS=300
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q

@@ -6,6 +6,7 @@ Each stage turns one record into the next or into a Drop with a named reason.
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import NamedTuple, Tuple
 
 import apache_beam as beam
@@ -84,8 +85,36 @@ DETAIL_CHARS = 500      # a Drop's detail is cut to this many characters
 
 
 def counter(stage: str, name: str):
-    """The Beam counter `<stage>.<name>` (name: in, out, drop.<reason>, or an extra such as `tokens`)."""
-    return Metrics.counter(NAMESPACE, f"{stage}.{name}")
+    """The Beam counter `<stage>.<name>` (name: in, out, drop.<reason>, or an extra such as `tokens`). Counting
+    also marks the stage's clock (mark), so the run knows when each stage first and last did something."""
+    return _Clocked(Metrics.counter(NAMESPACE, f"{stage}.{name}"), stage)
+
+
+CLOCK = "clock_ms"      # Distribution `<stage>.clock_ms`: its min and max are the stage's first and last activity
+_CLOCK_STEP_MS = 100    # marks closer than this in one process are skipped (the times are good to 0.1 s)
+_clocks: dict = {}
+
+
+def mark(stage: str) -> None:
+    """Record "stage `stage` is active now" (wall clock, ms) unless this process did so in the last 0.1 s."""
+    now = int(time.time() * 1000)
+    clock = _clocks.get(stage)
+    if clock is None:
+        clock = _clocks[stage] = [Metrics.distribution(NAMESPACE, f"{stage}.{CLOCK}"), -_CLOCK_STEP_MS]
+    if now - clock[1] >= _CLOCK_STEP_MS:
+        clock[1] = now
+        clock[0].update(now)
+
+
+class _Clocked:
+    __slots__ = ("counter", "stage")
+
+    def __init__(self, c, stage: str):
+        self.counter, self.stage = c, stage
+
+    def inc(self, n: int = 1) -> None:
+        self.counter.inc(n)
+        mark(self.stage)
 
 
 class Step(beam.DoFn):

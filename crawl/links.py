@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 
 from core.progress import progress_bar
-from core.records import DETAIL_CHARS, DROPPED, LINKS, SOURCE, SUBMISSIONS, Drop, Link, Step, Submission, counter
+from core.records import DETAIL_CHARS, DROPPED, LINKS, SOURCE, SUBMISSIONS, Drop, Link, Step, Submission, counter, mark
 from crawl.sources import dumps
 from crawl.urls import (  # noqa: F401  (re-exported: the link stage's rules are imported from here)
     DEFAULT_BLOCKED_DOMAINS, NON_PAGE_EXTENSIONS, TRACKING_PARAMS, WIKIPEDIA_DOMAINS, LinkRules, host_drop_reason,
@@ -128,6 +128,7 @@ class _ReadDump(beam.DoFn):
         counts: Dict[Tuple[str, str], int] = {}
         batch_urls: Dict[str, list] = {}
         lines = subs = 0
+        mark(SOURCE)   # the stage's start for its wall time (its counters come at the file's end)
         bar = _progress(short, readable.metadata.size_in_bytes, self.quiet)
         # The cyclic GC would walk the growing URL batch again and again while JSON parsing allocates millions of
         # dicts; nothing built here forms a cycle, so it is paused while this file is read.

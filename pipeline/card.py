@@ -17,12 +17,21 @@ import pyarrow.compute as pc
 from core import files
 from core.plots import new_figure, save_figure
 from pipeline.shards import format as shards
+from pipeline.config import RunSettings
+from pipeline.drops import DROPS_DIR
 from pipeline.shards.browse import domain_of
+from pipeline.shards.formats import HF_SPLITS
 
 CARD = "README.md"
 MARK = "<!-- dataset card written by webtext; it rewrites this file on every run -->"
 LENGTHS_PNG, DOMAINS_PNG = "lengths.png", "domains.png"
-OVERLAP = "overlap.json"   # written by `webtext shards overlap` when a test-set overlap report was made
+OVERLAP = "overlap.json"
+# One line per tool, DIR being this folder (tests/test_readers.py runs each). The text: `webtext shards export DIR
+# --format parquet --out docs.parquet` streams it out (decoded tokens), or `webtext shards show`.
+READERS = """import pyarrow.dataset as ds;  t = ds.dataset("DIR/{d}", format="arrow")           # pyarrow (lazy)
+import datasets;  dd = datasets.load_dataset("DIR")                   # Hugging Face: train + validation
+import polars as pl;  df = pl.scan_ipc("DIR/{d}/*.arrow")              # Polars (lazy)
+import duckdb;  duckdb.from_arrow(ds.dataset("DIR/{d}", format="arrow")).limit(5).show()   # DuckDB, offline"""   # written by `webtext shards overlap` when a test-set overlap report was made
 
 # The settings a reader of the card needs, per stage (all others are in manifest.json's config).
 KEY_SETTINGS = {
@@ -92,12 +101,14 @@ def render(manifest: dict, stats: dict, facts: dict, overlap: dict | None) -> st
     docs = sum(t["docs"] for t in totals.values())
     tokens = sum(t["tokens"] for t in totals.values())
     inputs = (config.get("run") or {}).get("inputs") or []
+    names = [e["name"] for e in manifest.get("shards", [])]
+    where = f"{shards.DATA_DIR}/" if any(n.startswith(f"{shards.DATA_DIR}/") for n in names) or not names else ""
     reddit = config.get("reddit")
     lines = [
         "---", "language:", "- en", "license: other", "task_categories:", "- text-generation",
         f"size_categories:\n- {_size_category(docs)}", "tags:", "- webtext", "- reddit", "- gpt-2", "configs:",
-        "- config_name: default", "  data_files:", '  - split: train\n    path: "train-*.arrow"',
-        '  - split: validation\n    path: "val-*.arrow"', "---", MARK, "",
+        "- config_name: default", "  data_files:",
+        *(f'  - split: {HF_SPLITS[s]}\n    path: "{where}{s}-*.arrow"' for s in shards.SPLITS), "---", MARK, "",
         "# WebText-style corpus", "",
         f"{docs:,} English web documents ({tokens:,} GPT-2 tokens, EOT included) from pages that Reddit "
         "submissions linked to, built with webtext the way the GPT-2 paper describes WebText (Radford et al., "
@@ -117,7 +128,14 @@ def render(manifest: dict, stats: dict, facts: dict, overlap: dict | None) -> st
     for name, s in (stats.get("stages") or {}).items():
         reasons = ", ".join(f"{r} {n:,}" for r, n in s["dropped"].items()) or "-"
         lines.append(f"| {name} | {STAGE_WORDS.get(name, '')} | {s['in']:,} | {s['out']:,} | {reasons} |")
-    lines += ["", "Every stage balances: in = out + dropped (stats.json); every dropped item is listed in drops/.", "",
+    run_cfg = config.get("run") or {}
+    if run_cfg.get("write_drops", True):
+        cap = run_cfg.get("drops_per_reason", RunSettings.drops_per_reason)
+        listed = (f"examples of the dropped items, at most {cap:,} per stage and reason, are listed in "
+                  f"{DROPS_DIR}/ (`run.drops_per_reason`)")
+    else:
+        listed = f"no examples of dropped items were written (`run.write_drops = false`), so there is no {DROPS_DIR}/"
+    lines += ["", f"Every stage balances: in = out + dropped, exact counts in stats.json; {listed}.", "",
               "## Filters and their settings", ""]
     for section, keys in KEY_SETTINGS.items():
         values = config.get(section) or {}
@@ -139,9 +157,11 @@ def render(manifest: dict, stats: dict, facts: dict, overlap: dict | None) -> st
         lines += [""] + [f"- `{name}`: {pct}" for name, pct in _overlap_rows(overlap)]
     else:
         lines.append("Not measured for this corpus: run `webtext shards overlap DIR --against TEST_FILE...`.")
-    lines += ["", "## Shard format", "", "Arrow IPC files, one row per document (`doc_id`, `url`, `tokens` as "
-              "list<uint16> ending with EOT 50256, `karma`, `subreddits`, `created_utc`); checksums in manifest.json. "
-              "See webtext's docs/shard-format.md.", "",
+    lines += ["", "## Shard format", "", f"Arrow IPC files in `{where or './'}`, one row per document (`doc_id`, `url`, "
+              "`tokens` as list<uint16> ending with EOT 50256, `karma`, `subreddits`, `created_utc`); checksums in "
+              "manifest.json. See webtext's docs/shard-format.md.", "",
+              "## Opening it", "", "With DIR this folder; the text of each document: `webtext shards export DIR --format "
+              "parquet --out docs.parquet` (streamed, zstd) or `webtext shards show DIR N`.", "", "```python", READERS.format(d=where.rstrip("/") or ".").replace("/./", "/"), "```", "",
               "## Licensing and caveats", "",
               "The text belongs to the authors of the web pages; this card's license field is `other` because web "
               "text carries no single license. Use it for research under the terms that apply where you are "

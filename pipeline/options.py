@@ -34,7 +34,7 @@ CONFIG_FLAGS = {
 class WebtextOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--out", help="output directory (shards, manifest.json, stats.json, drops/)")
+        parser.add_argument("--out", help="output directory (shards, manifest.json, stats.json, _drops/)")
         parser.add_argument("--config", help="TOML config file (see docs/config.md)")
         parser.add_argument("--set", action="append", default=None, metavar="SECTION.KEY=VALUE",
                             help="override any config key, e.g. --set fetch.min_delay=0.5 (repeatable)")

@@ -165,7 +165,7 @@ def remove_leftovers(out_dir: str) -> list:
     """Remove what an interrupted webtext run left in out_dir and out_dir/_drops: Beam's beam-temp-* folders
     (WriteToText's staging) and our hidden temporary files whose writing process is gone. Returns the paths."""
     removed = []
-    for directory in (out_dir, os.path.join(out_dir, "_drops")):
+    for directory in (out_dir, os.path.join(out_dir, "_drops"), os.path.join(out_dir, "data")):   # data/: shards
         try:
             names = os.listdir(directory)
         except OSError:

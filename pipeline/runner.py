@@ -26,7 +26,7 @@ from core.settings import UsageError
 from pipeline.config import Config
 from pipeline.shards.format import add_stats_to_manifest
 from core.records import EXTRACT, FETCH, SHARDS, STAGES
-from pipeline.stats import counters_from_result, format_table, stage_stats, unbalanced, write_stats
+from pipeline.stats import counters_from_result, format_table, stage_stats, stage_times, unbalanced, write_stats
 
 
 def _check_writable_dir(path: str, what: str) -> None:
@@ -169,13 +169,13 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     checked = (crosscheck.disagreements(stats, data) if counters else
                ["the runner returned no metrics: the table is empty; stats.json's from_data has the drops "
                 "and the kept documents"])
-    extra = {"seconds": round(seconds, 2), "unbalanced": unbalanced(stats), "from_data": data,
-             "metrics_vs_data": checked}
+    extra = {"seconds": round(seconds, 2), "stage_seconds": stage_times(result, start),
+             "unbalanced": unbalanced(stats), "from_data": data, "metrics_vs_data": checked}
     write_stats(FileSystems.join(out_dir, "stats.json"), stats, extra)
     add_stats_to_manifest(out_dir, {"stages": stats, **extra})
     write_card(out_dir, {"stages": stats, **extra})
     outdir.release(out_dir)
-    echo(format_table(stats))
+    echo(format_table(stats, extra["stage_seconds"], seconds))
     for line in extra["unbalanced"] + checked:
         echo(f"WARNING: {line}")
     why = None if cfg.run.stop_after else failure(stats, warc_input)   # a links-only run writes no shards

@@ -11,7 +11,7 @@ from typing import Dict, List
 from apache_beam.metrics.metric import MetricsFilter
 
 from core import files
-from core.records import NAMESPACE, STAGES
+from core.records import CLOCK, NAMESPACE, STAGES
 from pipeline.drops import read_drops
 
 
@@ -22,6 +22,29 @@ def counters_from_result(result) -> Dict[str, int]:
         value = c.committed if c.committed is not None else c.attempted
         out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
     return out
+
+
+def stage_times(result, start: float) -> Dict[str, dict]:
+    """{stage: {"start", "end", "seconds"}}: when each stage first and last counted something, in seconds since the
+    run's `start` (time.time()), good to about 0.1 s. Stages overlap (extraction runs while the fetch goes on), so
+    their seconds add up to more than the run's. Empty where the runner keeps no distributions."""
+    times: Dict[str, dict] = {}
+    try:
+        dists = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["distributions"]
+    except Exception:   # a runner without distribution metrics: no per-stage times rather than no stats
+        return times
+    for d in dists:
+        stage, _, name = d.key.metric.name.partition(".")
+        value = d.committed if d.committed is not None else d.attempted
+        if name != CLOCK or value is None or not value.count:
+            continue
+        lo, hi = value.min / 1000 - start, value.max / 1000 - start
+        if stage in times:   # the same stage in several steps: its span covers them all
+            lo, hi = min(lo, times[stage]["start"]), max(hi, times[stage]["end"])
+        times[stage] = {"start": round(max(lo, 0.0), 1), "end": round(max(hi, 0.0), 1),
+                        "seconds": round(max(hi - lo, 0.0), 1)}
+    order = {s: i for i, s in enumerate(STAGES)}
+    return dict(sorted(times.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
 def stage_stats(counters: Dict[str, int], stages=()) -> Dict[str, dict]:
@@ -51,14 +74,26 @@ def unbalanced(stats: Dict[str, dict]) -> List[str]:
             for name, s in stats.items() if not s["balanced"]]
 
 
-def format_table(stats: Dict[str, dict]) -> str:
-    """The end-of-run table: one row per stage, then its drops by reason."""
-    lines = [f"{'stage':<12} {'in':>9} {'out':>9} {'dropped':>9}  by reason", "-" * 78]
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def format_table(stats: Dict[str, dict], times: Dict[str, dict] | None = None,
+                 seconds: float | None = None) -> str:
+    """The end-of-run table: one row per stage (with its wall time, first to last activity), its drops by reason;
+    then the run's total time."""
+    times = times or {}
+    lines = [f"{'stage':<12} {'in':>9} {'out':>9} {'dropped':>9} {'time':>7}  by reason", "-" * 86]
     for name, s in stats.items():
         dropped = sum(s["dropped"].values())
         reasons = ", ".join(f"{r} {n}" for r, n in s["dropped"].items()) or "-"
         mark = "" if s["balanced"] else "   <-- does not add up"
-        lines.append(f"{name:<12} {s['in']:>9,} {s['out']:>9,} {dropped:>9,}  {reasons}{mark}")
+        took = _clock(times[name]["seconds"]) if name in times else "-"
+        lines.append(f"{name:<12} {s['in']:>9,} {s['out']:>9,} {dropped:>9,} {took:>7}  {reasons}{mark}")
+    if seconds is not None:
+        lines.append(f"total time {_clock(seconds)} ({seconds:,.1f} s); stages overlap, so their times add up to more")
     return "\n".join(lines)
 
 

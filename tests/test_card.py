@@ -13,7 +13,7 @@ def test_card_reports_the_run_and_keeps_a_foreign_readme(tmp_path):
     assert write_card(str(out), STATS)
     card = (out / "README.md").read_text()
     front, body = card.split("---\n", 2)[1:]
-    assert "task_categories:\n- text-generation" in front and 'path: "train-*.arrow"' in front
+    assert "task_categories:\n- text-generation" in front and 'path: "data/train-*.arrow"' in front
     totals = read_manifest(out)["totals"]
     assert f"| train | {totals['train']['shards']} | {totals['train']['docs']:,} | {totals['train']['tokens']:,} |" in body
     assert "| links | " in body and "low_karma 3" in body

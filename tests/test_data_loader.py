@@ -36,7 +36,7 @@ def shards(tmp_path_factory):
 
 
 def _flat(shards_dir, split="train"):
-    return [shard_tokens(p)[0] for p in sorted(shards_dir.glob(f"{split}-*.arrow"))]
+    return [shard_tokens(p)[0] for p in sorted(shards_dir.rglob(f"{split}-*.arrow"))]
 
 
 def test_buffers_are_views_on_the_memory_map(shards):
@@ -142,7 +142,7 @@ def test_shards_of_several_record_batches_are_one_zero_copy_buffer_per_batch(tmp
     """Shards are written as record batches of <= batch_tokens tokens; the loader maps each batch's flat buffer
     (no copy), and a window never straddles two batches (their buffers are not adjacent in the file)."""
     d = write_prose_shards(tmp_path, batch_tokens=4_000)
-    parts = [p for path in sorted(d.glob("train-*.arrow")) for p in shard_token_batches(path)]
+    parts = [p for path in sorted(d.rglob("train-*.arrow")) for p in shard_token_batches(path)]
     assert len(parts) > 10
     loader = TrainLoader(d, 16, T, seed=4)
     assert len(loader.data.buffers) == len(parts)

@@ -54,7 +54,7 @@ def export(capsys, *argv):
 
 
 def test_vectorized_decode_matches_tiktoken(shard_dir):
-    tokens, offsets = shard_tokens(next(shard_dir.glob("train-*.arrow")))
+    tokens, offsets = shard_tokens(next(shard_dir.rglob("train-*.arrow")))
     data, starts = decode_bytes(tokens)
     for i in range(len(offsets) - 1):
         a, b = starts[offsets[i]], starts[offsets[i + 1]]
@@ -65,7 +65,7 @@ def test_vectorized_decode_matches_tiktoken(shard_dir):
 def test_shard_directory_opens_in_pyarrow_dataset_polars_and_duckdb(shard_dir):
     pl = pytest.importorskip("polars")
     duckdb = pytest.importorskip("duckdb")
-    train = sorted(str(p) for p in shard_dir.glob("train-*.arrow"))
+    train = sorted(str(p) for p in shard_dir.rglob("train-*.arrow"))
     want = rows_of(shard_dir, "train")
     # the documented way: the manifest's (or a glob's) file list, memory-mapped
     mmap_fs = pa.fs.LocalFileSystem(use_mmap=True)
@@ -73,15 +73,12 @@ def test_shard_directory_opens_in_pyarrow_dataset_polars_and_duckdb(shard_dir):
     table = dataset.to_table(columns=["doc_id", "tokens"])
     assert sorted(table.to_pylist(), key=lambda r: r["doc_id"]) == [dict(doc_id=d, tokens=t) for d, t in
                                                                       sorted(want)]
-    # the whole directory: manifest.json, stats.json and _drops/ are skipped as not-Arrow files
-    everything = pads.dataset(str(shard_dir), format="ipc", exclude_invalid_files=True)
-    assert sorted(os.path.basename(f) for f in everything.files) == sorted(p.name for p in shard_dir.glob("*.arrow"))
+    # the whole data/ folder: it holds the shards only (format 2), so no file needs excluding
+    everything = pads.dataset(str(shard_dir / "data"), format="ipc")
+    assert sorted(os.path.basename(f) for f in everything.files) == sorted(p.name for p in shard_dir.rglob("*.arrow"))
     assert everything.count_rows() == sum(s["docs"] for s in read_manifest(shard_dir)["shards"])
-    # ...without exclude_invalid_files the manifest makes discovery fail: why the docs say to pass it
-    with pytest.raises(pa.ArrowInvalid):
-        pads.dataset(str(shard_dir), format="ipc").to_table()
 
-    lazy = pl.scan_ipc(str(shard_dir / "train-*.arrow"))   # polars memory-maps uncompressed IPC files
+    lazy = pl.scan_ipc(str(shard_dir / "data" / "train-*.arrow"))   # polars memory-maps uncompressed IPC files
     n_tokens = lazy.select(pl.col("tokens").list.len().sum()).collect().item()
     assert n_tokens == len(split_tokens(shard_dir, "train"))
     assert lazy.collect_schema()["tokens"] == pl.List(pl.UInt16)
@@ -124,9 +121,9 @@ def test_hf_export_opens_zero_copy_in_datasets(shard_dir, tmp_path, capsys):
     rc, _, err = export(capsys, shard_dir, "--format", "hf", "--out", out, "--quiet")
     assert rc == 0 and err == ""
     dd = datasets.load_from_disk(str(out))
-    assert set(dd) == {"train", "val"}
+    assert set(dd) == {"train", "validation"}     # the Hub's split names, as the dataset card says
     for split in ("train", "val"):
-        ds = dd[split]
+        ds = dd["validation" if split == "val" else split]
         # one memory-mapped table per file (concatenated for a multi-shard split), nothing read into RAM
         blocks = [t for row in ds.data.blocks for t in row] if hasattr(ds.data, "blocks") else [ds.data]
         assert blocks and all(isinstance(t, MemoryMappedTable) for t in blocks)
@@ -175,7 +172,7 @@ def test_export_of_a_damaged_shard_fails_with_one_line(shard_dir, tmp_path, caps
 
     damaged = tmp_path / "damaged"
     shutil.copytree(shard_dir, damaged)
-    victim = next(damaged.glob("train-*.arrow"))
+    victim = next(damaged.rglob("train-*.arrow"))
     data = bytearray(victim.read_bytes())
     data[-100] ^= 0xFF
     victim.write_bytes(bytes(data))

@@ -117,7 +117,7 @@ def _mapped_ranges(path):
 
 
 def test_shard_tokens_is_a_zero_copy_view_of_the_memory_map(shard_dir, corpus):
-    path = shard_dir / "train-00000-of-00002.arrow"
+    path = shard_dir / "data/train-00000-of-00002.arrow"
     tokens, offsets = shard_tokens(path)
     assert tokens.dtype == np.uint16
     assert tokens.flags.owndata is False and tokens.base is not None
@@ -137,8 +137,8 @@ def test_same_docs_in_any_order_give_byte_identical_shards(tmp_path, corpus):
     random.Random(7).shuffle(shuffled)
     a = write_dir(tmp_path / "a", list(reversed(docs)))
     b = write_dir(tmp_path / "b", shuffled)
-    names = sorted(p.name for p in a.glob("*.arrow"))
-    assert names == sorted(p.name for p in b.glob("*.arrow")) and len(names) == 3
+    names = sorted(p.relative_to(a).as_posix() for p in a.rglob("*.arrow"))
+    assert names == sorted(p.relative_to(b).as_posix() for p in b.rglob("*.arrow")) and len(names) == 3
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes()
     assert [e["sha256"] for e in manifest_of(a)["shards"]] == [e["sha256"] for e in manifest_of(b)["shards"]]
@@ -154,13 +154,13 @@ def test_verify_passes_on_good_shards(shard_dir, corpus, capsys):
 
 
 def test_verify_catches_a_flipped_byte(damaged, capsys):
-    path = damaged / "train-00001-of-00002.arrow"
+    path = damaged / "data/train-00001-of-00002.arrow"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
     rc, out, _ = run(capsys, "verify", damaged)
     assert rc == 1
-    assert out.splitlines() == [f"{path.name}: sha256 does not match the manifest (corrupt or changed file)"]
+    assert out.splitlines() == [f"data/{path.name}: sha256 does not match the manifest (corrupt or changed file)"]
 
 
 def _rewrite_shard(d, name, docs):
@@ -180,7 +180,7 @@ def _docs_of(d, name):
 
 
 def test_verify_catches_a_token_outside_the_vocabulary(damaged, capsys):
-    name = "val-00000-of-00001.arrow"
+    name = "data/val-00000-of-00001.arrow"
     docs = _docs_of(damaged, name)
     docs[0].tokens[5] = 50300
     _rewrite_shard(damaged, name, docs)
@@ -190,7 +190,7 @@ def test_verify_catches_a_token_outside_the_vocabulary(damaged, capsys):
 
 
 def test_verify_catches_a_missing_eot(damaged, capsys):
-    name = "train-00000-of-00002.arrow"
+    name = "data/train-00000-of-00002.arrow"
     docs = _docs_of(damaged, name)
     docs[2] = docs[2]._replace(tokens=docs[2].tokens[:-1])
     _rewrite_shard(damaged, name, docs)
@@ -200,10 +200,10 @@ def test_verify_catches_a_missing_eot(damaged, capsys):
 
 
 def test_verify_catches_a_deleted_shard(damaged, capsys):
-    (damaged / "val-00000-of-00001.arrow").unlink()
+    (damaged / "data/val-00000-of-00001.arrow").unlink()
     rc, out, _ = run(capsys, "verify", damaged)
     assert rc == 1
-    assert out.splitlines() == ["val-00000-of-00001.arrow: missing"]
+    assert out.splitlines() == ["data/val-00000-of-00001.arrow: missing"]
 
 
 # ------------------------------------------------------------------------------------------------ ls / stats
@@ -263,7 +263,7 @@ def test_show_prints_header_and_exact_text(shard_dir, corpus, capsys):
         assert f"doc_id:      {doc['doc_id']}" in header and f"url:         {doc['url']}" in header
         assert f"karma:       {doc['karma']}" in header and ", ".join(doc["subreddits"]) in header
         assert f"tokens:      {len(encode_document(doc['text'])):,} (incl. EOT)" in header
-        assert "shard:       train-0000" in header
+        assert "shard:       data/train-0000" in header
     rc, out, _ = run(capsys, "show", shard_dir, -1, "--split", "val", "--tokens")
     doc = by_id[_split_order(shard_dir, "val")[-1]]
     assert [int(t) for t in out.split("-" * 80 + "\n", 1)[1].split()] == encode_document(doc["text"])

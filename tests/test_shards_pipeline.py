@@ -34,7 +34,7 @@ def write(out: Path, cfg: ShardConfig, docs=None):
 
 
 def arrow_names(d: Path):
-    return sorted(p.name for p in d.glob("*.arrow"))
+    return sorted(p.relative_to(d).as_posix() for p in d.rglob("*.arrow"))
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_reruns_remove_only_shards_our_previous_manifest_listed(tmp_path):
 
     second = write(out, ShardConfig(target_tokens=10**9, val_fraction=0.1))   # another shard count: 1 + 1
     listed_second = {s["name"] for s in second["shards"]}
-    assert listed_second == {"train-00000-of-00001.arrow", "val-00000-of-00001.arrow"}
+    assert listed_second == {"data/train-00000-of-00001.arrow", "data/val-00000-of-00001.arrow"}
     assert arrow_names(out) == sorted(listed_second | {"features.arrow", "train-00007-of-00009.arrow"})
     assert (out / "features.arrow").read_bytes() == b"a user's features"
     assert (out / "notes.txt").read_text() == "a user's notes"

@@ -254,9 +254,9 @@ def test_bad_shards_and_impossible_sizes_fail_at_load_in_one_line(tmp_path, caps
               "name": lambda m: m["shards"][0].update(name="../../etc/train-00000-of-00001.arrow")}.get(case)
     _write(data, train_docs, _docs(PROSE[:2]), tamper)
     if case == "checksum":
-        _flip_last_byte(data / "train-00000-of-00001.arrow")
+        _flip_last_byte(data / "data" / "train-00000-of-00001.arrow")
     if case == "truncated":
-        shard = data / "train-00000-of-00001.arrow"
+        shard = data / "data" / "train-00000-of-00001.arrow"
         shard.write_bytes(shard.read_bytes()[:-100])
     args = ["--config", "tiny", "--data", str(data), "--out", str(tmp_path / "out"), *TINY, "--max-steps", "1",
             "--quiet"]

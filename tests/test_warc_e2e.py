@@ -11,7 +11,7 @@ from pipeline.runner import run
 
 
 def digests(d):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.glob("*.arrow"))}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*.arrow"))}
 
 
 def test_extract_from_warc_rebuilds_the_same_shards(tmp_path):

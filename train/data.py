@@ -31,7 +31,7 @@ from core import files
 from pipeline.shards.format import file_sha256, open_shard, read_manifest, shard_token_batches
 from pipeline.shards.tokenize import VOCAB_SIZE, tokenizer_metadata
 
-SHARD_NAME = re.compile(r"^(train|val)-\d{5}-of-\d{5}\.arrow$")
+SHARD_NAME = re.compile(r"^(?:data/)?(train|val)-\d{5}-of-\d{5}\.arrow$")   # data/: format 2; beside the manifest: 1
 
 
 class ShardError(ValueError):
@@ -52,7 +52,7 @@ def checked_shards(data_dir, split: str, verify: bool = True) -> list[tuple[str,
     out = []
     for entry in manifest.get("shards", []):
         name = entry.get("name", "") if isinstance(entry, dict) else ""
-        if not SHARD_NAME.match(str(name)) or not str(name).startswith(f"{entry.get('split')}-"):
+        if not SHARD_NAME.match(str(name)) or not str(name).rsplit("/", 1)[-1].startswith(f"{entry.get('split')}-"):
             raise ShardError(f"manifest.json in {data_dir} lists {name!r}, not a shard name like "
                              "train-00000-of-00004.arrow in that directory")
         if entry["split"] != split:

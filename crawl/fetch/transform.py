@@ -27,6 +27,7 @@ import heapq
 import itertools
 import math
 import queue
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
-from core.progress import progress_bar
+from core.progress import stage_bar, workers_of
 
 from crawl.fetch.fetcher import DEFERRED, FetchConfig, FetchResult, Pacer, fetch_host, fetch_pending, make_session
 from crawl.links import LinkRules, host_of
@@ -86,9 +87,9 @@ class _FetchHosts(_FetchStep):
     links were counted in round 0 already. A chain that leaves for yet another host goes to the "deferred"
     output, keyed by that host, for the next round; the last round follows every hop itself."""
 
-    def __init__(self, cfg: FetchConfig, rules: LinkRules, quiet: bool, round_: int = 0):
+    def __init__(self, cfg: FetchConfig, rules: LinkRules, quiet: bool, round_: int = 0, workers: int | None = 1):
         super().__init__()
-        self.cfg, self.rules, self.quiet, self.round = cfg, rules, quiet, round_
+        self.cfg, self.rules, self.quiet, self.round, self.workers = cfg, rules, quiet, round_, workers
 
     def setup(self):
         cfg = self.cfg
@@ -161,12 +162,12 @@ class _FetchHosts(_FetchStep):
                 self.bar.update(1)
                 yield from self.emit(self.outcome(*item))
 
-    def process(self, kv, giants):
+    def process(self, kv, giants, total=None):
         key, links = kv
         links = list(links)
         if self.bar is None:
-            self.bar = progress_bar(f"fetch, redirects {self.round}" if self.round else "fetch", unit="url",
-                                    quiet=self.quiet)
+            self.bar = stage_bar(f"fetch, redirects {self.round}" if self.round else "fetch", total, self.workers,
+                                 unit="url", quiet=self.quiet)
         if self.round == 0:
             self.count("in", len(links))
         self.inflight += 1   # queued behind the running hosts; the ready queue, not this count, is the backpressure
@@ -241,6 +242,12 @@ class _Replay(_FetchStep):
         yield from self.emit(self.outcome(link, result))
 
 
+def _say_resuming(n_links: int, resumed: int, warc_dir: str) -> None:
+    if resumed:
+        print(f"resuming: {resumed:,} of {n_links:,} links already fetched (outcomes in {warc_dir}); "
+              f"{n_links - resumed:,} to fetch", file=sys.stderr, flush=True)
+
+
 def _read_outcomes(readable_file):
     with readable_file.open(compression_type=CompressionTypes.UNCOMPRESSED) as f:
         for rec in parse_outcomes(line for _, line in outcome_lines(f)):   # bounded lines; bad ones skipped
@@ -271,6 +278,13 @@ class FetchPages(beam.PTransform):
             replayed = split.resumed | "Replay" >> beam.ParDo(_Replay(cfg.warc_dir)).with_outputs(
                 DROPPED, "refetch", main="pages")
             todo = (split.todo, replayed.refetch) | "ToFetch" >> beam.Flatten()
+            if not self.quiet:   # counts of links, not pages: nothing waits for these but the line itself
+                _ = (links | "CountLinks" >> beam.combiners.Count.Globally()
+                     | "SayResuming" >> beam.Map(_say_resuming, beam.pvalue.AsSingleton(
+                         split.resumed | "CountResumed" >> beam.combiners.Count.Globally()), cfg.warc_dir))
+        workers = workers_of(links.pipeline.options)
+        # The fetch's total, known once the links are: the GroupByKey below waits for all of them anyway.
+        total = todo | "CountToFetch" >> beam.combiners.Count.Globally()
         per_key = cfg.max_urls_per_host_key
         giants = (todo
                   | "Host" >> beam.Map(lambda l: l.host)
@@ -279,8 +293,9 @@ class FetchPages(beam.PTransform):
         fetched = (todo
                    | "HostKey" >> beam.Map(host_key, giants=beam.pvalue.AsDict(giants), per_key=per_key)
                    | "GroupByHost" >> beam.GroupByKey()
-                   | "FetchHosts" >> beam.ParDo(_FetchHosts(cfg, self.rules, self.quiet),
-                                                giants=beam.pvalue.AsDict(giants)).with_outputs(
+                   | "FetchHosts" >> beam.ParDo(_FetchHosts(cfg, self.rules, self.quiet, workers=workers),
+                                                giants=beam.pvalue.AsDict(giants),
+                                                total=beam.pvalue.AsSingleton(total)).with_outputs(
                        DROPPED, "deferred", main="pages"))
         pages, dropped, deferred = [fetched.pages], [fetched[DROPPED]], fetched.deferred
         # A redirect to another host is fetched under that host's key in the next round, so the target host's
@@ -288,7 +303,7 @@ class FetchPages(beam.PTransform):
         for r in range(1, cfg.redirect_rounds + 1):
             step = (deferred
                     | f"GroupRedirects{r}" >> beam.GroupByKey()
-                    | f"FetchRedirects{r}" >> beam.ParDo(_FetchHosts(cfg, self.rules, self.quiet, r),
+                    | f"FetchRedirects{r}" >> beam.ParDo(_FetchHosts(cfg, self.rules, self.quiet, r, workers),
                                                          giants=beam.pvalue.AsDict(giants)).with_outputs(
                         DROPPED, "deferred", main="pages"))
             pages.append(step.pages)

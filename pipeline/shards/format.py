@@ -3,7 +3,7 @@
 Arrow IPC *file* format (memory-mappable, random access), one row per document, sorted by doc_id:
     doc_id: string (16 hex) | url: string | tokens: list<uint16> (ends with EOT) | karma: int64 |
     subreddits: list<string> | created_utc: int64
-Schema metadata: tokenizer, vocab_sha256, eot, vocab_size, format_version. Names `{split}-{i:05d}-of-{n:05d}.arrow`.
+Schema metadata: tokenizer, vocab_sha256, eot, vocab_size, format_version. Names `data/{split}-{i:05d}-of-{n:05d}.arrow`.
 A shard is a contiguous doc_id range, sized by tokens (plan_shards), written as record batches of a bounded
 number of tokens (each batch has its own int32 list offsets, so no shard size reaches the 2**31 limit).
 A `manifest.json` written last lists every shard (docs, tokens, bytes, sha256) with the run's config and stats.
@@ -24,7 +24,7 @@ from core import files
 from pipeline.shards import stream
 from pipeline.shards.tokenize import EOT, VOCAB_SIZE, tokenizer_metadata
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2     # 2: shards in data/ (1: beside manifest.json; still read)
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val")
 
@@ -58,11 +58,15 @@ class ShardInfo(NamedTuple):
     sha256: str
 
 
-SHARD_NAME = re.compile(r"(train|val)-\d{5}-of-\d{5}\.arrow")   # what webtext writes; nothing else is ours
+# Format 2 keeps the shards in data/ (the Hub's layout: the card README.md on top, data files in their own folder,
+# so pyarrow.dataset, datasets.load_dataset, Polars and DuckDB open them as they are); format 1 kept them beside
+# manifest.json. A manifest names each shard by its path in the directory, so readers take both.
+DATA_DIR = "data"
+SHARD_NAME = re.compile(r"(?:data/)?(train|val)-\d{5}-of-\d{5}\.arrow")   # what webtext writes; nothing else is ours
 
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
-    return f"{split}-{index:05d}-of-{num_shards:05d}.arrow"
+    return f"{DATA_DIR}/{split}-{index:05d}-of-{num_shards:05d}.arrow"
 
 
 def _split_hash(doc_id: str) -> int:
@@ -292,8 +296,10 @@ def verify(data_dir) -> List[str]:
         ids = table.column("doc_id").to_pylist()
         if ids != sorted(ids):
             problems.append(f"{s['name']}: rows not sorted by doc_id")
-    for path in files.match(files.join(str(data_dir), "*.arrow")):
-        name = path.rsplit("/", 1)[-1]
-        if name not in listed:
+    for prefix in ("", f"{DATA_DIR}/"):   # format 1's place and format 2's
+        for path in files.match(files.join(str(data_dir), f"{prefix}*.arrow")):
+            name = prefix + path.rsplit("/", 1)[-1]
+            if name in listed:
+                continue
             problems.append(f"{name}: shard on disk but not in the manifest")
     return problems

@@ -2,8 +2,8 @@
 
     nanogpt  OUT/train.bin, OUT/val.bin   flat uint16 tokens (documents back to back, each ending in EOT), exactly
              OUT/meta.pkl, OUT/meta.json  what nanoGPT's prepare.py writes; meta.pkl holds vocab_size for its train.py
-    hf       OUT/dataset_dict.json, OUT/{train,val}/data-*.arrow + state.json + dataset_info.json: a DatasetDict that
-             `datasets.load_from_disk(OUT)` opens memory-mapped (zero-copy). One Arrow *stream* file per shard
+    hf       OUT/dataset_dict.json, OUT/{train,validation}/data-*.arrow + state.json + dataset_info.json: a DatasetDict
+             that `datasets.load_from_disk(OUT)` opens memory-mapped (zero-copy). One Arrow *stream* file per shard
              (datasets reads only the stream format; the shards are the file format the trainer needs).
     parquet  one file: doc_id, url, text, tokens, karma, subreddits, created_utc, split (zstd); for DuckDB, Polars,
              Spark, pandas. Row groups of at most 10,000 docs.
@@ -100,14 +100,16 @@ def export_nanogpt(data_dir: str, entries: List[dict], out: Path, bar) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ hf
+HF_SPLITS = {"train": "train", "val": "validation"}   # shard files say val; every Hugging Face view says validation
 def export_hf(data_dir: str, entries: List[dict], out: Path, bar) -> dict:
     """A DatasetDict directory: per split, one Arrow stream file per shard, same columns and schema metadata."""
     fingerprint = hashlib.sha256("".join(e["sha256"] for e in entries).encode()).hexdigest()[:16]
     files, splits = {}, []
-    for split in shards.SPLITS:
-        group = [e for e in entries if e["split"] == split]
+    for ours in shards.SPLITS:
+        group = [e for e in entries if e["split"] == ours]
         if not group:
             continue
+        split = HF_SPLITS[ours]       # the Hub's split names: validation, not our files' val
         splits.append(split)
         (out / split).mkdir()
         names = []
