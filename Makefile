@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q "torch==2.13.0"; fi
 	$(PY) -m pip install -q -e '.[train,test]'
-	$(PY) -m pipeline.shards.tokenize --fetch >/dev/null
+	$(PY) -m core.tokenizer --fetch >/dev/null
 	touch $(STAMP)
 
 # Beam's Flink and Spark job-server jars (for --runner FlinkRunner / SparkRunner) into .engines/ with mvn, once.
