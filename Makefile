@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m core.tokenizer --fetch >/dev/null
 	touch $(STAMP)
 
-# Beam's Flink and Spark job-server jars (for --runner FlinkRunner / SparkRunner) into .engines/ with mvn, once.
-# Never fails: where Maven does not serve a jar it records mvn's error, and the engine tests skip with it.
+# Beam's Flink and Spark job-server jars (for --runner FlinkRunner / SparkRunner) into .engines/ with mvn, once,
+# and Beam's Prism runner (--runner PrismRunner) built with `go` from the Go module proxy into .engines/prism.
+# Never fails: where Maven does not serve a jar, or there is no `go`, it records why, and the engine tests skip with it.
 engines: $(STAMP)
 	$(PY) -m pipeline.engines fetch
 
