@@ -18,11 +18,12 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q "torch==2.13.0"; fi
 	$(PY) -m pip install -q -e '.[train,test]'
-	$(PY) -m pipeline.shards.tokenize --fetch >/dev/null
+	$(PY) -m core.tokenizer --fetch >/dev/null
 	touch $(STAMP)
 
-# Beam's Flink and Spark job-server jars (for --runner FlinkRunner / SparkRunner) into .engines/ with mvn, once.
-# Never fails: where Maven does not serve a jar it records mvn's error, and the engine tests skip with it.
+# Beam's Flink and Spark job-server jars (for --runner FlinkRunner / SparkRunner) into .engines/ with mvn, once,
+# and Beam's Prism runner (--runner PrismRunner) built with `go` from the Go module proxy into .engines/prism.
+# Never fails: where Maven does not serve a jar, or there is no `go`, it records why, and the engine tests skip with it.
 engines: $(STAMP)
 	$(PY) -m pipeline.engines fetch
 

@@ -175,7 +175,7 @@ def tokenizer():
     """GPT-2's tokenizer as the shards use it, offline: a tiktoken Encoding built from the cached vocabulary
     (`tiktoken.get_encoding("gpt2")` would download it). A document's tokens are
     `enc.encode_ordinary(text) + [enc.eot_token]`; `enc.decode(tokens)` is the text again."""
-    from pipeline.shards.tokenize import get_encoding
+    from core.tokenizer import get_encoding
     return get_encoding()
 
 

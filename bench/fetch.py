@@ -27,7 +27,8 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import apache_beam as beam  # noqa: E402
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from crawl.fetch.fetcher import FetchConfig, fetch_host, make_session
+from crawl.fetch.config import FetchConfig
+from crawl.fetch.fetcher import fetch_host, make_session
 from crawl.fetch.transform import FetchPages
 from core.records import Link
 from pipeline.demo.loopback import LoopbackWeb

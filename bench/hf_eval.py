@@ -29,8 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.shards.format import TokenizedDoc, write_manifest, write_shard  # noqa: E402
-from pipeline.shards.tokenize import EOT, encode_document  # noqa: E402
+from core.shard_format import TokenizedDoc, write_manifest  # noqa: E402
+from core.tokenizer import EOT, encode_document  # noqa: E402
+from pipeline.shards.assemble import write_shard  # noqa: E402
 
 
 def make_corpus(out: Path, n_tokens: int, shards: int = 4) -> None:
@@ -117,7 +118,7 @@ def main() -> int:
         from train.eval import stream_nll
         from train.train import keep_freed_memory
         from train.model import GPT, GPTConfig, MODEL_CONFIGS
-        from pipeline.shards.format import shard_tokens
+        from core.shard_format import shard_tokens
         torch.manual_seed(0)
         model = GPT(GPTConfig(**MODEL_CONFIGS["tiny"])).eval()
         stream = shard_tokens(data / manifest["shards"][0]["name"])[0]

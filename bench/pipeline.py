@@ -51,7 +51,7 @@ def peak_rss_mb() -> float:
 def child_floor(repeat: int) -> dict:
     from crawl.text.extract import extract_text
     from dedup import signature
-    from pipeline.shards.tokenize import encode_document, get_encoding
+    from core.tokenizer import encode_document, get_encoding
 
     pages = page_set() * repeat
     get_encoding()

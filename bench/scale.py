@@ -268,9 +268,9 @@ FLOOR = r"""
 import json, sys, time, importlib.util
 spec = importlib.util.spec_from_file_location("synth", sys.argv[3]); synth = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(synth)
+from core.tokenizer import encode_document, get_encoding
 from crawl.text.extract import extract_text
 from dedup import signature
-from pipeline.shards.tokenize import encode_document, get_encoding
 seed = int(sys.argv[2])
 pages = []
 for url in open(sys.argv[1]).read().split():

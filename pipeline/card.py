@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow.compute as pc
 
 from core import files
+from core import shard_format as shards
 from core.plots import new_figure, save_figure
-from pipeline.shards import format as shards
 from pipeline.config import RunSettings
 from pipeline.drops import DROPS_DIR
 from pipeline.shards.browse import domain_of

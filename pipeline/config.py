@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from core.settings import UsageError, dataclass_from, read_toml
-from crawl.fetch.fetcher import FetchConfig
+from crawl.fetch.config import FetchConfig
 from crawl.links import LinkRules
 from crawl.sources.reddit import RedditConfig
 from crawl.text.extract import ExtractConfig

@@ -11,6 +11,11 @@ FlinkRunner` says and what the engine tests print as their skip reason.
 
 A jar from elsewhere works too: --flink_job_server_jar / --spark_job_server_jar, or the environment variables
 WEBTEXT_FLINK_JOB_SERVER_JAR / WEBTEXT_SPARK_JOB_SERVER_JAR.
+
+Beam's Prism runner (--runner PrismRunner) is a Go binary that Beam downloads from GitHub at first use. Where `go`
+is on the PATH, `make engines` builds it instead from the Go module proxy (`go install .../cmd/prism@v<SDK>`)
+into .engines/prism, and a PrismRunner run is pointed at it (--prism_location); without `go` it says so in one
+line and Beam's own download stays the fallback.
 """
 from __future__ import annotations
 
@@ -73,7 +78,10 @@ def _unavailable_file(engine: Engine) -> Path:
 
 
 def unavailable(runner: str) -> Optional[str]:
-    """None when `runner` can run here (Java on PATH and its jar present); else one line saying why and what to do."""
+    """None when `runner` can run here (Java on PATH and its jar present; for Prism, .engines/prism); else one line
+    saying why and what to do."""
+    if runner == "PrismRunner":
+        return prism_unavailable()
     engine = ENGINES[runner]
     if shutil.which("java") is None:
         return f"{runner} needs Java 11+ on PATH (its job server is a Java program); none found"
@@ -95,12 +103,19 @@ def _runner_name(options) -> str:
 
 def prepare(options):
     """Point a FlinkRunner/SparkRunner run at the jar that `make engines` fetched, so nothing is downloaded at run
-    time; a one-line UsageError when there is none. Other runners pass through untouched."""
+    time; a one-line UsageError when there is none. A PrismRunner run gets .engines/prism where it is there.
+    Other runners pass through untouched."""
     from apache_beam.options.pipeline_options import FlinkRunnerOptions, SparkRunnerOptions
 
     from core.settings import UsageError
 
     runner = _runner_name(options)
+    if runner == "PrismRunner":
+        from apache_beam.options.pipeline_options import PrismRunnerOptions
+        view = options.view_as(PrismRunnerOptions)
+        if not view.prism_location and prism_unavailable() is None:   # else Beam's own download (or cache)
+            view.prism_location = str(prism_path())
+        return options
     engine = ENGINES.get(runner)
     if engine is None:
         return options
@@ -171,11 +186,80 @@ def fetch(runners: List[str] = list(ENGINES), echo=print) -> Dict[str, Optional[
     return out
 
 
+# ------------------------------------------------------------------------------------------------ Prism
+PRISM_MODULE = "github.com/apache/beam/sdks/v2/go/cmd/prism"
+
+
+def prism_path() -> Path:
+    return engines_dir() / "prism"
+
+
+def prism_unavailable() -> Optional[str]:
+    """None when .engines/prism is there; else one line saying why (what `make engines` recorded)."""
+    if prism_path().is_file() and os.access(prism_path(), os.X_OK):
+        return None
+    why = f"no Prism binary at {prism_path()}: run `make engines` (needs `go` on the PATH)"
+    note = engines_dir() / "UNAVAILABLE-PrismRunner.txt"
+    if note.is_file():
+        why += f" (last try: {note.read_text().strip()})"
+    return why
+
+
+def _go_install(module: str, gobin: Path) -> Optional[str]:
+    """`go install module` into gobin; None, or the reason it did not work (one line)."""
+    if shutil.which("go") is None:
+        return "go not on PATH"
+    cmd = ["go", "install", module]
+    try:   # downloads through the Go module proxy and compiles: minutes, once
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
+                              env={**os.environ, "GOBIN": str(gobin)})
+    except subprocess.TimeoutExpired:
+        return f"`{' '.join(cmd)}` ran past 30 minutes"
+    except OSError as e:
+        return f"`{' '.join(cmd)}` could not start ({e})"
+    if proc.returncode == 0:
+        return None
+    lines = [line.strip() for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else f"go exited {proc.returncode}"
+
+
+def fetch_prism(echo=print) -> Optional[str]:
+    """Build Prism (of this SDK's version) into .engines/prism unless it is there; None or why not. Never raises:
+    Prism is optional (Beam downloads one itself where it can)."""
+    try:
+        engines_dir().mkdir(parents=True, exist_ok=True)
+        if prism_unavailable() is None:
+            echo(f"PrismRunner: {prism_path()} (present)")
+            return None
+        module = f"{PRISM_MODULE}@v{beam_version()}"
+        if shutil.which("go") is None:
+            error = "go not on PATH"
+        else:
+            echo(f"PrismRunner: building {module} with go ...")
+            with tempfile.TemporaryDirectory(dir=engines_dir()) as tmp:
+                error = _go_install(module, Path(tmp))
+                if error is None:
+                    os.replace(Path(tmp) / "prism", prism_path())   # whole or absent
+        note = engines_dir() / "UNAVAILABLE-PrismRunner.txt"
+        if error is None:
+            note.unlink(missing_ok=True)
+            echo(f"PrismRunner: {prism_path()}")
+        else:
+            note.write_text(f"{module}: {error}\n")
+            echo(f"PrismRunner: skipped: {error}")
+        return prism_unavailable()
+    except Exception as e:   # e.g. a read-only .engines: said, and `make engines` goes on
+        echo(f"PrismRunner: skipped: {type(e).__name__}: {e}")
+        return str(e)
+
+
 def main(argv: List[str]) -> int:
     if argv[:1] != ["fetch"]:
-        print("usage: python -m pipeline.engines fetch   (Beam's Flink and Spark job-server jars into .engines/)")
+        print("usage: python -m pipeline.engines fetch   (Beam's Flink and Spark job-server jars and the Prism "
+              "runner into .engines/)")
         return 2
     fetch()
+    fetch_prism()
     # Not an error: the engine tests skip with the reason recorded above, and the rest of the suite still runs.
     return 0
 

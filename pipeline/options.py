@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import List
 
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions, StandardOptions
 
 from core.settings import UsageError, read_toml
 from pipeline.config import Config, load_config, merge, parse_set
 
 DEFAULT_RUNNER = "FnApiRunner"   # DirectRunner first tries Prism, a Go binary downloaded at first use (offline: slow)
+# Beam's --job_server_timeout (default 300 s) also bounds the job-state stream of a portable job (Prism, Flink,
+# Spark): at 5 minutes a longer job fails with DEADLINE_EXCEEDED. A crawl runs for hours or days.
+JOB_SERVER_TIMEOUT = 86400
 
 
 # The flags that stand for a config key: flag -> (section, key, argparse keywords). Each is also a
@@ -75,6 +78,8 @@ def parse(argv: List[str]) -> tuple[PipelineOptions, WebtextOptions]:
         raise UsageError(f"unknown option --{sorted(unknown)[0]}; see `webtext run --help`")
     if not options.view_as(StandardOptions).runner:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+    if not any(arg.split("=", 1)[0] == "--job_server_timeout" for arg in argv):   # the user's value wins
+        options.view_as(PortableOptions).job_server_timeout = JOB_SERVER_TIMEOUT
     return options, options.view_as(WebtextOptions)
 
 

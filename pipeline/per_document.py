@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.records import QUALITY, Document
+from core.tokenizer import encode_document
 from crawl.text.quality import QualityRules, quality_drop
 from dedup.config import DedupConfig
 from dedup.minhash import sketch
-from pipeline.shards.tokenize import encode_document
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,15 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions, TestOptions,
                                                   WorkerOptions)
 
+from core.memory import return_large_frees
+from core.records import EXTRACT, FETCH, SHARDS, STAGES
+from core.settings import UsageError
+from core.shard_format import add_stats_to_manifest
 from crawl.text.pool import default_processes
 from pipeline import crosscheck, outdir
 from pipeline.build import build
 from pipeline.card import write_card
-from core.memory import return_large_frees
-from core.settings import UsageError
 from pipeline.config import Config
-from pipeline.shards.format import add_stats_to_manifest
-from core.records import EXTRACT, FETCH, SHARDS, STAGES
 from pipeline.stats import counters_from_result, format_table, stage_stats, stage_times, unbalanced, write_stats
 
 

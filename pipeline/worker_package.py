@@ -2,7 +2,7 @@
 
 Workers on Dataflow, Spark or Flink run the DoFns in an SDK harness that has Beam but not this project, and no
 network to fetch the vocabulary from (nor the user's ~/.cache, where `make install` put it). So the wheel carries
-both: pipeline/shards/assets/gpt2.tiktoken (the verified r50k_base file) is package data, and pipeline.shards.tokenize looks
+both: core/assets/gpt2.tiktoken (the verified r50k_base file) is package data, and core.tokenizer looks
 there after the environment variable and the user cache. Give it to a run with `--extra_package dist/webtext-*.whl`
 (Beam stages it and pip-installs it on every worker before the first bundle), or bake it into an SDK container.
 
@@ -17,20 +17,20 @@ import sys
 import zipfile
 from pathlib import Path
 
-from pipeline.shards import tokenize
+from core import tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSET = "pipeline/shards/assets/gpt2.tiktoken"
+ASSET = "core/assets/gpt2.tiktoken"
 
 
 def place_vocab() -> Path:
     """Copy the verified vocabulary into the source tree's package data (ignored by git), fetching it if needed."""
     dest = ROOT / ASSET
-    if dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == tokenize.VOCAB_SHA256:
+    if dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == tokenizer.VOCAB_SHA256:
         return dest
-    src = next((p for p in tokenize._candidates() if p.is_file() and p != dest), None) or tokenize.fetch_vocab()
-    if hashlib.sha256(src.read_bytes()).hexdigest() != tokenize.VOCAB_SHA256:
-        raise tokenize.TokenizerUnavailable(f"{src} is not the GPT-2 vocabulary (sha256 mismatch)")
+    src = next((p for p in tokenizer._candidates() if p.is_file() and p != dest), None) or tokenizer.fetch_vocab()
+    if hashlib.sha256(src.read_bytes()).hexdigest() != tokenizer.VOCAB_SHA256:
+        raise tokenizer.TokenizerUnavailable(f"{src} is not the GPT-2 vocabulary (sha256 mismatch)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
     return dest
@@ -49,7 +49,7 @@ def build(out_dir: str | Path) -> Path:
                     "-w", str(out), str(ROOT)], check=True, cwd=out)
     wheel = max(out.glob("webtext-*.whl"), key=lambda p: p.stat().st_mtime)
     with zipfile.ZipFile(wheel) as z:
-        if hashlib.sha256(z.read(ASSET)).hexdigest() != tokenize.VOCAB_SHA256:
+        if hashlib.sha256(z.read(ASSET)).hexdigest() != tokenizer.VOCAB_SHA256:
             raise RuntimeError(f"{wheel} carries a wrong {ASSET}")
     return wheel
 

@@ -2,8 +2,8 @@
 a README.md that webtext did not write."""
 from test_data_loader import write_prose_shards
 
+from core.shard_format import read_manifest
 from pipeline.card import DOMAINS_PNG, LENGTHS_PNG, write_card
-from pipeline.shards.format import read_manifest
 
 STATS = {"stages": {"links": {"in": 10, "out": 7, "dropped": {"low_karma": 3}, "extra": {}, "balanced": True}}}
 

@@ -7,7 +7,7 @@ import time
 
 from crawl.text.extract import ExtractConfig
 from crawl.text.transform import _ExtractBatch
-from crawl.fetch.fetcher import FetchConfig
+from crawl.fetch.config import FetchConfig
 from crawl.fetch.transform import _FetchHosts
 from crawl.links import LinkRules
 from core.records import Document, Link, Page

@@ -7,8 +7,9 @@ import numpy as np
 import pydoc_data.topics
 import pytest
 
-from pipeline.shards.format import TokenizedDoc, shard_token_batches, shard_tokens, write_manifest, write_shard
-from pipeline.shards.tokenize import EOT, encode_document
+from core.shard_format import TokenizedDoc, shard_token_batches, shard_tokens, write_manifest
+from core.tokenizer import EOT, encode_document
+from pipeline.shards.assemble import write_shard
 from train.data import TrainLoader, ValSet
 
 T = 32

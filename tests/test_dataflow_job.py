@@ -20,11 +20,11 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from apache_beam.portability.api import beam_runner_api_pb2  # noqa: E402
 from apache_beam.runners.dataflow.internal import apiclient  # noqa: E402
 
-import webtext as cli  # noqa: E402
+from core.tokenizer import VOCAB_SHA256  # noqa: E402
 from pipeline import worker_package  # noqa: E402
 from pipeline.demo.run import demo_config  # noqa: E402
 from pipeline.runner import run  # noqa: E402
-from pipeline.shards.tokenize import VOCAB_SHA256  # noqa: E402
+import webtext as cli  # noqa: E402
 
 BUCKET = "gs://webtext-offline"
 
@@ -87,7 +87,7 @@ def test_a_worker_finds_the_vocabulary_in_the_package(wheel, tmp_path):
     env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(site),
                TIKTOKEN_CACHE_DIR=str(tmp_path / "tk"), HTTPS_PROXY="http://127.0.0.1:9",
                HTTP_PROXY="http://127.0.0.1:9")   # no network: tiktoken's own download must not be what works
-    code = ("import pipeline.shards.tokenize as t; assert t.__file__.startswith(%r), t.__file__; "
+    code = ("import core.tokenizer as t; assert t.__file__.startswith(%r), t.__file__; "
             "print(t.encode_document('hello world'))" % str(site))
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
                          timeout=120)

@@ -8,12 +8,12 @@ import pytest
 import requests
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from core.shard_format import open_shard, read_manifest, shard_tokens, verify
+from core.tokenizer import EOT, decode
 from crawl.text.extract import extract_text
 from pipeline.demo.web import build_demo
 from pipeline.demo.run import case_outcomes, demo_config, kept_urls, unexpected
 from pipeline.runner import run
-from pipeline.shards.format import open_shard, read_manifest, shard_tokens, verify
-from pipeline.shards.tokenize import EOT, decode
 
 
 def run_demo(out: Path):

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 
+from core.shard_format import read_manifest, shard_tokens
+from core.token_bytes import decode_bytes
+from core.tokenizer import EOT, decode
 from pipeline.shards import cli as shards_cli
-from pipeline.shards.format import read_manifest, shard_tokens
-from pipeline.shards.token_bytes import decode_bytes
-from pipeline.shards.tokenize import EOT, decode
 from test_shards import prose_corpus, tokenized, write_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

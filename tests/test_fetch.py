@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from crawl.fetch.fetcher import DROP_REASONS, FetchConfig, fetch_host, fetch_one, make_session
+from crawl.fetch.config import FetchConfig
+from crawl.fetch.fetcher import DROP_REASONS, fetch_host, fetch_one, make_session
 from core.records import Link
 from pipeline.demo.loopback import LoopbackWeb
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 import apache_beam as beam
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from crawl.fetch.fetcher import FetchConfig
+from crawl.fetch.config import FetchConfig
 from crawl.fetch.transform import FetchPages, host_key
 from core.records import Link
 from crawl.fetch.warc import ReadWarcPages
@@ -128,7 +128,7 @@ import json, sys
 import apache_beam as beam
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from core.records import Link
-from crawl.fetch.fetcher import FetchConfig
+from crawl.fetch.config import FetchConfig
 from crawl.fetch.transform import FetchPages
 args = json.loads(sys.argv[1])
 links = [Link(*l[:3], tuple(l[3]), *l[4:]) for l in args["links"]]

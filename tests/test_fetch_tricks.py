@@ -8,7 +8,8 @@ import time
 import pytest
 
 from core.records import Link
-from crawl.fetch.fetcher import FetchConfig, fetch_host, fetch_one, make_session
+from crawl.fetch.config import FetchConfig
+from crawl.fetch.fetcher import fetch_host, fetch_one, make_session
 from crawl.fetch.safety import Resolver
 from pipeline.demo.loopback import LoopbackWeb
 

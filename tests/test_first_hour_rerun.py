@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.shards import cli as shards_cli
-from pipeline.shards.format import read_manifest
+from core.shard_format import read_manifest
 from test_shards import prose_corpus, tokenized, write_dir
 
 ROOT = Path(__file__).resolve().parents[1]

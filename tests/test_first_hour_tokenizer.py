@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import webtext
-from pipeline.shards.tokenize import EOT, get_encoding
+from core.tokenizer import EOT, get_encoding
 from test_data_loader import write_prose_shards
 from train import train
 

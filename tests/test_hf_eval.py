@@ -10,14 +10,14 @@ import pydoc_data.topics
 import pytest
 import torch
 
-from test_data_loader import write_prose_shards
-from webtext import main as webtext
-from pipeline.shards.tokenize import EOT, VOCAB_SIZE, decode, get_encoding
+from core.tokenizer import EOT, VOCAB_SIZE, decode, get_encoding
 from train import eval as ev
 from train import export_hf, train
 from train.model import GPT, GPTConfig
 from train.report import read_log
 from train.sample import generate_text, load_model
+from webtext import main as webtext
+from test_data_loader import write_prose_shards
 
 TINY = ["--config", "tiny", "--n-embd", "32", "--block-size", "32", "--batch-size", "4", "--quiet"]
 

@@ -7,7 +7,7 @@ import pydoc_data.topics
 import pytest
 import torch
 
-from pipeline.shards.tokenize import EOT, VOCAB_SIZE, encode_document
+from core.tokenizer import EOT, VOCAB_SIZE, encode_document
 from train.config import PRESETS, TrainConfig
 from train.model import GPT, MODEL_CONFIGS, GPTConfig, peak_flops
 from train.train import make_optimizer

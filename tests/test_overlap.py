@@ -11,10 +11,10 @@ import re
 import numpy as np
 import pytest
 
+from core.shard_format import read_manifest, verify
+from core.tokenizer import decode
 from pipeline.shards import cli as shards_cli
 from pipeline.shards.overlap import BloomFilter, filter_size, mix64, text_grams
-from pipeline.shards.format import read_manifest, verify
-from pipeline.shards.tokenize import decode
 from test_shards import prose_corpus, tokenized, write_dir
 
 # The documented normalization, written independently: words are runs of ASCII letters/digits and non-ASCII
@@ -36,7 +36,7 @@ def corpus(tmp_path_factory):
 
 
 def train_docs(shard_dir):
-    from pipeline.shards.format import open_shard
+    from core.shard_format import open_shard
     rows = []
     for s in read_manifest(shard_dir)["shards"]:
         if s["split"] == "train":
@@ -114,7 +114,7 @@ def test_overlap_percentage_matches_the_reference(corpus, tmp_path, capsys):
 
 
 def all_docs(shard_dir):
-    from pipeline.shards.format import open_shard
+    from core.shard_format import open_shard
     rows = []
     for s in read_manifest(shard_dir)["shards"]:
         rows += open_shard(shard_dir / s["name"]).select(["doc_id", "url", "tokens"]).to_pylist()

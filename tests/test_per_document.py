@@ -9,6 +9,8 @@ import pydoc_data.topics
 
 from conftest import beam_pipeline, counters
 from core.records import Document, Drop, Link, Page
+from core.shard_format import read_manifest
+from core.tokenizer import encode_document
 from crawl.text.extract import ExtractConfig
 from crawl.text.quality import QualityRules, quality_check
 from crawl.text.transform import ExtractDocuments
@@ -16,8 +18,6 @@ from dedup import DedupConfig, Deduplicate
 from dedup.minhash import sketch
 from pipeline.config import ShardConfig
 from pipeline.per_document import DocumentWork
-from pipeline.shards.format import read_manifest
-from pipeline.shards.tokenize import encode_document
 from pipeline.shards.write import WriteShards
 
 WORK = DocumentWork(QualityRules(), DedupConfig())

@@ -174,3 +174,54 @@ def test_an_alarm_inside_the_per_document_work_ends_the_page_as_a_timeout():
     done = document_with_alarm(page(article(1), 1), ExtractConfig(timeout=30, language=""), LinkRules(),
                                then=lambda d: d._replace(text="x"))
     assert isinstance(done, Document) and done.text == "x"
+
+
+def _extraction_processes() -> int:
+    """Extraction workers alive in this process's pools: the forkserver's children (it forks nothing else)."""
+    from multiprocessing import forkserver
+    server = forkserver._forkserver._forkserver_pid
+    return len(_descendants(server)) if server else 0
+
+
+def test_dofn_instances_in_one_process_share_one_pool_of_at_most_the_cores():
+    """Runners run several instances of the extraction DoFn in one worker process (Prism, Flink and Spark run
+    bundles in parallel threads): they must lease one pool there, never one each."""
+    from crawl.text.transform import _ExtractBatch
+    cfg = ExtractConfig(timeout=60, language="")          # processes=0: the cores
+    dofns = [_ExtractBatch(cfg, LinkRules(), quiet=True) for _ in range(3)]
+    peak, stop = [0], threading.Event()
+
+    def sample():
+        while not stop.wait(0.02):
+            peak[0] = max(peak[0], _extraction_processes())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    outputs = {}
+    try:
+        for d in dofns:
+            d.setup()
+
+        def run(k):
+            outputs[k] = list(dofns[k].process([page(article(i), i) for i in range(8 * k, 8 * k + 8)]))
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        pools = {id(getattr(d.pool, "_pool", d.pool)) for d in dofns}
+    finally:
+        for d in dofns:
+            d.teardown()
+        stop.set()
+        sampler.join(timeout=5)
+    assert 1 <= peak[0] <= min(pool_module.default_processes(), os.cpu_count()), peak[0]
+    assert len(pools) == 1
+    assert all(isinstance(r, Document) for k in range(3) for r in outputs[k]) and len(outputs) == 3
+    assert [r.url for r in outputs[2]] == [f"http://example.com/{i}" for i in range(16, 24)]
+    for _ in range(100):          # the last lease closed the pool: its workers end
+        if _extraction_processes() == 0:
+            break
+        threading.Event().wait(0.1)
+    assert _extraction_processes() == 0 and not getattr(pool_module, "_SHARED", None)

@@ -10,7 +10,7 @@ import pytest
 from test_data_loader import write_prose_shards
 
 from pipeline.card import write_card
-from pipeline.shards.format import DATA_DIR, FORMAT_VERSION, read_manifest, verify
+from core.shard_format import DATA_DIR, FORMAT_VERSION, read_manifest, verify
 
 STATS = {"stages": {"links": {"in": 10, "out": 7, "dropped": {"low_karma": 3}, "extra": {}, "balanced": True}}}
 

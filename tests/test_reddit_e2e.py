@@ -9,10 +9,10 @@ import json
 import praw.config
 import zstandard
 
+from core.shard_format import open_shard, read_manifest
 from crawl.links import LinkRules, normalize_url, url_drop_reason
-from webtext import main
 from pipeline.demo.web import build_demo
-from pipeline.shards.format import open_shard, read_manifest
+from webtext import main
 from reddit_api import RedditAPI
 
 

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from crawl.fetch.fetcher import FetchConfig, fetch_one, make_session
+from crawl.fetch.config import FetchConfig
+from crawl.fetch.fetcher import fetch_one, make_session
 from crawl.fetch.safety import PrivateAddressError, Resolver, check_host, ip_literal, non_public_kind
 from pipeline.demo.loopback import LoopbackWeb
 

@@ -14,10 +14,11 @@ import pyarrow.parquet as pq
 import pydoc_data.topics
 import pytest
 
+from core.shard_format import (MANIFEST, TokenizedDoc, bucket_of, open_shard, plan_shards, shard_tokens, split_of,
+                               write_manifest)
+from core.tokenizer import EOT, decode, encode_document
 from pipeline.shards import cli as shards_cli
-from pipeline.shards.format import (MANIFEST, TokenizedDoc, bucket_of, open_shard, plan_shards, shard_tokens,
-                                    split_of, write_manifest, write_shard)
-from pipeline.shards.tokenize import EOT, decode, encode_document
+from pipeline.shards.assemble import write_shard
 
 HOSTS = ("https://docs.python.org/3/reference/", "https://www.example.com/blog/", "http://notes.example.org/")
 SUBREDDITS = (("Python",), ("Python", "programming"), ("learnpython",))
@@ -362,7 +363,7 @@ def test_bucket_of_is_monotone_in_doc_id_and_covers_every_bucket():
 
 
 def test_shards_of_several_record_batches_read_back_zero_copy_per_batch(tmp_path, corpus, capsys):
-    from pipeline.shards.format import shard_token_batches
+    from core.shard_format import shard_token_batches
     d = write_dir(tmp_path / "b", corpus[1], batch_tokens=8_000)
     expected = {t.doc_id: t.tokens for t in corpus[1]}
     for entry in manifest_of(d)["shards"]:

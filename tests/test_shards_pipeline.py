@@ -13,8 +13,9 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from core.records import Document
+from core.shard_format import MANIFEST, TokenizedDoc, read_manifest, verify
 from pipeline.config import ShardConfig
-from pipeline.shards.format import MANIFEST, TokenizedDoc, read_manifest, verify, write_shard
+from pipeline.shards.assemble import write_shard
 from pipeline.shards.write import PARTS_DIR, WriteShards
 
 
@@ -62,7 +63,7 @@ def test_shard_count_follows_from_the_tokens(many):
 
 def test_shards_streamed_from_bucket_parts_equal_shards_written_whole(many, tmp_path):
     """The pipeline streams each shard from its buckets' part files; writing the same documents in one go
-    (format.write_shard) gives the same bytes: batches depend only on the rows, not on how they were spilled."""
+    (assemble.write_shard) gives the same bytes: batches depend only on the rows, not on how they were spilled."""
     out, manifest = many
     for s in manifest["shards"]:
         table = ipc.open_file(pa.memory_map(str(out / s["name"]))).read_all()

@@ -13,8 +13,9 @@ import pydoc_data.topics
 import pytest
 import torch
 
-from pipeline.shards.format import TokenizedDoc, write_manifest, write_shard
-from pipeline.shards.tokenize import encode_document
+from core.shard_format import TokenizedDoc, write_manifest
+from core.tokenizer import encode_document
+from pipeline.shards.assemble import write_shard
 from train import sample, train
 from train.checkpoint import load_checkpoint
 

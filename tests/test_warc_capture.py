@@ -8,7 +8,8 @@ import sys
 import time
 
 from core.records import Link, Page
-from crawl.fetch.fetcher import FetchConfig, FetchResult
+from crawl.fetch.config import FetchConfig
+from crawl.fetch.fetcher import FetchResult
 from crawl.fetch.warc import WarcSink, response_pages
 from crawl.fetch.warc_recover import recover_leftovers
 from conftest import committed_outcomes

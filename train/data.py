@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from core import files
-from pipeline.shards.format import file_sha256, open_shard, read_manifest, shard_token_batches
-from pipeline.shards.tokenize import VOCAB_SIZE, tokenizer_metadata
+from core.shard_format import file_sha256, open_shard, read_manifest, shard_token_batches
+from core.tokenizer import VOCAB_SIZE, tokenizer_metadata
 
 SHARD_NAME = re.compile(r"^(?:data/)?(train|val)-\d{5}-of-\d{5}\.arrow$")   # data/: format 2; beside the manifest: 1
 

@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 
 from core import files
-from pipeline.shards.format import read_manifest, shard_paths, shard_tokens
-from pipeline.shards.token_bytes import vocab_table
-from pipeline.shards.tokenize import EOT, TokenizerUnavailable, get_encoding
 from core.settings import UsageError
+from core.shard_format import read_manifest, shard_paths, shard_tokens
+from core.token_bytes import vocab_table
+from core.tokenizer import EOT, TokenizerUnavailable, get_encoding
 
 CLOZE_MIN_CONTEXT = 32  # tokens before the target word
 CLOZE_SPACING = 64  # tokens between two examples' targets: passages barely overlap
@@ -185,7 +185,7 @@ def _source(args) -> tuple[list, list, str]:
     streams = [shard_tokens(p)[0] for p in paths]
 
     def docs():  # lazily: the cloze stops once it has enough examples
-        from pipeline.shards.tokenize import decode
+        from core.tokenizer import decode
         for tokens, offsets in (shard_tokens(p) for p in paths):
             for a, b in zip(offsets[:-1], offsets[1:]):
                 yield decode(tokens[a:b - 1].tolist())

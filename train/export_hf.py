@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from core import files
-from pipeline.shards.tokenize import EOT
 from core.settings import UsageError
 from train.hf_tokenizer import FILES as TOKENIZER_FILES, write_tokenizer
+from core.tokenizer import EOT
 from train.model import GPT, GPTConfig
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")

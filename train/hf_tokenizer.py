@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from pipeline.shards.tokenize import EOT, get_encoding
+from core.tokenizer import EOT, get_encoding
 
 SPECIAL = "<|endoftext|>"
 FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from pipeline.shards.tokenize import EOT, TokenizerUnavailable, decode, get_encoding
-from train.checkpoint import load_model  # noqa: F401  (where callers have always found it)
 from core.settings import ArgumentParser, UsageError
+from core.tokenizer import EOT, TokenizerUnavailable, decode, get_encoding
+from train.checkpoint import load_model  # noqa: F401  (where callers have always found it)
 from train.device import use_cuda
 from train.model import GPT
 

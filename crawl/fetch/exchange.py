@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from crawl.fetch.config import FetchConfig
 from crawl.fetch.content import read_body
 from crawl.fetch.deadline import WATCHDOG
 from crawl.fetch.http import Pacer, classify, send
 from crawl.fetch.robots import RobotsCache
 from crawl.fetch.safety import Resolver, ip_literal, pinned, sendable_url, vet_host
 from crawl.links import LinkRules, host_of, normalize_url
-
-if TYPE_CHECKING:
-    from crawl.fetch.fetcher import FetchConfig
 
 REDIRECTS = (301, 302, 303, 307, 308)
 

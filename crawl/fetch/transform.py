@@ -40,7 +40,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 from core.progress import stage_bar, workers_of
 
-from crawl.fetch.fetcher import DEFERRED, FetchConfig, FetchResult, Pacer, fetch_host, fetch_pending, make_session
+from crawl.fetch.config import FetchConfig
+from crawl.fetch.fetcher import DEFERRED, FetchResult, Pacer, fetch_host, fetch_pending, make_session
 from crawl.links import LinkRules, host_of
 from core.records import DROPPED, FETCH, Link, Step, doc_id_for
 from crawl.fetch.robots import RobotsCache

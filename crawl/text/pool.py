@@ -10,6 +10,9 @@ When a worker dies, only the page it was on is dropped: every worker writes the 
 shared array, so after the break the pages that had not started go back to a fresh pool and the few that were
 running (the culprit and its neighbours) are retried one at a time; the one that kills its worker alone is the
 culprit. Nothing a worker does fails the bundle: every outcome is a Document or a (reason, detail).
+A Beam worker process runs many DoFn instances at once (Prism, Flink and Spark run bundles in parallel threads):
+they all lease one pool per process (`shared_pool`), started by the first, closed when the last lets go, and
+their batches take turns on it, so a process never runs more extraction workers than it has cores.
 This module is also what the workers import first: a handler goes on the root logger before Beam is imported
 there (Beam logs a warning about optional GCP clients at import time, once per worker otherwise).
 """
@@ -19,6 +22,7 @@ logging.getLogger().addHandler(logging.NullHandler())
 
 import concurrent.futures as cf  # noqa: E402
 import itertools  # noqa: E402
+import pickle  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
@@ -152,19 +156,24 @@ class ExtractPool:
         self.cfg, self.rules, self.processes, self.then = cfg, rules, max(1, processes), then
         self._pool, self._slots, self._starting = None, None, None
         self._ids = itertools.count()
+        # _life guards starting and closing; _turn lets one batch at a time use the workers: the per-result
+        # wait below (timeout + GRACE) assumes the futures ahead of a page are its own batch's, and a replaced
+        # pool must not break another batch's futures. A turn ends within its own bounded waits.
+        self._life, self._turn = threading.RLock(), threading.Lock()
         self.restarts = 0          # pools replaced after a dead or wedged worker (for tests and logs)
 
     def start_in_background(self) -> None:
         """Start the workers while earlier work (the fetch) is still running: starting costs about a second.
         A failure here is left for map(), which starts again and raises with the explanation."""
-        if self.cfg.timeout and self._pool is None and self._starting is None:
-            def start():
-                try:
-                    self._start()
-                except RuntimeError:
-                    pass
-            self._starting = threading.Thread(target=start, daemon=True)
-            self._starting.start()
+        with self._life:
+            if self.cfg.timeout and self._pool is None and self._starting is None:
+                def start():
+                    try:
+                        self._start()
+                    except RuntimeError:
+                        pass
+                self._starting = threading.Thread(target=start, daemon=True)
+                self._starting.start()
 
     def _start(self) -> None:
         ctx = _pool_context([type(self.then).__module__] if self.then is not None else [])
@@ -185,14 +194,19 @@ class ExtractPool:
         self._pool, self._slots = pool, slots
 
     def _ensure_started(self) -> None:
-        if self._starting is not None:
-            self._starting.join()
-            self._starting = None
-        if self._pool is None:
-            self._start()
+        with self._life:
+            if self._starting is not None:
+                self._starting.join()    # bounded: _start waits at most 120 s for its workers
+                self._starting = None
+            if self._pool is None:
+                self._start()
 
     def map(self, pages: List[Page]) -> list:
         """One Document or (reason, detail) per page, in order (with `then`: what it returned instead of the Document)."""
+        with self._turn:
+            return self._map(pages)
+
+    def _map(self, pages: List[Page]) -> list:
         if not self.cfg.timeout:   # no bound asked for: extract here, no workers
             results = [document_from_page(p, self.cfg, self.rules) for p in pages]
             return [self.then(r) if self.then is not None and isinstance(r, Document) else r for r in results]
@@ -258,15 +272,74 @@ class ExtractPool:
         self.restarts += 1
 
     def close(self):
-        if self._starting is not None:
-            self._starting.join()
-            self._starting = None
-        if self._pool is not None:
-            for proc in list(getattr(self._pool, "_processes", {}).values()):
-                proc.terminate()   # a wedged worker would make shutdown wait forever
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._slots = None
+        with self._life:
+            if self._starting is not None:
+                self._starting.join()
+                self._starting = None
+            if self._pool is not None:
+                for proc in list(getattr(self._pool, "_processes", {}).values()):
+                    proc.terminate()   # a wedged worker would make shutdown wait forever
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._slots = None
 
 
 def default_processes() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# ------------------------------------------------------------------------------ one pool per process
+_SHARED: Dict[bytes, list] = {}     # settings -> [ExtractPool, leases held]
+_SHARED_LOCK = threading.Lock()
+
+
+class PoolLease:
+    """One DoFn instance's use of its process's shared ExtractPool: map/start_in_background as the pool's,
+    `restarts` counts the replacements during this lease's own batches, close() gives the lease back (the last
+    one closes the pool). Leases of the same settings share one pool; a pipeline has one setting per process."""
+
+    def __init__(self, key: bytes, pool: ExtractPool):
+        self._key, self._pool, self.restarts = key, pool, 0
+
+    def start_in_background(self) -> None:
+        if self._pool is not None:
+            self._pool.start_in_background()
+
+    def map(self, pages: List[Page]) -> list:
+        if self._pool is None:
+            raise RuntimeError("map() on a closed pool lease")
+        pool = self._pool
+        with pool._turn:                   # the restarts counted are this batch's own
+            before = pool.restarts
+            try:
+                return pool._map(pages)
+            finally:
+                self.restarts += pool.restarts - before
+
+    def close(self) -> None:
+        with _SHARED_LOCK:
+            if self._pool is None:         # closed twice (Beam may tear down after a failed setup)
+                return
+            entry, self._pool = _SHARED.get(self._key), None
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] == 0:   # closed under the lock: a new lease never starts a pool beside a closing one
+                del _SHARED[self._key]
+                entry[0].close()
+
+
+def shared_pool(cfg: ExtractConfig, processes: int, rules: LinkRules = LinkRules(), then=None) -> PoolLease:
+    """A lease on this process's pool for these settings, made on first use with `processes` workers but never
+    more than the cores left (at least one); every later lease (another DoFn instance, another bundle thread)
+    gets the same pool."""
+    try:
+        key = pickle.dumps((cfg, rules, then))
+    except Exception:                      # settings that cannot be pickled cannot reach workers either
+        key = repr((id(cfg), id(rules), id(then))).encode()
+    with _SHARED_LOCK:
+        entry = _SHARED.get(key)
+        if entry is None:   # cores that pools of other settings (another pipeline in this process) leave
+            free = default_processes() - sum(e[0].processes for e in _SHARED.values())
+            entry = _SHARED[key] = [ExtractPool(cfg, min(max(1, processes), max(1, free)), rules, then), 0]
+        entry[1] += 1
+        return PoolLease(key, entry[0])

@@ -15,7 +15,7 @@ from core.progress import progress_bar
 from core.records import DROPPED, EXTRACT, Document, Drop, Page, Step
 from crawl.links import LinkRules
 from crawl.text.extract import ExtractConfig
-from crawl.text.pool import ExtractPool, default_processes
+from crawl.text.pool import default_processes, shared_pool
 
 
 class _ExtractBatch(Step):
@@ -26,7 +26,7 @@ class _ExtractBatch(Step):
         self.cfg, self.rules, self.quiet, self.then = cfg, rules, quiet, then
 
     def setup(self):
-        self.pool = ExtractPool(self.cfg, self.cfg.processes or default_processes(), self.rules, self.then)
+        self.pool = shared_pool(self.cfg, self.cfg.processes or default_processes(), self.rules, self.then)
         self.pool.start_in_background()
         self.bar = None
 

@@ -13,6 +13,7 @@ from typing import Dict, List, Tuple
 
 from core.records import SOURCE
 from core.settings import UsageError
+from core.shard_format import open_shard, read_manifest, verify
 from crawl.links import normalize_url
 from pipeline import engines
 from pipeline.config import load_config
@@ -20,7 +21,6 @@ from pipeline.demo.web import DEMO_CASES, DUMP_NAME, build_demo
 from pipeline.drops import read_drops as drop_examples
 from pipeline.options import parse
 from pipeline.runner import run
-from pipeline.shards.format import open_shard, read_manifest, verify
 
 
 def demo_config(dump: Path, proxy_url: str, quiet: bool):

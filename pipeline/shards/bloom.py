@@ -11,8 +11,8 @@ from typing import Iterator, Tuple
 
 import numpy as np
 
-from pipeline.shards import format as shards
-from pipeline.shards.token_bytes import decode_bytes
+from core import shard_format as shards
+from core.token_bytes import decode_bytes
 
 NGRAM = 8
 U64 = np.uint64

@@ -12,10 +12,10 @@ import numpy as np
 import pyarrow as pa
 
 from core import files
+from core import shard_format as shards
 from core.progress import progress_bar
 from core.settings import UsageError
-from pipeline.shards import format as shards
-from pipeline.shards.tokenize import EOT, decode
+from core.tokenizer import EOT, decode
 
 PROG = "webtext shards"
 

@@ -27,13 +27,13 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
 from core import files
+from core import shard_format as shards
 from core.plots import new_figure, save_figure
 from core.settings import ArgumentParser, UsageError
-from pipeline.shards import format as shards
+from core.tokenizer import TokenizerUnavailable
 from pipeline.shards.browse import (PROG, SIZE_HEADER, DataError, domain_of, iso_utc, load_manifest, open_table, progress,
                                     select, size_cells, text_of)
 from pipeline.shards.export import cmd_export
-from pipeline.shards.tokenize import TokenizerUnavailable
 
 PERCENTILES = (5, 25, 50, 75, 95)
 PLOT_FORMATS = (".png", ".svg", ".pdf")

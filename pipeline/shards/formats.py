@@ -28,11 +28,11 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from core import files
-from pipeline.shards import format as shards
-from pipeline.shards.browse import DataError, progress as _progress, human_bytes, load_manifest, open_table, select
+from core import shard_format as shards
 from core.settings import UsageError
-from pipeline.shards.token_bytes import decode_bytes
-from pipeline.shards.tokenize import EOT, VOCAB_SIZE, tokenizer_metadata
+from core.token_bytes import decode_bytes
+from core.tokenizer import EOT, VOCAB_SIZE, tokenizer_metadata
+from pipeline.shards.browse import DataError, progress as _progress, human_bytes, load_manifest, open_table, select
 
 DIR_FORMATS = ("nanogpt", "hf")
 ROWS_PER_GROUP = 10_000

@@ -34,8 +34,9 @@ from typing import List, Tuple
 import numpy as np
 
 from core import files
+from core import shard_format as shards
 from pipeline.drops import DROPS_DIR
-from pipeline.shards import format as shards
+from pipeline.shards.assemble import write_shard
 from pipeline.shards.bloom import (CHUNK_TOKENS, NGRAM, U64, BloomFilter, chunk_grams, filter_size, mix64,  # noqa: F401
                                     shard_chunks, text_grams)
 
@@ -244,7 +245,7 @@ def remove_overlap(args, manifest: dict, tests: dict) -> int:
                 docs.append(shards.TokenizedDoc(row["doc_id"], row["url"], tokens[offsets[i]:offsets[i + 1]],
                                                 row["karma"], tuple(row["subreddits"] or ()), row["created_utc"]))
             kept, dropped = kept + len(docs), dropped + len(rows) - len(docs)
-            infos.append(shards.write_shard(str(out), e["split"], e["index"], e["num_shards"], docs))
+            infos.append(write_shard(str(out), e["split"], e["index"], e["num_shards"], docs))
     stats = dict(manifest.get("stats") or {})
     stages = dict(stats.get("stages") or {})
     stages["decontaminate"] = {"in": kept + dropped, "out": kept, "dropped": {"test_overlap": dropped} if dropped

@@ -24,10 +24,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from core import files
 from core.records import SHARDS, Document, Step
+from core.shard_format import (MANIFEST, SHARD_NAME, SPLITS, TokenizedDoc, bucket_of, plan_shards, split_of,
+                               write_manifest)
+from core.tokenizer import encode_document
 from pipeline.config import ShardConfig
-from pipeline.shards.format import (MANIFEST, SHARD_NAME, SPLITS, TokenizedDoc, bucket_of, join_shard, plan_shards,
-                                    split_of, write_manifest, write_sorted)
-from pipeline.shards.tokenize import encode_document
+from pipeline.shards.assemble import join_shard, write_sorted
 
 PARTS_DIR = ".webtext-buckets"                       # ours: every file in it matching PART_NAME is ours to remove
 PART_NAME = re.compile(r"(train|val)-b\d{7}\.arrow")

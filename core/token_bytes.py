@@ -11,7 +11,7 @@ from typing import Tuple
 
 import numpy as np
 
-from pipeline.shards.tokenize import EOT, VOCAB_SIZE, get_encoding
+from core.tokenizer import EOT, VOCAB_SIZE, get_encoding
 
 PIECE = 1 << 20   # tokens decoded per step (~5 MB of text; ~120 MB of temporaries)
 

@@ -3,7 +3,7 @@
 `tiktoken.get_encoding("gpt2")` downloads its vocabulary at first use, which fails offline. GPT-2's ranks are
 byte-for-byte tiktoken's `r50k_base` file, so we build the Encoding from a local copy of that file (checked by
 sha256). `make install` places one in the user cache (taken from the openai-whisper sdist on PyPI, which ships it
-as whisper/assets/gpt2.tiktoken); `python -m pipeline.shards.tokenize --fetch` does the same by hand.
+as whisper/assets/gpt2.tiktoken); `python -m core.tokenizer --fetch` does the same by hand.
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def get_encoding() -> tiktoken.Encoding:
             if _sha256(data) != VOCAB_SHA256:
                 raise TokenizerUnavailable(
                     f"{path} is not the GPT-2 vocabulary (sha256 mismatch); delete it and run "
-                    "`python -m pipeline.shards.tokenize --fetch`")
+                    "`python -m core.tokenizer --fetch`")
             return tiktoken.Encoding(name=TOKENIZER_NAME, pat_str=r50k_pat_str, mergeable_ranks=_ranks_from_bytes(data),
                                      special_tokens={"<|endoftext|>": EOT}, explicit_n_vocab=VOCAB_SIZE)
     try:
@@ -81,7 +81,7 @@ def get_encoding() -> tiktoken.Encoding:
     except Exception as e:  # offline: tiktoken's download fails with one of several network errors
         raise TokenizerUnavailable(
             f"GPT-2 vocabulary not found ({e.__class__.__name__}); run `make install` or "
-            f"`python -m pipeline.shards.tokenize --fetch`, or set {ENV_VAR}=/path/to/gpt2.tiktoken") from None
+            f"`python -m core.tokenizer --fetch`, or set {ENV_VAR}=/path/to/gpt2.tiktoken") from None
 
 
 def encode_document(text: str) -> List[int]:

@@ -1,0 +1,66 @@
+"""One shard file, written: documents (or sorted part files) -> an Arrow file of the shard contract
+(core/shard_format.py), in record batches of bounded tokens, atomically, same inputs -> same bytes."""
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
+
+from core import files
+from core.shard_format import ShardInfo, TokenizedDoc, open_shard, schema_with_metadata, shard_name
+from pipeline.shards import stream
+
+
+def _record_batch(docs: Sequence[TokenizedDoc]) -> pa.RecordBatch:
+    lengths = np.fromiter((len(d.tokens) for d in docs), dtype=np.int64, count=len(docs))
+    offsets = np.zeros(len(docs) + 1, dtype=np.int32)   # the caller keeps a batch under 2**31 tokens
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.concatenate([np.asarray(d.tokens, dtype=np.uint16) for d in docs])
+    return pa.record_batch([
+        pa.array([d.doc_id for d in docs], pa.string()),
+        pa.array([d.url for d in docs], pa.string()),
+        pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.uint16())),
+        pa.array([int(d.karma) for d in docs], pa.int64()),
+        pa.array([list(d.subreddits) for d in docs], pa.list_(pa.string())),
+        pa.array([int(d.created_utc) for d in docs], pa.int64()),
+    ], schema=schema_with_metadata())
+
+
+def batches_of(docs: Sequence[TokenizedDoc], batch_tokens: int) -> Iterator[Sequence[TokenizedDoc]]:
+    """Consecutive runs of docs with at most `batch_tokens` tokens each (a longer document is a run alone), cut
+    where stream.rebatch cuts the same rows."""
+    start, filled = 0, 0
+    for i, d in enumerate(docs):
+        if filled and filled + len(d.tokens) > batch_tokens:
+            yield docs[start:i]
+            start, filled = i, 0
+        filled += len(d.tokens)
+    if start < len(docs):
+        yield docs[start:]
+
+
+def write_sorted(path: str, docs: Iterable[TokenizedDoc], batch_tokens: int = 2**24,
+                 durable: bool = True) -> Tuple[int, int, int, str]:
+    """Docs sorted by doc_id into an Arrow file at `path`, atomically, in record batches of <= batch_tokens tokens,
+    building one batch at a time (never a second copy of all the tokens): (docs, tokens, bytes, sha256)."""
+    docs = sorted(docs, key=lambda d: (d.doc_id, d.url))   # url breaks (unlikely) id ties: order stays total
+    tables = (pa.Table.from_batches([_record_batch(run)]) for run in batches_of(docs, batch_tokens))
+    return stream.write_batches(path, schema_with_metadata(), stream.rebatch(tables, batch_tokens), durable)
+
+
+def write_shard(out_dir: str, split: str, index: int, num_shards: int, docs: Iterable[TokenizedDoc],
+                batch_tokens: int = 2**24) -> ShardInfo:
+    """Write one shard atomically from its documents; same inputs -> same bytes."""
+    name = shard_name(split, index, num_shards)
+    return ShardInfo(name, split, index, num_shards, *write_sorted(files.join(out_dir, name), docs, batch_tokens))
+
+
+def join_shard(out_dir: str, split: str, index: int, num_shards: int, parts: Sequence[str],
+               batch_tokens: int = 2**24) -> ShardInfo:
+    """Write one shard by streaming sorted part files (consecutive doc_id ranges, in order) into it: the same bytes
+    as write_shard over their documents, holding one record batch at a time."""
+    name = shard_name(split, index, num_shards)
+    tables = (open_shard(p) for p in parts)
+    info = stream.write_batches(files.join(out_dir, name), schema_with_metadata(), stream.rebatch(tables, batch_tokens))
+    return ShardInfo(name, split, index, num_shards, *info)
