@@ -25,9 +25,10 @@ class FetchConfig:
     redirect_rounds: int = 0            # rounds that hand cross-host redirects to the target host's own key
                                         # (pacing across workers); 0: followed inline. See docs/scaling.md
     content_types: Tuple[str, ...] = ("text/html", "application/xhtml+xml")   # media types kept; others are not_html
-    http_proxy: Optional[str] = None    # every request goes through it; it then resolves names ...
-    pin_dns: bool = False               # ... unless this is set: resolve here, check, and send (directly or through
-                                        # the proxy) to the checked address, the name kept for Host, SNI, TLS checks
+    http_proxy: Optional[str] = None    # every request goes through it, to the checked address of a name that
+                                        # resolves here (by name otherwise: see docs/scaling.md)
+    pin_dns: bool = False               # every name must resolve here (else dns_error), also behind a proxy; direct
+                                        # requests go to the checked address too (name kept for Host, SNI, TLS)
     allow_private: bool = False         # True only for loopback demos and tests
     verify_tls: bool = True                       # check TLS certificates
     min_delay: float = 1.0              # seconds from the end of a response to the next request on that host
@@ -39,7 +40,7 @@ class FetchConfig:
     max_retry_wait: float = 60.0        # a longer Retry-After means giving up now
     robots: bool = True                           # honour robots.txt (RFC 9309)
     robots_timeout: float = 10.0                  # seconds for fetching one robots.txt
-    robots_max_bytes: int = 500 * 1024            # robots.txt bytes read at most (RFC 9309 asks for >= 500 KiB)
+    robots_max_bytes: int = 500 * 1024            # robots.txt bytes parsed at most, once decoded (RFC 9309 2.5)
     max_crawl_delay: float = 30.0       # robots.txt Crawl-delay is honoured up to this
     circuit_breaker: int = 5            # consecutive network failures before a host's other URLs are given up
     max_urls_per_host_key: int = 500    # giant hosts are split into keys; their delays add up to one per host
