@@ -169,8 +169,10 @@ def test_warc_resume_after_kill(tmp_path):
         pages, drops, counters = _run(links, FetchConfig(**cfg), "resume")
         second = [f"http://{host}{path}" for _, _, host, path in web.log[n:] if "story" in path]
 
-    assert sorted(second) == sorted(l.url for l in links if l.url not in decided)
-    assert counters["fetch.resumed"] == len(decided)
+    # What run 1 committed is never fetched again. What it had written but not yet committed when it was killed is
+    # recovered when run 2 starts (crawl/fetch/warc_recover.py) and reused too: every link is fetched once in all.
+    assert len(second) == len(set(second)) and not set(second) & set(decided)
+    assert counters["fetch.resumed"] == len(links) - len(second) >= len(decided)
     assert counters["fetch.in"] == 24 and counters["fetch.out"] == len(pages) == 21
     assert sorted((d.reason, d.url) for d in drops) == sorted(
         ("http_4xx", f"http://news{h}.example/story5") for h in range(3))

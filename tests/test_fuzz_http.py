@@ -19,7 +19,7 @@ from rawhttp import CLOSE, HOLD, RESET, RawHTTP, chunked, compress, head
 PAGE = b"<!doctype html><html><body><p>Hello.</p></body></html>"
 OK = [(head(200, {"Content-Type": "text/html"}, length=len(PAGE)) + PAGE, 0)]
 START = b"<!doctype html><html><body>"
-WIRE_CAP, DECODED_CAP, PAGE_TIMEOUT, SLACK = 4096, 16384, 0.3, 0.6
+WIRE_CAP, DECODED_CAP, PAGE_TIMEOUT, SLACK = 4096, 16384, 0.6, 0.8
 CFG = FetchConfig(allow_private=True, min_delay=0.0, connect_timeout=1.0, read_timeout=2.0, robots=False,
                   page_timeout=PAGE_TIMEOUT, max_bytes=WIRE_CAP, max_decompressed_bytes=DECODED_CAP, max_retries=0)
 COMPLETE = ("length", "length-then-junk", "chunked")          # framings that say where the body ends

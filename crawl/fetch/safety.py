@@ -83,6 +83,8 @@ class Resolver:
             if hit and now - hit[0] < self.ttl:
                 return hit[1], hit[2]
             fut, new = self._pending.get(host), False
+            if fut is not None and fut.done():   # answered, its callback not run yet: never reuse a transient answer
+                fut = None
             if fut is None:
                 fut = self._pending[host] = self._pool.submit(self.lookup, host, None, proto=socket.IPPROTO_TCP)
                 new = True
