@@ -97,6 +97,7 @@ class TokenWindows:
         self.shards, self.split_tokens = 0, 0  # every shard of the split, usable or not
         for path, entry in checked_shards(data_dir, split, verify):
             try:   # one buffer per record batch (each a zero-copy view; a window never crosses two)
+                open_shard(path).validate(full=True)   # offsets past their buffer would be sliced short silently
                 parts = shard_token_batches(path)
             except (OSError, ValueError) as e:   # pyarrow's ArrowInvalid is a ValueError
                 raise ShardError(f"{path} is not a readable shard ({' '.join(str(e).split())[:200]})") from None
