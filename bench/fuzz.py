@@ -86,14 +86,19 @@ class FuzzPlugin:
     def pytest_runtest_makereport(self, item, call):
         if call.when == "call" and call.excinfo is not None and item.nodeid in self.results:
             exc = call.excinfo.value
-            notes = "\n".join(getattr(exc, "__notes__", []))
-            text = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}\n{notes}".strip()
-            self.results[item.nodeid]["failure"] = text
+            # Hypothesis raises an ExceptionGroup when it found several distinct failures: report each
+            excs = list(exc.exceptions) if isinstance(exc, BaseExceptionGroup) else [exc]
+            self.results[item.nodeid]["failure"] = "\n".join(_describe(e) for e in excs)
             self._save()
 
     def _save(self):
         with open(self.result_path, "w") as f:
             json.dump(self.results, f)
+
+
+def _describe(exc: BaseException) -> str:
+    notes = "\n".join(n for n in getattr(exc, "__notes__", []) if "reproduce_failure" not in n)
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}\n{notes}".strip()
 
 
 def worker(path: str, seconds: float, result_path: str) -> int:

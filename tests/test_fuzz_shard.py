@@ -116,6 +116,7 @@ def test_a_damaged_shard_is_reported_and_refused(m):
 @example(("zero", 8, 8))
 @example(("flip", 2204, 2))    # found by fuzz: a list offset past its values (IndexError out of verify; the loader
                                # sliced it short silently); the position is this writer's layout of _docs()
+@example(("zero", 6357, 20))   # found by fuzz: a zeroed schema field (ArrowNotImplementedError out of the loader)
 def test_a_damaged_shard_with_a_matching_manifest_is_refused_or_valid(m):
     d = write_case(mutate(*m), fix_manifest=True)
     problems = verify(d)                                     # never raises
@@ -130,3 +131,20 @@ def test_a_damaged_shard_with_a_matching_manifest_is_refused_or_valid(m):
     # accepted: only valid token ids, exactly as many as the manifest says (the loader's own count)
     assert n_tokens == _INFO.tokens
     assert all(int(b.max()) < VOCAB_SIZE for b in buffers if len(b))
+
+
+def test_a_list_offset_past_its_values_is_refused_by_the_loader():
+    """Found by fuzz: one flipped bit in a record batch's list offsets (35 instead of 33, past the 33 token values).
+    On main the loader sliced the buffer short and trained on it without a word; verify raised IndexError."""
+    d = write_case(mutate("flip", 2204, 2), fix_manifest=True)
+    assert any("unreadable Arrow file" in p for p in verify(d))
+    got = load(d)
+    assert isinstance(got, str) and "not a readable shard" in got
+
+
+def test_a_damaged_schema_is_refused_by_the_loader_with_one_line():
+    """Found by fuzz: 20 zeroed bytes in the footer's schema make pyarrow raise ArrowNotImplementedError ("Integers
+    with less than 8 bits"), which is neither OSError nor ValueError: a traceback out of the trainer on main."""
+    d = write_case(mutate("zero", 6357, 20), fix_manifest=True)
+    got = load(d)
+    assert isinstance(got, str) and "not a readable shard" in got

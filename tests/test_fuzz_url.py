@@ -6,6 +6,7 @@ sends unchanged, with a host that is an IP literal or a valid DNS name (labels 1
 labels that decode). Budget: the `ci` profile (tests/conftest.py); `python bench/fuzz.py --target url`."""
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 import pytest
@@ -13,10 +14,14 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import assume, example, given, strategies as st  # noqa: E402
 
+from urllib3.util.url import _PATH_CHARS  # noqa: E402
+
 from crawl.fetch.safety import Resolver, ip_literal, sendable_url, vet_host  # noqa: E402
 from crawl.urls import LinkRules, judge_url, normalize_url, url_drop_reason  # noqa: E402
 
 RULES = LinkRules()
+URLLIB3_PATH_CHARS = _PATH_CHARS       # what urllib3 sends as is in a path (it percent-encodes the rest)
+LDH = "abcdefghijklmnopqrstuvwxyz0123456789-"
 RESOLVER = Resolver(lookup=lambda *a, **k: [])   # never asked: via a proxy without pinning, names are not resolved
 
 
@@ -28,6 +33,8 @@ def dns_name_problem(host: str) -> str:
     if len(name) > 253:
         return "name over 253 octets"
     for label in name.split("."):
+        if label.strip(LDH + "_"):
+            return f"label {label!r} has characters outside letters, digits, '-' and '_'"
         if not 1 <= len(label) <= 63:
             return f"label of {len(label)} octets"
         if label.lower().startswith("xn--"):
@@ -45,8 +52,14 @@ def known_other_branch(host: str) -> bool:
     return ip_literal(host) is None and bool(dns_name_problem(host))
 
 
+def known_path_disagreement(norm: str) -> bool:
+    """A normalized path urllib3 re-encodes (`[`, `|`, a `%` without two hex digits, ...), so the guard refuses the URL
+    normalize_url gave ("parsers disagree"): h-addr, the xfail test below. Remove this filter after merging."""
+    path = re.sub(r"%[0-9A-Fa-f]{2}", "", urlsplit(norm).path)
+    return bool(set(path) - URLLIB3_PATH_CHARS)
+
+
 # ------------------------------------------------------------------------------------------------ strategies
-LDH = "abcdefghijklmnopqrstuvwxyz0123456789-"
 labels = st.one_of(st.text(LDH, min_size=1, max_size=12), st.text(LDH, min_size=60, max_size=70),
                    st.builds(lambda s: "xn--" + s, st.text(LDH, max_size=10)),
                    st.text(st.characters(codec="utf-8", exclude_characters="/?#@:[]\\"), min_size=1, max_size=6))
@@ -79,7 +92,7 @@ def test_normalization_is_idempotent_and_the_guard_agrees(url):
         return
     host = urlsplit(norm).hostname or ""
     assume(not known_other_branch(host))
-    assume(not set("[]") & set(urlsplit(norm).path))   # h-addr, the xfail test below; remove after merging
+    assume(not known_path_disagreement(norm))
     assert normalize_url(norm) == norm              # idempotent
     assert host and host == host.lower()
     # the fast path gives what normalize_url + url_drop_reason give
@@ -99,16 +112,18 @@ def test_normalization_is_idempotent_and_the_guard_agrees(url):
     "http://xn--a.com/",                       # Punycode that does not decode
     "http://" + "a" * 64 + ".com/",            # a label over 63 octets
     "http://" + ".".join(["a" * 60] * 5) + "/",   # a name over 253 octets
+    "http://\x1f/",                           # a control character as the host (the guard then calls it ambiguous)
 ])
 def test_an_invalid_dns_name_is_refused(url):
-    norm = normalize_url(url)
-    assert norm is None or sendable_url(norm, normalize_url)[0] is None
+    """The issue: refused as invalid_url, on the fast path too (not sent, not refused only later by the guard)."""
+    assert judge_url(url, RULES) == ("invalid_url", None)
 
 
 @pytest.mark.xfail(strict=True, reason="found by fuzz; fixed in branch h-addr")
-@pytest.mark.parametrize("url", ["http://example.com/a@[1]", "http://0/@[::]/"])
+@pytest.mark.parametrize("url", ["http://example.com/a@[1]", "http://0/@[::]/", "http://example.com/%",
+                                 "http://example.com/50%off", "http://example.com/a|b"])
 def test_what_normalization_accepts_the_guard_sends(url):
-    """normalize_url keeps `[` `]` in the path, urllib3 percent-encodes them: sendable_url then refuses the
-    normalized URL ("parsers disagree"), a refusal after the fact."""
+    """normalize_url keeps `[` `]` and a bare `%` in the path, urllib3 percent-encodes them: sendable_url then
+    refuses the normalized URL ("parsers disagree"), a refusal after the fact."""
     norm = normalize_url(url)
     assert norm is None or sendable_url(norm, normalize_url) == (norm, "")

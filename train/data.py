@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from core import files
@@ -99,7 +100,7 @@ class TokenWindows:
             try:   # one buffer per record batch (each a zero-copy view; a window never crosses two)
                 open_shard(path).validate(full=True)   # offsets past their buffer would be sliced short silently
                 parts = shard_token_batches(path)
-            except (OSError, ValueError) as e:   # pyarrow's ArrowInvalid is a ValueError
+            except (OSError, ValueError, pa.ArrowException) as e:   # ArrowInvalid is a ValueError, not all are
                 raise ShardError(f"{path} is not a readable shard ({' '.join(str(e).split())[:200]})") from None
             _check_shard(path, entry, parts, vocab_size)
             self.shards += 1
