@@ -71,12 +71,16 @@ class FuzzPlugin:
         res, start, chunk = self.results[pyfuncitem.nodeid], time.monotonic(), 50
         try:
             while time.monotonic() - start < self.share:
-                t0 = time.monotonic()
+                t0, cases0 = time.monotonic(), res["cases"]
                 obj._hypothesis_internal_use_settings = settings(base, max_examples=chunk)
                 res["calls"] += 1
                 obj(**args)
-                if time.monotonic() - t0 < min(5.0, self.share / 10):   # grow the chunk while calls are short
+                took = time.monotonic() - t0
+                if took < min(5.0, self.share / 10):   # grow the chunk while calls are short ...
                     chunk = min(chunk * 2, 100_000)
+                per_case = took / max(1, res["cases"] - cases0)   # ... but never past the time that is left
+                left = self.share - (time.monotonic() - start)
+                chunk = max(1, min(chunk, int(left / per_case)))
         finally:
             obj._hypothesis_internal_use_settings = base
             res["seconds"] = round(time.monotonic() - start, 1)

@@ -117,6 +117,7 @@ def test_a_damaged_shard_is_reported_and_refused(m):
 @example(("flip", 2204, 2))    # found by fuzz: a list offset past its values (IndexError out of verify; the loader
                                # sliced it short silently); the position is this writer's layout of _docs()
 @example(("zero", 6357, 20))   # found by fuzz: a zeroed schema field (ArrowNotImplementedError out of the loader)
+@example(("flip", 6036, 128))  # found by fuzz: metadata that is not UTF-8 (UnicodeDecodeError out of the loader)
 def test_a_damaged_shard_with_a_matching_manifest_is_refused_or_valid(m):
     d = write_case(mutate(*m), fix_manifest=True)
     problems = verify(d)                                     # never raises
@@ -148,3 +149,12 @@ def test_a_damaged_schema_is_refused_by_the_loader_with_one_line():
     d = write_case(mutate("zero", 6357, 20), fix_manifest=True)
     got = load(d)
     assert isinstance(got, str) and "not a readable shard" in got
+
+
+def test_shard_metadata_that_is_not_utf8_is_refused_by_the_loader_with_one_line():
+    """Found by fuzz: one flipped bit makes the shard's vocab_sha256 metadata invalid UTF-8; the loader's check
+    decoded it strictly and raised UnicodeDecodeError on main (verify reported it correctly)."""
+    d = write_case(mutate("flip", 6036, 128), fix_manifest=True)
+    assert any("metadata vocab_sha256" in p for p in verify(d))
+    got = load(d)
+    assert isinstance(got, str) and "tokenizer metadata vocab_sha256" in got

@@ -73,7 +73,8 @@ def checked_shards(data_dir, split: str, verify: bool = True) -> list[tuple[str,
 
 def _check_shard(path: str, entry: dict, parts: list, vocab_size: int) -> None:
     """`parts`: the shard's (tokens, offsets) per record batch."""
-    meta = {k.decode(): v.decode() for k, v in (open_shard(path).schema.metadata or {}).items()}
+    meta = {k.decode(errors="replace"): v.decode(errors="replace")      # damaged bytes: a mismatch, not a crash
+            for k, v in (open_shard(path).schema.metadata or {}).items()}
     wrong = [k for k, v in tokenizer_metadata().items() if meta.get(k) != v]
     if wrong:
         raise ShardError(f"{path}: tokenizer metadata {wrong[0]}={meta.get(wrong[0])!r} is not this trainer's "
