@@ -7,6 +7,7 @@ must hold on their own: verify never raises, the loader either refuses with a Sh
 < vocab size, exactly the manifest's count of them. Budget: the `ci` profile; `bench/fuzz.py --target shard`."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import io
@@ -46,6 +47,8 @@ write_manifest(GOOD, [_INFO], {})
 SHARD = _INFO.name
 ORIGINAL = open(os.path.join(GOOD, SHARD), "rb").read()
 CASE = tempfile.mkdtemp(prefix="fuzz-shard-case-")                      # rewritten per case (no fixtures)
+for _d in (GOOD, CASE):
+    atexit.register(shutil.rmtree, _d, True)
 
 
 def write_case(data: bytes, fix_manifest: bool) -> str:

@@ -6,11 +6,13 @@ but Unreadable (a counted drop), and a record is kept only when it is exactly wh
 declared length and the WARC-Block-Digest. Budget: the `ci` profile; `python bench/fuzz.py --target warc`."""
 from __future__ import annotations
 
+import atexit
 import base64
 import gzip
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 
 import pytest
@@ -23,6 +25,7 @@ from crawl.fetch.warc import page_records  # noqa: E402
 from crawl.fetch.warc_read import Captured, Unreadable, load_page, response_pages  # noqa: E402
 
 WARC_DIR = tempfile.mkdtemp(prefix="fuzz-warc-")    # one file, rewritten per case (no pytest fixture: bench/fuzz.py)
+atexit.register(shutil.rmtree, WARC_DIR, True)
 NAME = "fetch-fuzz.warc.gz"
 
 
