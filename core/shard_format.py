@@ -214,6 +214,7 @@ def verify(data_dir) -> List[str]:
             continue
         try:
             table = open_shard(path)
+            table.validate(full=True)           # offsets inside their buffers: the checks below index with them
             parts = shard_token_batches(path)   # checked batch by batch: no copy of the shard's tokens
         except (pa.ArrowException, ValueError, OSError) as e:
             problems.append(f"{s['name']}: unreadable Arrow file ({e})")

@@ -10,6 +10,19 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 os.environ.setdefault("TQDM_DISABLE", "1")          # no progress bars in test logs
 logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
+try:   # Hypothesis profiles for tests/test_fuzz_*.py: `ci` (default) is small and reproducible; bench/fuzz.py
+    # selects `long` (HYPOTHESIS_PROFILE=long) and drives the time budget itself.
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True, database=None,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+                              print_blob=False)
+    settings.register_profile("long", max_examples=10_000, deadline=None, derandomize=False, database=None,
+                              suppress_health_check=list(HealthCheck), print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:   # pragma: no cover - hypothesis is in the `test` extra; the fuzz tests skip without it
+    pass
+
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:

@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from core import files
@@ -72,7 +73,8 @@ def checked_shards(data_dir, split: str, verify: bool = True) -> list[tuple[str,
 
 def _check_shard(path: str, entry: dict, parts: list, vocab_size: int) -> None:
     """`parts`: the shard's (tokens, offsets) per record batch."""
-    meta = {k.decode(): v.decode() for k, v in (open_shard(path).schema.metadata or {}).items()}
+    meta = {k.decode(errors="replace"): v.decode(errors="replace")      # damaged bytes: a mismatch, not a crash
+            for k, v in (open_shard(path).schema.metadata or {}).items()}
     wrong = [k for k, v in tokenizer_metadata().items() if meta.get(k) != v]
     if wrong:
         raise ShardError(f"{path}: tokenizer metadata {wrong[0]}={meta.get(wrong[0])!r} is not this trainer's "
@@ -97,8 +99,9 @@ class TokenWindows:
         self.shards, self.split_tokens = 0, 0  # every shard of the split, usable or not
         for path, entry in checked_shards(data_dir, split, verify):
             try:   # one buffer per record batch (each a zero-copy view; a window never crosses two)
+                open_shard(path).validate(full=True)   # offsets past their buffer would be sliced short silently
                 parts = shard_token_batches(path)
-            except (OSError, ValueError) as e:   # pyarrow's ArrowInvalid is a ValueError
+            except (OSError, ValueError, pa.ArrowException) as e:   # ArrowInvalid is a ValueError, not all are
                 raise ShardError(f"{path} is not a readable shard ({' '.join(str(e).split())[:200]})") from None
             _check_shard(path, entry, parts, vocab_size)
             self.shards += 1
