@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Dict, Iterable, Optional, Tuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from urllib3.util import parse_url
 from w3lib.url import canonicalize_url
 
 from core.records import Submission
@@ -92,7 +93,14 @@ def normalize_url(url: str) -> Optional[str]:
         path = "/" + path.lstrip("/")
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
                        if k.lower() not in TRACKING_PARAMS])
-    return canonicalize_url(urlunsplit((scheme, netloc, path, query, "")), keep_fragments=False)
+    canonical = canonicalize_url(urlunsplit((scheme, netloc, path, query, "")), keep_fragments=False)
+    # w3lib leaves `[`, `]`, `|` and a `%` that starts no escape in the path; urllib3 (what requests sends)
+    # percent-encodes them. Encode them here, so that the URL we check is the URL that goes out.
+    try:
+        sent = parse_url(canonical)
+    except ValueError:          # LocationParseError: nothing urllib3 could send
+        return None
+    return urlunsplit((scheme, netloc, sent.path or "/", sent.query or "", ""))
 
 
 _LABEL = re.compile(r"[a-z0-9_-]{1,63}\Z")     # LDH, and the underscore that real subdomains carry

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import Phase, assume, example, given, settings, strategies as st  # noqa: E402
+from hypothesis import example, given, strategies as st  # noqa: E402
 import zstandard  # noqa: E402
 
 from core.records import Drop, Submission  # noqa: E402
@@ -56,34 +56,6 @@ def utf8_clean(s) -> bool:
         return False
 
 
-def has_lone_surrogate(line: bytes) -> bool:
-    """A JSON \\uD800-\\uDFFF escape not part of a pair (what json.loads turns into an unencodable str)."""
-    try:
-        return _unencodable(json.loads(line)) is not None
-    except (ValueError, RecursionError):
-        return False
-
-
-def _unencodable(obj):
-    if isinstance(obj, str):
-        return None if utf8_clean(obj) else "surrogate"
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            for x in (k, v):
-                if _unencodable(x):
-                    return "surrogate"
-    if isinstance(obj, list):
-        for x in obj:
-            if _unencodable(x):
-                return "surrogate"
-    return None
-
-
-def unicode_blank(line: bytes) -> bool:
-    try:
-        return bool(line.strip()) and not line.decode("utf-8").split()
-    except UnicodeDecodeError:
-        return False
 
 
 # ------------------------------------------------------------------------------------------------ strategies
@@ -137,15 +109,9 @@ def check(line_list, frames_at):
 @given(st.lists(lines, min_size=1, max_size=8), st.lists(st.integers(0, 2000), max_size=3))
 @example([b'{"url": "https://example.com/", "score": 5}', b"", b"\xff\xfe{"], [10])
 def test_dump_lines_are_kept_or_counted(line_list, frames_at):
-    # Known, to be fixed in h-records (the xfail tests below): lone surrogates; a URL-list line that is only
-    # Unicode whitespace (str.split() splits on \x1c-\x1f, \x85, \u2028; bytes.strip() does not strip them).
-    # Remove these filters after merging.
-    assume(not any(has_lone_surrogate(line) for line in line_list))
-    assume(not any(unicode_blank(line) for line in line_list))
     check(line_list, frames_at)
 
 
-@pytest.mark.xfail(strict=True, reason="found by fuzz; fixed in branch h-records")
 @pytest.mark.parametrize("field", ["url", "subreddit", "id"])
 def test_lone_surrogate_in_a_field_is_a_malformed_line(field):
     line = b'{"url": "https://example.com/", "score": 5, "%s": "x\\ud800y"}' % field.encode()
@@ -154,12 +120,9 @@ def test_lone_surrogate_in_a_field_is_a_malformed_line(field):
     check([line], [])
 
 
-@pytest.mark.xfail(strict=True, reason="found by fuzz; fixed in branch h-records")
-@settings(phases=(Phase.explicit, Phase.generate))   # fails on main: no shrinking, keep the suite fast
 @given(st.lists(submissions.map(_dump), min_size=2, max_size=8), st.integers(1, 7), st.data())
 def test_a_bad_later_frame_keeps_the_lines_before_it(line_list, bad, data):
     """One line per frame; frame `bad` is damaged: every line of the frames before it is still a submission."""
-    assume(not any(has_lone_surrogate(line) for line in line_list))
     bad = min(bad, len(line_list) - 1)
     frames = [zst([line + b"\n"]) for line in line_list]
     pos = data.draw(st.integers(4, max(4, len(frames[bad]) - 1)))
@@ -173,7 +136,6 @@ def test_a_bad_later_frame_keeps_the_lines_before_it(line_list, bad, data):
     assert kept[:len(alone)] == alone, (good_before, kept)
 
 
-@pytest.mark.xfail(strict=True, reason="found by fuzz; fixed in branch h-records")
 def test_a_damaged_second_frame_keeps_the_first_frames_lines():
     first = zst([b'{"url": "https://example.com/a", "score": 5}\n'])
     second = bytearray(zst([b'{"url": "https://example.com/b", "score": 5}\n']))
@@ -182,7 +144,6 @@ def test_a_damaged_second_frame_keeps_the_first_frames_lines():
     assert [o.url for o in outs if isinstance(o, Submission)] == ["https://example.com/a"]
 
 
-@pytest.mark.xfail(strict=True, reason="found by fuzz (IndexError in url_fields); fixed in branch h-records")
 @pytest.mark.parametrize("line", [b"\x1c", b"\xc2\x85", b"\xe2\x80\xa8"])
 def test_a_url_list_line_of_unicode_whitespace_is_counted_not_fatal(line):
     """A URL list (first line does not start with `{`) whose line is only Unicode whitespace: IndexError on main."""

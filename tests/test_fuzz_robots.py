@@ -74,7 +74,6 @@ def test_a_disallow_all_group_is_obeyed_whatever_surrounds_it(before, enc, bom):
     assert all(v is not None and v[0] == "robots_disallowed" for v in out), (before, out)
 
 
-@pytest.mark.xfail(strict=True, reason="found by fuzz; fixed in branch h-body")
 @pytest.mark.parametrize("body", [b"\xef\xbb\xbfUser-agent: *\nDisallow: /\n", b"\xef\xbb\xbfUser-agent: *\r\nDisallow: /"])
 def test_a_utf8_bom_does_not_hide_the_first_group(body):
     """A UTF-8 BOM before `User-agent: *` (common from Windows editors) makes the first line unknown to the

@@ -24,9 +24,9 @@ pytest.importorskip("torch")
 from hypothesis import example, given, strategies as st  # noqa: E402
 
 from pipeline.shards import cli  # noqa: E402
-from pipeline.shards.format import (MANIFEST, TokenizedDoc, shard_token_batches, verify, write_manifest,  # noqa: E402
-                                    write_shard)
-from pipeline.shards.tokenize import EOT, VOCAB_SIZE  # noqa: E402
+from core.shard_format import MANIFEST, TokenizedDoc, shard_token_batches, verify, write_manifest  # noqa: E402
+from core.tokenizer import EOT, VOCAB_SIZE  # noqa: E402
+from pipeline.shards.assemble import write_shard  # noqa: E402
 from train.data import ShardError, TokenWindows  # noqa: E402
 
 BLOCK = 8
@@ -53,7 +53,7 @@ for _d in (GOOD, CASE):
 
 def write_case(data: bytes, fix_manifest: bool) -> str:
     shutil.rmtree(CASE, ignore_errors=True)
-    os.makedirs(CASE)
+    os.makedirs(os.path.dirname(os.path.join(CASE, SHARD)))    # SHARD is data/... (the HF Hub layout)
     with open(os.path.join(CASE, SHARD), "wb") as f:
         f.write(data)
     manifest = json.loads(open(os.path.join(GOOD, MANIFEST)).read())

@@ -6,21 +6,17 @@ sends unchanged, with a host that is an IP literal or a valid DNS name (labels 1
 labels that decode). Budget: the `ci` profile (tests/conftest.py); `python bench/fuzz.py --target url`."""
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import assume, example, given, strategies as st  # noqa: E402
-
-from urllib3.util.url import _PATH_CHARS  # noqa: E402
+from hypothesis import example, given, strategies as st  # noqa: E402
 
 from crawl.fetch.safety import Resolver, ip_literal, sendable_url, vet_host  # noqa: E402
 from crawl.urls import LinkRules, judge_url, normalize_url, url_drop_reason  # noqa: E402
 
 RULES = LinkRules()
-URLLIB3_PATH_CHARS = _PATH_CHARS       # what urllib3 sends as is in a path (it percent-encodes the rest)
 LDH = "abcdefghijklmnopqrstuvwxyz0123456789-"
 RESOLVER = Resolver(lookup=lambda *a, **k: [])   # never asked: via a proxy without pinning, names are not resolved
 
@@ -46,17 +42,6 @@ def dns_name_problem(host: str) -> str:
     return ""
 
 
-def known_other_branch(host: str) -> bool:
-    """Invalid DNS names that normalize_url still accepts on main: being fixed in h-addr (xfail tests below).
-    Remove this filter after merging."""
-    return ip_literal(host) is None and bool(dns_name_problem(host))
-
-
-def known_path_disagreement(norm: str) -> bool:
-    """A normalized path urllib3 re-encodes (`[`, `|`, a `%` without two hex digits, ...), so the guard refuses the URL
-    normalize_url gave ("parsers disagree"): h-addr, the xfail test below. Remove this filter after merging."""
-    path = re.sub(r"%[0-9A-Fa-f]{2}", "", urlsplit(norm).path)
-    return bool(set(path) - URLLIB3_PATH_CHARS)
 
 
 # ------------------------------------------------------------------------------------------------ strategies
@@ -91,8 +76,6 @@ def test_normalization_is_idempotent_and_the_guard_agrees(url):
         assert judge_url(url, RULES) == ("invalid_url", None)
         return
     host = urlsplit(norm).hostname or ""
-    assume(not known_other_branch(host))
-    assume(not known_path_disagreement(norm))
     assert normalize_url(norm) == norm              # idempotent
     assert host and host == host.lower()
     # the fast path gives what normalize_url + url_drop_reason give
@@ -107,7 +90,6 @@ def test_normalization_is_idempotent_and_the_guard_agrees(url):
     assert refusal is None or (refusal[0] == "private_address" and refusal[1])
 
 
-@pytest.mark.xfail(strict=True, reason="found by fuzz; fixed in branch h-addr")
 @pytest.mark.parametrize("url", [
     "http://xn--a.com/",                       # Punycode that does not decode
     "http://" + "a" * 64 + ".com/",            # a label over 63 octets
@@ -119,7 +101,6 @@ def test_an_invalid_dns_name_is_refused(url):
     assert judge_url(url, RULES) == ("invalid_url", None)
 
 
-@pytest.mark.xfail(strict=True, reason="found by fuzz; fixed in branch h-addr")
 @pytest.mark.parametrize("url", ["http://example.com/a@[1]", "http://0/@[::]/", "http://example.com/%",
                                  "http://example.com/50%off", "http://example.com/a|b"])
 def test_what_normalization_accepts_the_guard_sends(url):

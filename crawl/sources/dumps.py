@@ -162,6 +162,8 @@ def url_fields(line: bytes, default_karma: int) -> Union[tuple, str]:
         parts = line.decode("utf-8").split()
     except UnicodeDecodeError:
         return "not UTF-8"
+    if not parts:             # only Unicode whitespace (\x1c, \x85, \u2028...), which bytes.strip() leaves
+        return "expected `URL [KARMA]`, got only whitespace"
     if len(parts) > 2:
         return "expected `URL [KARMA]`"
     try:
