@@ -547,6 +547,14 @@ def report(res: dict) -> str:
                 pa, pb = ra["full"]["roles"][k]["peak_mb"], rb["full"]["roles"][k]["peak_mb"]
                 parts.append(f"RSS {k} {expo(pa, pb, a, b)} ({pb / pa:.2f}x)")
             L.append(f"  {a:,} -> {b:,}: " + ", ".join(parts))
+            # the memory goal of issue #20: main-process peak RSS <= 1.3x from 1e4 to 1e5, <= 1 KB per kept document
+            main = [r["full"]["roles"].get("main", {}).get("peak_mb") for r in (ra, rb)]
+            kept = [r["full"]["stats"].get("stages", {}).get("shards", {}).get("out", 0) for r in (ra, rb)]
+            if all(main) and kept[1] > kept[0]:
+                L.append(f"    main process peak RSS {main[0]:.0f} -> {main[1]:.0f} MB = {main[1] / main[0]:.2f}x "
+                         f"(goal <= 1.3x from 1e4 to 1e5); {(main[1] - main[0]) * 2**20 / (kept[1] - kept[0]):,.0f} "
+                         f"bytes per kept document ({kept[0]:,} -> {kept[1]:,} kept; goal <= 1,024); "
+                         f"at this slope 8M kept documents add {(main[1] - main[0]) / (kept[1] - kept[0]) * 8e6 / 1024:.1f} GB")
     if "floor" in res:
         f = res["floor"]
         fl, one = f["floor"], f["beam_1proc"]

@@ -1,13 +1,15 @@
 """Deduplicate: Documents -> unique Documents + Drops (stage "dedup"), as one composite Beam transform.
 
-    documents -> Sketch (doc_id, karma, fingerprint, signature)          one pass, the only CPU-heavy step
+    documents -> Sketch: (fingerprint, Entry(doc_id, karma, band keys,   one pass, the only CPU-heavy step
+                         signature or payload ref))
               -> ExactDuplicates: GroupByKey fingerprint, keep the best   decisions "exact_duplicate"
               -> NearDuplicates: LSH bands, verify, components, survivor  decisions "near_duplicate"
     documents + decisions -> CoGroupByKey doc_id -> kept | Drop           the only shuffle of whole documents
-                                                                          (their text zlib-compressed across it)
+                                                                          (their tokens left in payload files, or
+                                                                          their text zlib-compressed across it)
 
-Only sketches (a few hundred bytes) travel through the dedup shuffles; documents are joined back once, by
-doc_id, at the end. Every decision is a function of sets (fingerprint groups, buckets, components) and the
+Only sketches (a few hundred bytes, ~0.2 KB when the signature waits in a payload file) travel through the dedup
+shuffles; documents are joined back once, by doc_id, at the end. Every decision is a function of sets (fingerprint groups, buckets, components) and the
 survivor rule (highest karma, then smallest doc_id), so the output does not depend on bundle order or runner.
 Counters are taken at the join, where every input document is seen exactly once:
 dedup.in == dedup.out + dedup.drop.exact_duplicate + dedup.drop.near_duplicate.
@@ -21,33 +23,43 @@ import apache_beam as beam
 from core.records import DEDUP, DROPPED, Document, Step
 from dedup.config import DedupConfig
 from dedup.exact import DECISIONS, EXACT, ExactDuplicates
-from dedup.minhash import sketch
+from dedup.minhash import banding, entry, sketch
 from dedup.near import NearDuplicates
 
 
 class Deduplicate(beam.PTransform):
     """PCollection[Document] -> {"documents": unique Documents, "dropped": Drop(stage="dedup", ...)}."""
 
-    def __init__(self, cfg: DedupConfig = DedupConfig()):
+    def __init__(self, cfg: DedupConfig = DedupConfig(), payload_dir: str | None = None):
         super().__init__()
         self.cfg = cfg
+        self.payload_dir = payload_dir   # where Documents with a `payload` reference keep their signature
 
     def expand(self, docs):
         cfg = self.cfg
         decisions = []
         if cfg.exact or cfg.near:
-            sketches = docs | "Sketch" >> beam.Map(sketch, cfg)
+            bands, rows = banding(cfg)
+            keyed = docs | "Sketch" >> beam.Map(_keyed_entry, cfg, bands, rows)
+            sketches = keyed | "Entries" >> beam.Values()
             if cfg.exact:
-                exact = sketches | "Exact" >> ExactDuplicates()
+                exact = keyed | "Exact" >> ExactDuplicates()
                 sketches = exact.survivors
                 decisions.append(exact[DECISIONS])
             if cfg.near:
-                decisions.append(sketches | "Near" >> NearDuplicates(cfg))
+                decisions.append(sketches | "Near" >> NearDuplicates(cfg, self.payload_dir))
         decisions = (decisions or [docs.pipeline | "NoDecisions" >> beam.Create([])]) | "AllDecisions" >> beam.Flatten()
         kept = ({"doc": docs | "KeyByDocId" >> beam.Map(_packed), "decision": decisions}
                 | "JoinDecisions" >> beam.CoGroupByKey()
                 | "Apply" >> beam.ParDo(_Apply()).with_outputs(DROPPED, main="documents"))
         return {"documents": kept.documents, DROPPED: kept[DROPPED]}
+
+
+def _keyed_entry(doc: Document, cfg: DedupConfig, bands: int, rows: int):
+    """(fingerprint, Entry): the exact shuffle needs the fingerprint as its key and the id and karma; the bands
+    need their keys, computed here; the signature goes on only where no payload file holds it."""
+    sk = sketch(doc, cfg)
+    return sk.fingerprint, entry(sk, bands, rows, doc.payload if cfg.near else "")
 
 
 def _packed(doc: Document):

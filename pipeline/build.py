@@ -63,7 +63,7 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
     # The tokens (and signatures) are written once, here, to the run's _payloads/; what goes on is a reference.
     payload_dir = payloads.payload_dir(out_dir)
     slim = documents["documents"] | "WritePayloads" >> beam.ParDo(WritePayloads(payload_dir))
-    unique = slim | "Deduplicate" >> Deduplicate(cfg.dedup)
+    unique = slim | "Deduplicate" >> Deduplicate(cfg.dedup, payload_dir)
     drops += [documents[DROPPED], unique[DROPPED]]
 
     _ = unique["documents"] | "WriteShards" >> WriteShards(out_dir, cfg.shards, cfg.to_dict(), payload_dir)
