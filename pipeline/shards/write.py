@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 from typing import NamedTuple
 
@@ -63,6 +64,7 @@ def token_count(tdoc: TokenizedDoc) -> int:
 def with_tokens(docs, reader: payloads.Reader):
     """One bucket's documents in doc_id order, their tokens read from the payload files where they were left
     (ordered reads, one seek + read each)."""
+    docs = [pickle.loads(d) if isinstance(d, bytes) else d for d in docs]
     for d in sorted(docs, key=lambda d: (d.doc_id, d.url)):
         yield d._replace(tokens=reader.tokens(d.tokens).astype(np.uint16)) if isinstance(d.tokens, str) else d
 
@@ -79,6 +81,8 @@ class _Tokenize(Step):
         split = split_of(doc.doc_id, self.cfg.val_fraction)
         self.count("tokens", token_count(tdoc))
         self.count(f"{split}_docs")
+        if isinstance(tdoc.tokens, str):   # one byte string crosses the shuffle (~0.2 KB), not a tuple of objects
+            tdoc = pickle.dumps(tdoc, protocol=5)
         return (split, bucket_of(doc.doc_id, self.cfg.buckets)), tdoc
 
 
