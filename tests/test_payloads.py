@@ -18,6 +18,7 @@ from core.records import Document
 from crawl.text.quality import QualityRules
 from dedup import DedupConfig, Deduplicate
 from pipeline.config import ShardConfig
+from pipeline.outdir import remove_leftovers
 from pipeline.per_document import DocumentWork, WritePayloads
 from pipeline.shards.format import read_manifest
 from pipeline.shards.write import WriteShards
@@ -132,6 +133,7 @@ def test_a_writer_killed_before_the_rename_leaves_no_visible_file(tmp_path, monk
     written = [p.name for p in d.iterdir()]
     assert written and all(n.startswith(".") and n.endswith(".tmp") for n in written)   # the bytes, hidden
     assert list(d.glob("*.arrow")) == []                         # what a reader lists: nothing torn
+    assert remove_leftovers(str(tmp_path)) and list(d.iterdir()) == []   # the next run's claim clears the temp
     refs = payloads.write(str(d), [("ab" * 8, bytes(4000), bytes(512))])                # the rerun
     assert payloads.read_doc_ids(str(d / f"{refs[0].file_id}.arrow")) == ["ab" * 8]
     with payloads.Reader(str(d)) as reader:
