@@ -415,6 +415,9 @@ def main(argv=None) -> int:
                 res["full"] = {"wall": r["wall"], "rc": r["rc"], "roles": peaks_by_role(r["procs"]),
                                "procs": r["procs"], "stats": read_stats(tmp / "out")}
                 res["full"]["drops_bytes"], res["full"]["drops_lines"] = dir_size(tmp / "out" / "_drops")
+                pay = tmp / "out" / "_payloads"   # tokens and signatures, written once (core/payloads.py)
+                res["full"]["payload_bytes"] = sum(f.stat().st_size for f in pay.glob("*.arrow")) if pay.exists() else 0
+                res["full"]["shard_bytes"] = sum(f.stat().st_size for f in (tmp / "out").rglob("*-of-*.arrow"))
                 say(f"  full run: {r['wall']:.1f} s rc {r['rc']}, web CPU {res['web_cpu_s']:.1f} s")
                 if args.profile and Path(args.py_spy).exists():
                     raw = work / f"profile-{n}.txt"
@@ -529,6 +532,12 @@ def report(res: dict) -> str:
         if secs:
             L.append("         per-stage seconds from stats.json: " + ", ".join(f"{k} {v}" for k, v in secs.items()))
         L.append("         stages in->out: " + ", ".join(f"{s} {d['in']}->{d['out']}" for s, d in st.items()))
+        if r["full"].get("payload_bytes"):
+            ext = st.get("quality", {}).get("out", 0)
+            L.append(f"         _payloads/: {r['full']['payload_bytes'] / 2**20:.1f} MiB = "
+                     f"{r['full']['payload_bytes'] / max(1, ext):,.0f} bytes per document written ({ext:,}); shards "
+                     f"{r['full']['shard_bytes'] / 2**20:.1f} MiB = {r['full']['shard_bytes'] / max(1, docs):,.0f} "
+                     f"bytes per kept document")
         L.append(f"         _drops/: {r['full']['drops_bytes'] / 2**20:.1f} MiB, {r['full']['drops_lines']:,} lines; "
                  f"CPU s by process: " + ", ".join(f"{k} {v['cpu_s']:.0f}" for k, v in sorted(roles.items()))
                  + f" = {sum(v['cpu_s'] for v in roles.values()) / total:.2f} of {res['cores']} cores busy on average")
