@@ -9,8 +9,9 @@
                                                                           their text zlib-compressed across it)
 
 Only sketches (a few hundred bytes, ~0.2 KB when the signature waits in a payload file) travel through the dedup
-shuffles; documents are joined back once, by doc_id, at the end. Every decision is a function of sets (fingerprint groups, buckets, components) and the
-survivor rule (highest karma, then smallest doc_id), so the output does not depend on bundle order or runner.
+shuffles; documents are joined back once, by doc_id, at the end. Every decision is a function of sets
+(fingerprint groups, buckets, components) and the survivor rule (highest karma, then smallest doc_id), so the
+output does not depend on bundle order or runner.
 Counters are taken at the join, where every input document is seen exactly once:
 dedup.in == dedup.out + dedup.drop.exact_duplicate + dedup.drop.near_duplicate.
 """
