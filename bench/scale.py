@@ -9,7 +9,9 @@ Per size N (documents: the dump is generated until N distinct article URLs are e
     answered 404 by the web), with every process of its tree sampled from /proc every 0.2 s (peak RSS = VmHWM,
     CPU = utime+stime). The web runs in its own process; its CPU share is printed.
   * peak RSS = VmHWM (forked workers count the pages they share with the forkserver; PSS is printed
-    beside it, sampled max of smaps_rollup Pss);
+    beside it, sampled max of smaps_rollup Pss); for the main process also the largest VmRSS sampled once the
+    run has child processes (the extraction pool starts after the dump is read), i.e. without the dump reader's
+    zstd window, which grows with the decompressed dump up to 2 GiB (691 MB at 10^5 documents);
   * per-stage seconds come from stats.json extras `<stage>.seconds` when the pipeline writes them; until then
     the link part (dump reading + link rules) is timed by a links-only sub-run of the same dump
     (`--set run.stop_after=links`: the run ends after the link stage, nothing is fetched) and the rest is
@@ -95,6 +97,9 @@ class TreeSampler:
                 if ppid in tree and pid not in tree:
                     tree.add(pid)
                     changed = True
+        # Once the run has children (the extraction pool starts with the fetch + extract stage), the dump has been
+        # read: the reader's zstd window (up to 2 GiB, touched up to the decompressed size) is behind us.
+        late = len(tree - self.roots) > 0
         for pid in tree:
             rec = self.procs.setdefault(pid, {"pid": pid, "ppid": parents.get(pid), "hwm_mb": 0.0, "cpu_s": 0.0,
                                               "cmd": ""})
@@ -106,6 +111,8 @@ class TreeSampler:
                     for line in f:
                         if line.startswith("VmHWM:"):
                             rec["hwm_mb"] = max(rec["hwm_mb"], int(line.split()[1]) / 1024)
+                        elif line.startswith("VmRSS:") and late:
+                            rec["late_mb"] = max(rec.get("late_mb", 0.0), int(line.split()[1]) / 1024)
                 with open(f"/proc/{pid}/smaps_rollup") as f:   # PSS: shared (forked) pages split among sharers
                     for line in f:
                         if line.startswith("Pss:"):
@@ -175,8 +182,9 @@ def run_tree(cmd: List[str], log_path: Path, extra_roots=()) -> dict:
 def peaks_by_role(procs: List[dict]) -> Dict[str, dict]:
     out: Dict[str, dict] = {}
     for r in procs:
-        o = out.setdefault(r["role"], {"n": 0, "peak_mb": 0.0, "pss_mb": 0.0, "cpu_s": 0.0})
+        o = out.setdefault(r["role"], {"n": 0, "peak_mb": 0.0, "pss_mb": 0.0, "cpu_s": 0.0, "late_mb": 0.0})
         o["n"] += 1
+        o["late_mb"] = max(o["late_mb"], r.get("late_mb", 0.0))
         o["peak_mb"] = max(o["peak_mb"], r["hwm_mb"])
         o["pss_mb"] = max(o["pss_mb"], r.get("pss_mb", 0.0))
         o["cpu_s"] += r["cpu_s"]
@@ -415,6 +423,9 @@ def main(argv=None) -> int:
                 res["full"] = {"wall": r["wall"], "rc": r["rc"], "roles": peaks_by_role(r["procs"]),
                                "procs": r["procs"], "stats": read_stats(tmp / "out")}
                 res["full"]["drops_bytes"], res["full"]["drops_lines"] = dir_size(tmp / "out" / "_drops")
+                pay = tmp / "out" / "_payloads"   # tokens and signatures, written once (core/payloads.py)
+                res["full"]["payload_bytes"] = sum(f.stat().st_size for f in pay.glob("*.arrow")) if pay.exists() else 0
+                res["full"]["shard_bytes"] = sum(f.stat().st_size for f in (tmp / "out").rglob("*-of-*.arrow"))
                 say(f"  full run: {r['wall']:.1f} s rc {r['rc']}, web CPU {res['web_cpu_s']:.1f} s")
                 if args.profile and Path(args.py_spy).exists():
                     raw = work / f"profile-{n}.txt"
@@ -520,6 +531,7 @@ def report(res: dict) -> str:
         roles = r["full"]["roles"]
         rss = ", ".join(f"{k}{'x' + str(v['n']) if v['n'] > 1 else ''} {v['peak_mb']:.0f}"
                         + (f" (pss {v['pss_mb']:.0f})" if v.get("pss_mb") else "")
+                        + (f" (after the dump {v['late_mb']:.0f})" if k == "main" and v.get("late_mb") else "")
                         for k, v in sorted(roles.items()) if k != "mp-tracker")
         L.append(f"{n:>8,} {subs:>9,} {links:>7,} {pages:>7,} {docs:>7,} {total:>8.1f} {docs / total:>7.1f} "
                  f"{(lo or 0):>8.1f} {subs / lo if lo else 0:>8.0f} {(rest or 0):>7.1f} "
@@ -529,6 +541,12 @@ def report(res: dict) -> str:
         if secs:
             L.append("         per-stage seconds from stats.json: " + ", ".join(f"{k} {v}" for k, v in secs.items()))
         L.append("         stages in->out: " + ", ".join(f"{s} {d['in']}->{d['out']}" for s, d in st.items()))
+        if r["full"].get("payload_bytes"):
+            ext = st.get("quality", {}).get("out", 0)
+            L.append(f"         _payloads/: {r['full']['payload_bytes'] / 2**20:.1f} MiB = "
+                     f"{r['full']['payload_bytes'] / max(1, ext):,.0f} bytes per document written ({ext:,}); shards "
+                     f"{r['full']['shard_bytes'] / 2**20:.1f} MiB = {r['full']['shard_bytes'] / max(1, docs):,.0f} "
+                     f"bytes per kept document")
         L.append(f"         _drops/: {r['full']['drops_bytes'] / 2**20:.1f} MiB, {r['full']['drops_lines']:,} lines; "
                  f"CPU s by process: " + ", ".join(f"{k} {v['cpu_s']:.0f}" for k, v in sorted(roles.items()))
                  + f" = {sum(v['cpu_s'] for v in roles.values()) / total:.2f} of {res['cores']} cores busy on average")
@@ -547,6 +565,16 @@ def report(res: dict) -> str:
                 pa, pb = ra["full"]["roles"][k]["peak_mb"], rb["full"]["roles"][k]["peak_mb"]
                 parts.append(f"RSS {k} {expo(pa, pb, a, b)} ({pb / pa:.2f}x)")
             L.append(f"  {a:,} -> {b:,}: " + ", ".join(parts))
+            # the memory goal of issue #20: main-process peak RSS <= 1.3x from 1e4 to 1e5, <= 1 KB per kept document
+            kept = [r["full"]["stats"].get("stages", {}).get("shards", {}).get("out", 0) for r in (ra, rb)]
+            for what, key in (("peak RSS", "peak_mb"), ("peak RSS after the dump was read", "late_mb")):
+                main = [r["full"]["roles"].get("main", {}).get(key) for r in (ra, rb)]
+                if all(main) and kept[1] > kept[0]:
+                    per_doc = (main[1] - main[0]) * 2**20 / (kept[1] - kept[0])
+                    L.append(f"    main process {what} {main[0]:.0f} -> {main[1]:.0f} MB = {main[1] / main[0]:.2f}x "
+                             f"(goal <= 1.3x from 1e4 to 1e5); {per_doc:,.0f} bytes per kept document ({kept[0]:,} "
+                             f"-> {kept[1]:,} kept; goal <= 1,024); at this slope 8M kept documents add "
+                             f"{per_doc * 8e6 / 2**30:.1f} GB")
     if "floor" in res:
         f = res["floor"]
         fl, one = f["floor"], f["beam_1proc"]

@@ -59,6 +59,7 @@ class Document(NamedTuple):
     tokens: bytes = b""      # GPT-2 ids as little-endian uint16, ending with EOT
     fingerprint: str = ""    # exact-duplicate fingerprint of the normalized text
     sig: bytes = b""         # MinHash signature, little-endian uint32 (b"" when near dedup is off or no words)
+    payload: str = ""        # where tokens and sig were written instead (core/payloads.py); then both are b""
 
 
 class Drop(NamedTuple):

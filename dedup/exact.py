@@ -24,11 +24,12 @@ def exact_group(sketches: Iterable) -> Tuple[object, Iterator[Tuple[str, str]]]:
 
 
 class ExactDuplicates(beam.PTransform):
-    """Sketches -> survivors (one per fingerprint; main output) and drop decisions (tag `decisions`)."""
+    """(fingerprint, sketch) pairs, or Sketches -> survivors (one per fingerprint; main output) and drop decisions
+    (tag `decisions`). Anything with doc_id and karma is a sketch here (dedup.minhash.Sketch or Entry)."""
 
     def expand(self, sketches):
         return (sketches
-                | "KeyByFingerprint" >> beam.Map(lambda s: (s.fingerprint, s))
+                | "KeyByFingerprint" >> beam.Map(lambda s: (s.fingerprint, s) if hasattr(s, "fingerprint") else s)
                 | "GroupByFingerprint" >> beam.GroupByKey()
                 | "PickSurvivor" >> beam.ParDo(_ExactGroup()).with_outputs(DECISIONS, main="survivors"))
 

@@ -212,6 +212,29 @@ def sketch(doc, cfg: DedupConfig = DedupConfig()) -> Sketch:
     return Sketch(doc.doc_id, doc.karma, fingerprint_of_words(words), sig)
 
 
+class Entry(NamedTuple):
+    """What crosses the exact-dedup shuffle and feeds the LSH bands: a Sketch with its signature cut to what the
+    later steps need. `keys`: the band keys' hashes (8 bytes per band, in band order), computed before the
+    shuffle; the full signature is needed only to verify candidates, so it travels only where no payload file
+    holds it (`sig`), else `ref` names where to read it (core/payloads.py): ~0.2 KB instead of ~0.6 KB."""
+    doc_id: str
+    karma: int
+    keys: bytes
+    sig: bytes = b""
+    ref: str = ""
+
+
+def entry(sk: Sketch, bands: int, rows: int, ref: str = "") -> Entry:
+    keys = (np.array([h for _, h in band_keys(sig_array(sk.sig), bands, rows)], dtype="<u8").tobytes()
+            if sk.sig else b"")
+    return Entry(sk.doc_id, sk.karma, keys, b"" if ref else sk.sig, ref)
+
+
+def entry_band_keys(e: Entry) -> List[Tuple[int, int]]:
+    """The (band index, hash) keys band_keys gave for the entry's signature."""
+    return [(i, int(h)) for i, h in enumerate(np.frombuffer(e.keys, dtype="<u8"))]
+
+
 def sig_array(sig: bytes) -> np.ndarray:
     return np.frombuffer(sig, dtype="<u4")
 

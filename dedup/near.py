@@ -2,7 +2,9 @@
 
 Scalable shape (no in-memory index of all documents anywhere):
 1. Banding. Every sketch emits one record per band, keyed (band index, band hash), valued (doc_id, karma).
-   GroupByKey gives the LSH buckets; most hold one document and end there.
+   Grouped by that key they are the LSH buckets; most hold one document and end there. The records are gathered
+   by (band, hash % SPREAD) with a combiner (one byte string per gathered key, not one object per record) and the
+   buckets are found inside each gathered key.
 2. Verification. Only the members of buckets with two or more documents fetch their signature (a join by
    doc_id with the sketches), so the signature crosses the shuffles once per document and once per candidate
    bucket, not once per band. Inside a bucket every pair's estimated Jaccard (share of equal MinHash values over the whole
@@ -28,10 +30,11 @@ from typing import Dict, Iterable, List, Tuple
 import apache_beam as beam
 import numpy as np
 
+from core import payloads
 from core.records import DEDUP, Step
 from dedup.config import DedupConfig
 from dedup.survivor import Member, pick_survivor
-from dedup.minhash import band_keys, banding, sig_array
+from dedup.minhash import Entry, band_keys, banding, entry_band_keys, sig_array
 
 NEAR = "near_duplicate"
 Edge = Tuple[Member, Member]
@@ -101,10 +104,19 @@ def unpacked_member(b: bytes) -> Member:
 
 
 def _band_records(sk, bands: int, rows: int):
-    """((band, hash), packed (doc_id, karma)) per band; none for a text without words."""
-    keys = band_keys(sig_array(sk.sig), bands, rows) if sk.sig else []
+    """((band, hash), packed (doc_id, karma)) per band; none for a text without words. Takes a Sketch or an
+    Entry (band keys computed before the exact shuffle)."""
+    if isinstance(sk, Entry):
+        keys = entry_band_keys(sk)
+    else:
+        keys = band_keys(sig_array(sk.sig), bands, rows) if sk.sig else []
     member = packed_member(sk.doc_id, sk.karma)
     return [(key, member) for key in keys]
+
+
+def _sig_or_ref(sk):
+    """What the signature join carries per document: the signature, or where to read it (a payload ref)."""
+    return sk.doc_id, (sk.ref if isinstance(sk, Entry) and sk.ref else sk.sig)
 
 
 def _candidates(kv):
@@ -116,14 +128,84 @@ def _candidates(kv):
     return [(m[0], (key, m)) for m in members]
 
 
-def _with_signature(kv):
-    """doc_id's (sketch signature, its candidate buckets) -> (bucket key, (member, signature)) per bucket."""
+# LSH buckets are gathered SPREAD to a band: most buckets hold one document, and a shuffle of one small record
+# per band and document costs the local runner ~230 B of Python objects each (a key, a list, a value: ~3 KB per
+# document at 13 bands). Gathered by a combiner, a band's records travel as one byte string per gathered key and
+# bundle (~35 B per record): the runner lifts the combiner, so the records are joined where they are produced.
+SPREAD = 512
+
+
+def _gathered_band_records(sk, bands: int, rows: int):
+    """((band, hash % SPREAD), hash (8 bytes) + member length (2) + packed member) per band of a sketch."""
+    out = []
+    for (band, h), member in _band_records(sk, bands, rows):
+        out.append(((band, h % SPREAD), h.to_bytes(8, "little") + len(member).to_bytes(2, "little") + member))
+    return out
+
+
+class _Gather(beam.CombineFn):
+    """Concatenates byte strings (order does not matter: buckets are sets)."""
+
+    def create_accumulator(self):
+        return bytearray()
+
+    def add_input(self, acc, record):
+        acc += record
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        out = bytearray(next(accs, b""))
+        for a in accs:
+            out += a
+        return out
+
+    def extract_output(self, acc):
+        return bytes(acc)
+
+
+def _gathered_candidates(kv):
+    """One gathered key's records -> the candidates of every bucket (band, hash) among them with >= 2 members."""
+    (band, _), blob = kv
+    buckets: Dict[int, set] = defaultdict(set)
+    view, i = memoryview(blob), 0
+    while i < len(view):
+        h = int.from_bytes(view[i:i + 8], "little")
+        n = int.from_bytes(view[i + 8:i + 10], "little")
+        buckets[h].add(bytes(view[i + 10:i + 10 + n]))
+        i += 10 + n
+    out = []
+    for h in sorted(buckets):
+        if len(buckets[h]) > 1:
+            out += _candidates(((band, h), buckets[h]))
+    return out
+
+
+def _with_signature(kv, reader=None):
+    """doc_id's (sketch signature or payload ref, its candidate buckets) -> (bucket key, (member, signature)) per
+    bucket. Only candidates get here: a signature in a payload file is read for them alone."""
     _, joined = kv
     sigs = joined["sig"]
-    if not sigs:
+    if not sigs or not joined["want"]:
         return []
+    sigs = [reader.sig(s) if isinstance(s, str) else s for s in sigs]
     sig = min(sigs)          # one doc_id is one URL; should it come twice, every run picks the same signature
     return [(key, (member, sig)) for key, member in joined["want"]]
+
+
+class _WithSignature(beam.DoFn):
+    def __init__(self, payload_dir):
+        self.payload_dir = payload_dir
+
+    def setup(self):
+        self.reader = payloads.Reader(self.payload_dir) if self.payload_dir else None
+
+    def teardown(self):
+        if self.reader is not None:
+            self.reader.close()
+
+    def process(self, kv):
+        return _with_signature(kv, self.reader)
 
 
 class _BucketEdges(Step):
@@ -251,21 +333,21 @@ def near_decisions(members: Iterable[Member]):
 class NearDuplicates(beam.PTransform):
     """Sketches -> drop decisions (doc_id, ("near_duplicate", survivor doc_id)) for all but one per cluster."""
 
-    def __init__(self, cfg: DedupConfig = DedupConfig()):
+    def __init__(self, cfg: DedupConfig = DedupConfig(), payload_dir: str | None = None):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.payload_dir = cfg, payload_dir
 
     def expand(self, sketches):
         bands, rows = banding(self.cfg)
         candidates = (sketches
-                      | "Bands" >> beam.FlatMap(_band_records, bands, rows)
-                      | "GroupByBand" >> beam.GroupByKey()
-                      | "Candidates" >> beam.FlatMap(_candidates))
+                      | "Bands" >> beam.FlatMap(_gathered_band_records, bands, rows)
+                      | "GatherBands" >> beam.CombinePerKey(_Gather())
+                      | "Candidates" >> beam.FlatMap(_gathered_candidates))
         if self.cfg.verify_candidates:   # the signature joins the candidates that need it, once per bucket
-            signatures = sketches | "SigById" >> beam.Map(lambda sk: (sk.doc_id, sk.sig))
+            signatures = sketches | "SigById" >> beam.Map(_sig_or_ref)
             candidates = ({"sig": signatures, "want": candidates}
                           | "JoinSignatures" >> beam.CoGroupByKey()
-                          | "WithSignature" >> beam.FlatMap(_with_signature))
+                          | "WithSignature" >> beam.ParDo(_WithSignature(self.payload_dir)))
         else:
             candidates = candidates | "NoSignature" >> beam.MapTuple(lambda _, km: (km[0], (km[1], b"")))
         edges = (candidates

@@ -1,19 +1,23 @@
 """Deduplicate: Documents -> unique Documents + Drops (stage "dedup"), as one composite Beam transform.
 
-    documents -> Sketch (doc_id, karma, fingerprint, signature)          one pass, the only CPU-heavy step
+    documents -> Sketch: (fingerprint, Entry(doc_id, karma, band keys,   one pass, the only CPU-heavy step
+                         signature or payload ref))
               -> ExactDuplicates: GroupByKey fingerprint, keep the best   decisions "exact_duplicate"
               -> NearDuplicates: LSH bands, verify, components, survivor  decisions "near_duplicate"
     documents + decisions -> CoGroupByKey doc_id -> kept | Drop           the only shuffle of whole documents
-                                                                          (their text zlib-compressed across it)
+                                                                          (their tokens left in payload files, or
+                                                                          their text zlib-compressed across it)
 
-Only sketches (a few hundred bytes) travel through the dedup shuffles; documents are joined back once, by
-doc_id, at the end. Every decision is a function of sets (fingerprint groups, buckets, components) and the
-survivor rule (highest karma, then smallest doc_id), so the output does not depend on bundle order or runner.
+Only sketches (a few hundred bytes, ~0.2 KB when the signature waits in a payload file) travel through the dedup
+shuffles; documents are joined back once, by doc_id, at the end. Every decision is a function of sets
+(fingerprint groups, buckets, components) and the survivor rule (highest karma, then smallest doc_id), so the
+output does not depend on bundle order or runner.
 Counters are taken at the join, where every input document is seen exactly once:
 dedup.in == dedup.out + dedup.drop.exact_duplicate + dedup.drop.near_duplicate.
 """
 from __future__ import annotations
 
+import pickle
 import zlib
 
 import apache_beam as beam
@@ -21,28 +25,31 @@ import apache_beam as beam
 from core.records import DEDUP, DROPPED, Document, Step
 from dedup.config import DedupConfig
 from dedup.exact import DECISIONS, EXACT, ExactDuplicates
-from dedup.minhash import sketch
+from dedup.minhash import banding, entry, sketch
 from dedup.near import NearDuplicates
 
 
 class Deduplicate(beam.PTransform):
     """PCollection[Document] -> {"documents": unique Documents, "dropped": Drop(stage="dedup", ...)}."""
 
-    def __init__(self, cfg: DedupConfig = DedupConfig()):
+    def __init__(self, cfg: DedupConfig = DedupConfig(), payload_dir: str | None = None):
         super().__init__()
         self.cfg = cfg
+        self.payload_dir = payload_dir   # where Documents with a `payload` reference keep their signature
 
     def expand(self, docs):
         cfg = self.cfg
         decisions = []
         if cfg.exact or cfg.near:
-            sketches = docs | "Sketch" >> beam.Map(sketch, cfg)
+            bands, rows = banding(cfg)
+            keyed = docs | "Sketch" >> beam.Map(_keyed_entry, cfg, bands, rows)
+            sketches = keyed | "Entries" >> beam.Values()
             if cfg.exact:
-                exact = sketches | "Exact" >> ExactDuplicates()
+                exact = keyed | "Exact" >> ExactDuplicates()
                 sketches = exact.survivors
                 decisions.append(exact[DECISIONS])
             if cfg.near:
-                decisions.append(sketches | "Near" >> NearDuplicates(cfg))
+                decisions.append(sketches | "Near" >> NearDuplicates(cfg, self.payload_dir))
         decisions = (decisions or [docs.pipeline | "NoDecisions" >> beam.Create([])]) | "AllDecisions" >> beam.Flatten()
         kept = ({"doc": docs | "KeyByDocId" >> beam.Map(_packed), "decision": decisions}
                 | "JoinDecisions" >> beam.CoGroupByKey()
@@ -50,16 +57,25 @@ class Deduplicate(beam.PTransform):
         return {"documents": kept.documents, DROPPED: kept[DROPPED]}
 
 
+def _keyed_entry(doc: Document, cfg: DedupConfig, bands: int, rows: int):
+    """(fingerprint, Entry): the exact shuffle needs the fingerprint as its key and the id and karma; the bands
+    need their keys, computed here; the signature goes on only where no payload file holds it."""
+    sk = sketch(doc, cfg)
+    return sk.fingerprint, entry(sk, bands, rows, doc.payload if cfg.near else "")
+
+
 def _packed(doc: Document):
     # The join is the one shuffle of whole documents, and the local runner holds a shuffle's whole input in memory
     # while the dedup stages run: the sketch has done its work and stays out; a text (when the document still
     # has one rather than tokens) crosses it zlib-compressed (~2x smaller on real pages), unpacked in _Apply.
+    # The whole value is one byte string: the local runner keeps a shuffle's values as Python objects, and one
+    # bytes object is ~0.25 KB where a Document of a few short strings is ~0.5 KB.
     text = zlib.compress(doc.text.encode("utf-8"), 1) if doc.text else b""
-    return doc.doc_id, (text, doc._replace(text="", fingerprint="", sig=b""))
+    return doc.doc_id, pickle.dumps((text, doc._replace(text="", fingerprint="", sig=b"")), protocol=5)
 
 
 def _unpacked(packed) -> Document:
-    text, doc = packed
+    text, doc = pickle.loads(packed)
     return doc._replace(text=zlib.decompress(text).decode("utf-8")) if text else doc
 
 

@@ -5,6 +5,7 @@
       -> pages (polite, safe fetch; optional WARC capture and resume)
       -> documents (trafilatura main text, English, long enough, not Wikipedia)
          -> quality filters (Gopher/C4 rules), dedup sketch, GPT-2 tokens: in the same extraction processes
+         -> tokens and signatures written once to _payloads/; only references travel on
       -> exact and near-duplicates removed (MinHash LSH)
       -> Arrow shards + manifest.json
 Every stage also emits Drops (stage, reason, url); they are counted as Beam Metrics (exact,
@@ -18,13 +19,14 @@ from crawl.text.transform import ExtractDocuments
 from crawl.fetch.transform import FetchPages
 from crawl.links import HarvestLinks
 from crawl.sources.reddit import ReadReddit
+from core import payloads
 from core.records import DROPPED
 from crawl.fetch.warc import ReadWarcPages
 from crawl.fetch.warc_recover import recover_leftovers
 from dedup import Deduplicate
 from pipeline.config import Config
 from pipeline.drops import WriteDrops
-from pipeline.per_document import DocumentWork
+from pipeline.per_document import DocumentWork, WritePayloads
 from pipeline.shards.write import WriteShards
 
 
@@ -58,10 +60,13 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
     # right after trafilatura (counted as stage "quality"), and the text goes no further.
     documents = pages | "ExtractDocuments" >> ExtractDocuments(cfg.extract, cfg.links, quiet=cfg.run.quiet,
                                                                then=DocumentWork(cfg.quality, cfg.dedup))
-    unique = documents["documents"] | "Deduplicate" >> Deduplicate(cfg.dedup)
+    # The tokens (and signatures) are written once, here, to the run's _payloads/; what goes on is a reference.
+    payload_dir = payloads.payload_dir(out_dir)
+    slim = documents["documents"] | "WritePayloads" >> beam.ParDo(WritePayloads(payload_dir))
+    unique = slim | "Deduplicate" >> Deduplicate(cfg.dedup, payload_dir)
     drops += [documents[DROPPED], unique[DROPPED]]
 
-    _ = unique["documents"] | "WriteShards" >> WriteShards(out_dir, cfg.shards, cfg.to_dict())
+    _ = unique["documents"] | "WriteShards" >> WriteShards(out_dir, cfg.shards, cfg.to_dict(), payload_dir)
 
     write_drops(drops, cfg, out_dir)
 

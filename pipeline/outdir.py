@@ -162,10 +162,12 @@ def _check(out_dir: str, job: dict, overwrite: bool, locked: bool) -> None:
 
 
 def remove_leftovers(out_dir: str) -> list:
-    """Remove what an interrupted webtext run left in out_dir and out_dir/_drops: Beam's beam-temp-* folders
-    (WriteToText's staging) and our hidden temporary files whose writing process is gone. Returns the paths."""
+    """Remove what an interrupted webtext run left in out_dir, its _drops/, data/ and _payloads/: Beam's
+    beam-temp-* folders (WriteToText's staging) and our hidden temporary files whose writing process is gone.
+    Returns the paths."""
     removed = []
-    for directory in (out_dir, os.path.join(out_dir, "_drops"), os.path.join(out_dir, "data")):   # data/: shards
+    for directory in (out_dir, os.path.join(out_dir, "_drops"), os.path.join(out_dir, "data"),   # data/: shards
+                      os.path.join(out_dir, "_payloads")):
         try:
             names = os.listdir(directory)
         except OSError:

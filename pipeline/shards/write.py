@@ -1,7 +1,8 @@
 """Unique Documents -> GPT-2 tokens -> Arrow shards sized by tokens + manifest.json (the last file written).
 
-    documents -> Tokenize: (split, bucket) by doc_id, tokens            bucket = one of `buckets` doc_id ranges
-              -> GroupByKey (split, bucket) -> WriteBucket               a sorted part file per bucket (spill)
+    documents -> Tokenize: (split, bucket) by doc_id, tokens or payload ref   bucket = one of `buckets` doc_id ranges
+              -> GroupByKey (split, bucket) -> WriteBucket               a sorted part file per bucket (spill),
+                                                                         tokens read from the payload files
               -> AllBuckets -> Plan: buckets packed into shards of <= target_tokens   only token counts travel
               -> Reshuffle -> WriteShard: a shard streamed from its buckets' part files, one record batch at a time
               -> AllShards -> WriteManifest: stale shards of our previous manifest removed, manifest.json, parts removed
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 from typing import NamedTuple
 
@@ -22,7 +24,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from core import files
+from core import files, payloads
 from core.records import SHARDS, Document, Step
 from core.shard_format import (MANIFEST, SHARD_NAME, SPLITS, TokenizedDoc, bucket_of, plan_shards, split_of,
                                write_manifest)
@@ -44,10 +46,28 @@ class Part(NamedTuple):
 
 
 def tokenize(doc: Document) -> TokenizedDoc:
-    """The document's tokens: those filled where it was extracted (pipeline/per_document.py), else encoded here."""
-    tokens = (np.frombuffer(doc.tokens, dtype="<u2").astype(np.uint16) if doc.tokens
-              else np.asarray(encode_document(doc.text), dtype=np.uint16))
+    """The document's tokens: those filled where it was extracted (pipeline/per_document.py), else encoded here.
+    A document whose tokens are in a payload file keeps its reference (a str) in `tokens` until its bucket is
+    written: the shuffle carries ~0.1 KB per document, not its tokens."""
+    if doc.payload:
+        tokens = doc.payload
+    elif doc.tokens:
+        tokens = np.frombuffer(doc.tokens, dtype="<u2").astype(np.uint16)
+    else:
+        tokens = np.asarray(encode_document(doc.text), dtype=np.uint16)
     return TokenizedDoc(doc.doc_id, doc.url, tokens, doc.karma, tuple(doc.subreddits), doc.created_utc)
+
+
+def token_count(tdoc: TokenizedDoc) -> int:
+    return payloads.parse_ref(tdoc.tokens).tokens_bytes // 2 if isinstance(tdoc.tokens, str) else len(tdoc.tokens)
+
+
+def with_tokens(docs, reader: payloads.Reader):
+    """One bucket's documents in doc_id order, their tokens read from the payload files where they were left
+    (ordered reads, one seek + read each)."""
+    docs = [pickle.loads(d) if isinstance(d, bytes) else d for d in docs]
+    for d in sorted(docs, key=lambda d: (d.doc_id, d.url)):
+        yield d._replace(tokens=reader.tokens(d.tokens).astype(np.uint16)) if isinstance(d.tokens, str) else d
 
 
 class _Tokenize(Step):
@@ -60,14 +80,16 @@ class _Tokenize(Step):
     def apply(self, doc: Document):
         tdoc = tokenize(doc)
         split = split_of(doc.doc_id, self.cfg.val_fraction)
-        self.count("tokens", len(tdoc.tokens))
+        self.count("tokens", token_count(tdoc))
         self.count(f"{split}_docs")
+        if isinstance(tdoc.tokens, str):   # one byte string crosses the shuffle (~0.2 KB), not a tuple of objects
+            tdoc = pickle.dumps(tdoc, protocol=5)
         return (split, bucket_of(doc.doc_id, self.cfg.buckets)), tdoc
 
 
 class _WriteBucket(beam.DoFn):
-    def __init__(self, out_dir: str, cfg: ShardConfig):
-        self.out_dir, self.cfg = out_dir, cfg
+    def __init__(self, out_dir: str, cfg: ShardConfig, payload_dir: str):
+        self.out_dir, self.cfg, self.payload_dir = out_dir, cfg, payload_dir
 
     def process(self, kv):
         (split, bucket), docs = kv
@@ -75,7 +97,8 @@ class _WriteBucket(beam.DoFn):
         if files.is_local(path):
             os.makedirs(os.path.dirname(path.removeprefix("file://")), exist_ok=True)
         # Scratch: not fsynced (a crash before the manifest means a rerun, which rewrites it).
-        n_docs, tokens, _, _ = write_sorted(path, docs, self.cfg.batch_tokens, durable=False)
+        with payloads.Reader(self.payload_dir) as reader:
+            n_docs, tokens, _, _ = write_sorted(path, with_tokens(docs, reader), self.cfg.batch_tokens, durable=False)
         yield Part(split, bucket, n_docs, tokens, path)
 
 
@@ -147,16 +170,18 @@ class _WriteManifest(beam.DoFn):
 class WriteShards(beam.PTransform):
     """Documents -> shard files under `out_dir`; outputs the manifest dict (one element)."""
 
-    def __init__(self, out_dir: str, cfg: ShardConfig, config: dict):
+    def __init__(self, out_dir: str, cfg: ShardConfig, config: dict, payload_dir: str | None = None):
         super().__init__()
         self.out_dir, self.cfg, self.config = out_dir, cfg, config
+        # where the documents' payload references point (the run's --out/_payloads/, core/payloads.py)
+        self.payload_dir = payload_dir or payloads.payload_dir(out_dir)
 
     def expand(self, documents):
         cfg = self.cfg
         return (documents
                 | "Tokenize" >> beam.ParDo(_Tokenize(cfg))
                 | "GroupByBucket" >> beam.GroupByKey()
-                | "WriteBucket" >> beam.ParDo(_WriteBucket(self.out_dir, cfg))
+                | "WriteBucket" >> beam.ParDo(_WriteBucket(self.out_dir, cfg, self.payload_dir))
                 | "AllBuckets" >> beam.combiners.ToList()
                 | "Plan" >> beam.FlatMap(shard_tasks, cfg.target_tokens)
                 | "SpreadShards" >> beam.Reshuffle()

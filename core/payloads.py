@@ -1,0 +1,158 @@
+"""Payload files: what a document carries to the end of the run (its tokens, its MinHash signature), written once
+where it is produced, so that shuffles carry a short reference instead (docs/scaling.md, "Memory on one machine").
+
+A payload file is an Arrow IPC file, `<run --out>/_payloads/<file id>.arrow`, one record batch:
+    doc_id: string | tokens: list<uint16> (GPT-2 ids, ending with EOT) | sig: binary (little-endian uint32)
+Its name is a hash of its bytes, so a retried bundle that writes the same documents finds the same file, and it
+appears whole or not at all (temp name + rename, core.files): a rerun may read every `*.arrow` in `_payloads/`
+(the footer proves it complete, the doc_id column says which documents it holds). The leading underscore keeps
+`pyarrow.dataset` working on the run's folder.
+
+A reference (`Document.payload`) is "<file id>:<tokens offset>:<tokens bytes>:<sig offset>:<sig bytes>", byte
+ranges inside the file (Arrow IPC stores the values of an uncompressed column contiguously), so a reader needs
+one seek and one read per document, on any filesystem Beam knows, and no Arrow parsing.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from typing import Iterable, List, NamedTuple, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from core import files
+
+PAYLOADS_DIR = "_payloads"
+FORMAT = b"webtext-payload-1"
+SCHEMA = pa.schema([
+    pa.field("doc_id", pa.string(), nullable=False),
+    pa.field("tokens", pa.list_(pa.uint16()), nullable=False),
+    pa.field("sig", pa.binary(), nullable=False),
+], metadata={b"format": FORMAT})
+
+
+class Ref(NamedTuple):
+    file_id: str
+    tokens_offset: int
+    tokens_bytes: int
+    sig_offset: int
+    sig_bytes: int
+
+    def __str__(self) -> str:
+        return ":".join(map(str, self))
+
+
+def parse_ref(ref: str) -> Ref:
+    file_id, *nums = ref.split(":")
+    return Ref(file_id, *map(int, nums))
+
+
+def payload_dir(out_dir: str) -> str:
+    return files.join(str(out_dir), PAYLOADS_DIR)
+
+
+def encode(rows: Iterable[Tuple[str, bytes, bytes]]) -> Tuple[bytes, List[Ref]]:
+    """(doc_id, tokens as <u2 bytes, sig bytes) rows -> the file's bytes and one Ref per row, in order."""
+    rows = list(rows)
+    tok = [np.frombuffer(t, dtype="<u2") for _, t, _ in rows]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum([len(t) for t in tok], out=offsets[1:])
+    batch = pa.record_batch([
+        pa.array([d for d, _, _ in rows], pa.string()),
+        pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(tok) if tok else np.zeros(0, "<u2"),
+                                                             pa.uint16())),
+        pa.array([s for _, _, s in rows], pa.binary()),
+    ], schema=SCHEMA)
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, SCHEMA) as writer:
+        writer.write_batch(batch)
+    data = sink.getvalue()
+    file_id = hashlib.blake2b(data, digest_size=10).hexdigest()
+    # byte ranges of each row's values, from where the reader finds the buffers inside the file's bytes
+    back = ipc.open_file(pa.BufferReader(data)).get_batch(0) if rows else None
+    refs = []
+    if rows:
+        tokens, sig = back.column(1), back.column(2)
+        t_base = tokens.values.buffers()[1].address - data.address + 2 * tokens.values.offset
+        t_off = tokens.offsets.to_numpy()
+        s_base = sig.buffers()[2].address - data.address
+        s_off = np.frombuffer(sig.buffers()[1], dtype=np.int32)[sig.offset:sig.offset + len(rows) + 1]
+        for i in range(len(rows)):
+            refs.append(Ref(file_id, t_base + 2 * int(t_off[i]), 2 * int(t_off[i + 1] - t_off[i]),
+                            s_base + int(s_off[i]), int(s_off[i + 1] - s_off[i])))
+    return data.to_pybytes(), refs
+
+
+def write(directory: str, rows: Iterable[Tuple[str, bytes, bytes]]) -> List[Ref]:
+    """Write one payload file (whole or nothing) and return the rows' references. A file of that name is already
+    complete (same bytes), so it is not written again."""
+    data, refs = encode(rows)
+    if refs:
+        path = files.join(str(directory), f"{refs[0].file_id}.arrow")
+        if not files.exists(path):
+            files.write_atomic(path, data)
+    return refs
+
+
+def read_doc_ids(path: str) -> List[str]:
+    """The documents a (complete) payload file holds: what a rerun needs to know to reuse it."""
+    with files.open_read(path) as f:
+        return ipc.open_file(pa.py_buffer(f.read())).read_all().column("doc_id").to_pylist()
+
+
+class Reader:
+    """Reads byte ranges of payload files in one directory: one seek + read each, a few files kept open (a shard
+    writer reads in doc_id order, so its reads jump between files). Use as a context manager."""
+
+    def __init__(self, directory: str, max_open: int = 64):
+        self.directory, self.max_open = str(directory), max_open
+        self._open: "OrderedDict[str, object]" = OrderedDict()
+        self._local = files.is_local(self.directory)
+
+    def _handle(self, file_id: str):
+        h = self._open.pop(file_id, None)
+        if h is None:
+            path = files.join(self.directory, f"{file_id}.arrow")
+            h = os.open(path.removeprefix("file://"), os.O_RDONLY) if self._local else files.open_read(path)
+            while len(self._open) >= self.max_open:
+                self._close(self._open.popitem(last=False)[1])
+        self._open[file_id] = h
+        return h
+
+    def _read(self, file_id: str, offset: int, length: int) -> bytes:
+        h = self._handle(file_id)
+        if self._local:
+            data = os.pread(h, length, offset)
+        else:
+            h.seek(offset)
+            data = h.read(length)
+        if len(data) != length:
+            raise IOError(f"payload file {file_id}.arrow in {self.directory} is shorter than its references")
+        return data
+
+    def tokens(self, ref) -> np.ndarray:
+        ref = parse_ref(ref) if isinstance(ref, str) else ref
+        return np.frombuffer(self._read(ref.file_id, ref.tokens_offset, ref.tokens_bytes), dtype="<u2")
+
+    def sig(self, ref) -> bytes:
+        ref = parse_ref(ref) if isinstance(ref, str) else ref
+        return self._read(ref.file_id, ref.sig_offset, ref.sig_bytes) if ref.sig_bytes else b""
+
+    def _close(self, h) -> None:
+        if self._local:
+            os.close(h)
+        else:
+            h.close()
+
+    def close(self) -> None:
+        while self._open:
+            self._close(self._open.popitem()[1])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
