@@ -309,7 +309,7 @@ STAGE_OF = [  # (path fragment, stage) checked from the innermost frame outwards
     ("pipeline/build", "drops/build"), ("pipeline/runner", "runner"), ("crawl/steps", "step-base"),
 ]
 LIB_STAGE = [("trafilatura", "extract"), ("justext", "extract"), ("lxml", "extract"), ("courlan", "extract"),
-             ("py3langid", "extract"), ("langid", "extract"), ("htmldate", "extract"), ("tiktoken", "shards"),
+             ("pycld2", "extract"), ("py3langid", "extract"), ("langid", "extract"), ("htmldate", "extract"), ("tiktoken", "shards"),
              ("pyarrow", "shards"), ("datasketch", "dedup"), ("zstandard", "source"), ("requests", "fetch"),
              ("urllib3", "fetch"), ("http/client", "fetch"), ("w3lib", "links")]
 

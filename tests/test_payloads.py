@@ -20,7 +20,7 @@ from dedup import DedupConfig, Deduplicate
 from pipeline.config import ShardConfig
 from pipeline.outdir import remove_leftovers
 from pipeline.per_document import DocumentWork, WritePayloads
-from pipeline.shards.format import read_manifest
+from core.shard_format import read_manifest
 from pipeline.shards.write import WriteShards
 from test_per_document import docs
 
