@@ -17,7 +17,7 @@ FAILED = []
 
 
 def _digests(out):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.arrow"))}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("data/*.arrow"))}
 
 
 def test_fetch_bundle_failing_once_is_retried_without_changing_the_output(tmp_path, monkeypatch):

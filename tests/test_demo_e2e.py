@@ -80,6 +80,6 @@ def test_second_run_is_byte_identical(demo_run, tmp_path):
     run_demo(tmp_path)
 
     def digests(d):
-        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((d / "shards").rglob("*.arrow"))}
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((d / "shards").glob("data/*.arrow"))}
     first, second = digests(out), digests(tmp_path)
     assert first and first == second

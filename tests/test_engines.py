@@ -53,7 +53,7 @@ def _demo(out: Path, beam_args):
     assert rc == 0, printed
     shards = out / "shards"
     return {"summary": printed[printed.index("Planted cases"):printed.index("\nshards:")],
-            "digests": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(shards.rglob("*.arrow"))},
+            "digests": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(shards.glob("data/*.arrow"))},
             "entries": json.loads((shards / "manifest.json").read_text())["shards"],
             "stats": json.loads((shards / "stats.json").read_text()), "seconds": time.time() - start,
             "extraction_processes": peak[0]}

@@ -13,7 +13,7 @@ from pipeline.demo.web import build_demo
 
 
 def digests(d):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*.arrow"))}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.glob("data/*.arrow"))}
 
 
 def args(dump, out, proxy, *extra):
