@@ -88,13 +88,17 @@ def main():
     ap.add_argument("--giant", type=int, default=60, help="URLs of the split giant host (0: skip)")
     ap.add_argument("--keys", type=int, default=4, help="host keys the giant host is split into")
     ap.add_argument("--giant-delay", type=float, default=0.1)
+    ap.add_argument("--proxy-dns-only", action="store_true",
+                    help="fetch.proxy_dns_only: no local lookup behind the proxy (the loopback web's names do not "
+                         "resolve; where the local resolver stalls on them, each lookup costs up to dns_timeout/2)")
     args = ap.parse_args()
 
     with LoopbackWeb() as web:
         for h in range(args.hosts + 1):
             web.add_handler(f"http://host{h}.example/page", serve_with_latency(web, args.latency))
             web.add_robots(f"host{h}.example", "User-agent: *\nAllow: /\n")
-        cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=args.delay, global_concurrency=args.concurrency)
+        cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=args.delay, global_concurrency=args.concurrency,
+                          proxy_dns_only=args.proxy_dns_only)
         links = [Link(f"http://host{h}.example/page/{i}", f"host{h}.example", 3, (), 0)
                  for h in range(args.hosts) for i in range(args.pages)]
 

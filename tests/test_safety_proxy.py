@@ -162,3 +162,17 @@ def test_a_slow_lookup_leaves_the_first_request_to_the_proxy_and_checks_the_rest
     result = fetch_one(session, "http://corp.example/b", cfg, resolver=resolver)
     assert result.outcome == "private_address" and "10.1.1.1" in result.detail, result
     assert [(e[2], e[3]) for e in web.log[n:]] == [("corp.example", "/a")] and calls == ["corp.example"]
+
+
+def test_proxy_dns_only_leaves_names_to_the_proxy_but_still_refuses_spelled_ones(web):
+    """For proxy-only DNS where local lookups stall: no lookup here, the name goes to the proxy as it is."""
+    calls = []
+    cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=0.0, robots=False, proxy_dns_only=True)
+    resolver = Resolver(lookup=_dns({"offline.example": "10.0.0.1"}, calls))
+    n = len(web.log)
+    assert fetch_one(make_session(cfg), "http://offline.example/", cfg, resolver=resolver).outcome == "ok"
+    assert calls == [] and [(e[2], e[3]) for e in web.log[n:]] == [("offline.example", "/")]
+    spelled = fetch_one(make_session(cfg), "http://10-0-0-1.sslip.io/", cfg, resolver=resolver)
+    assert spelled.outcome == "private_address" and not spelled.network
+    with pytest.raises(ValueError, match="proxy_dns_only"):
+        FetchConfig(http_proxy=web.proxy_url, proxy_dns_only=True, pin_dns=True)

@@ -29,6 +29,8 @@ class FetchConfig:
                                         # resolves here (by name otherwise: see docs/scaling.md)
     pin_dns: bool = False               # every name must resolve here (else dns_error), also behind a proxy; direct
                                         # requests go to the checked address too (name kept for Host, SNI, TLS)
+    proxy_dns_only: bool = False        # behind http_proxy, no lookup here: every name goes to the proxy by name
+                                        # (proxy-only DNS where local lookups stall); spelled/special names still refused
     allow_private: bool = False         # True only for loopback demos and tests
     verify_tls: bool = True                       # check TLS certificates
     min_delay: float = 1.0              # seconds from the end of a response to the next request on that host
@@ -63,6 +65,8 @@ class FetchConfig:
                      "circuit_breaker", "redirect_rounds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
+        if self.proxy_dns_only and (self.pin_dns or not self.http_proxy):
+            raise ValueError("proxy_dns_only needs http_proxy and excludes pin_dns (which resolves every name here)")
         if self.http_proxy is not None:
             proxy = urlsplit(self.http_proxy)
             if proxy.scheme not in ("http", "https") or not proxy.hostname:

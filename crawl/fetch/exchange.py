@@ -62,7 +62,8 @@ def exchange(ctx: Ctx, url: str, jar, pace: Tuple[Tuple[str, float, bool], ...],
     of None starts when the request goes out. Raises Stop."""
     cfg, host = ctx.cfg, host_of(url)
     lookup_wait = cfg.dns_timeout if deadline is None else max(0.01, deadline - time.monotonic())
-    bad, addrs = vet_host(host, cfg.allow_private, bool(cfg.http_proxy), ctx.resolver, cfg.pin_dns, lookup_wait)
+    bad, addrs = vet_host(host, cfg.allow_private, bool(cfg.http_proxy), ctx.resolver, cfg.pin_dns, lookup_wait,
+                          not cfg.proxy_dns_only)
     if bad:
         raise Stop(bad[0], bad[1], False)
     target, headers = url, None

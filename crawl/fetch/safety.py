@@ -149,11 +149,13 @@ def sendable_url(url: str, normalize: Callable[[str], Optional[str]]) -> Tuple[O
 
 
 def vet_host(host: str, allow_private: bool, via_proxy: bool, resolver: Resolver, pin: bool = False,
-             timeout: Optional[float] = None) -> Tuple[Optional[Tuple[str, str]], List[str]]:
+             timeout: Optional[float] = None, resolve_here: bool = True
+             ) -> Tuple[Optional[Tuple[str, str]], List[str]]:
     """((reason, detail) if a request to `host` must not be made, else None; the checked addresses to send to,
     or [] when the name goes out as it is). Reasons: "private_address", "dns_error". A name is resolved here and
     every address checked, with or without a proxy; behind a proxy (`pin` off) a name that does not resolve here
-    goes to the proxy by name ([]). With allow_private nothing is refused and names are resolved only to pin."""
+    goes to the proxy by name ([]); `resolve_here` False leaves every name to the proxy (fetch.proxy_dns_only).
+    With allow_private nothing is refused and names are resolved only to pin."""
     ip = ip_literal(host)
     if ip is not None:
         kind = None if allow_private else non_public_kind(ip)
@@ -164,6 +166,8 @@ def vet_host(host: str, allow_private: bool, via_proxy: bool, resolver: Resolver
     if allow_private and not pin:
         return None, []
     by_proxy = via_proxy and not pin
+    if by_proxy and not resolve_here:
+        return None, []
     if by_proxy:    # a name with no answer goes to the proxy by name: leave it half the time, not none
         timeout = (resolver.timeout if timeout is None else timeout) / 2
     addrs, err = resolver.resolve(host, timeout, cache_transient=by_proxy)
