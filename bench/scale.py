@@ -4,7 +4,9 @@
                           [--profile] [any Beam option, e.g. --direct_num_workers 2 --direct_running_mode ...]
 
 Per size N (documents: the dump is generated until N distinct article URLs are eligible, see bench/synth.py):
-  * `python -m webtext run --input RS.zst --http-proxy <synthetic web> --set fetch.min_delay=0` in a fresh
+  * `python -m webtext run --input RS.zst --http-proxy <synthetic web> --set fetch.min_delay=0
+    --set fetch.proxy_dns_only=true` (the web's names exist only in its proxy; `--local-dns` looks them up here
+    first, as a crawl behind a proxy does by default: this machine's resolver stalls 5 s on many of them) in a fresh
     subprocess (politeness delay 0 for the bench: it measures the machine, not the wait; robots.txt is on and
     answered 404 by the web), with every process of its tree sampled from /proc every 0.2 s (peak RSS = VmHWM,
     CPU = utime+stime). The web runs in its own process; its CPU share is printed.
@@ -231,11 +233,16 @@ class Web:
         self.port_file.unlink(missing_ok=True)
 
 
+PROXY_DNS_ONLY = True   # --local-dns turns it off
+
+
 def webtext_cmd(dump: Path, out: Path, proxy: Optional[str], beam_args: List[str], sets=(), quiet=True):
     cmd = [sys.executable, "-m", "webtext", "run", "--input", str(dump), "--out", str(out)]
     if proxy:
         cmd += ["--http-proxy", proxy]
     cmd += ["--set", "fetch.min_delay=0", "--set", "fetch.connect_timeout=10", "--set", "fetch.read_timeout=20"]
+    if proxy and PROXY_DNS_ONLY:   # the synthetic web's names exist only in its proxy; this machine's resolver stalls on them
+        cmd += ["--set", "fetch.proxy_dns_only=true"]
     for s in sets:
         cmd += ["--set", s]
     if quiet:
@@ -385,11 +392,15 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "webtext-scale"),
                     help="dumps are cached here between runs")
     ap.add_argument("--no-floor", action="store_true", help="skip baseline (b)")
+    ap.add_argument("--local-dns", action="store_true", help="look the web's names up here first, as a crawl behind "
+                    "a proxy does by default (off: fetch.proxy_dns_only, the names exist only in the proxy)")
     ap.add_argument("--no-links-only", action="store_true", help="skip the links-only sub-runs per size")
     ap.add_argument("--profile", action="store_true", help="one more py-spy run per size, summarized by stage")
     ap.add_argument("--py-spy", default=shutil.which("py-spy") or "/tmp/spyvenv/bin/py-spy")
     ap.add_argument("--json", help="write every measurement here")
     args, beam_args = ap.parse_known_args(argv)
+    global PROXY_DNS_ONLY
+    PROXY_DNS_ONLY = not args.local_dns
     if args.runner:
         beam_args = [f"--runner={args.runner}", *beam_args]
     sizes = [num(s) for s in args.sizes.split(",") if s.strip()]
