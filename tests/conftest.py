@@ -53,3 +53,17 @@ def committed_outcomes(warc_dir: str) -> dict:
                 if rec.url not in index or preference(rec) < preference(index[rec.url]):
                     index[rec.url] = rec
     return index
+
+
+def recording_handler(seen: list, page: str):
+    """A LoopbackWeb handler that serves `page` as HTML and records (request target, Host header) in `seen`: what a
+    proxy was asked for, e.g. a pinned address with the name in Host."""
+    def handler(h, url):
+        seen.append((h.path, h.headers.get("Host")))
+        body = page.encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "text/html")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+    return handler

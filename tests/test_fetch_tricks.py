@@ -11,6 +11,7 @@ from core.records import Link
 from crawl.fetch.config import FetchConfig
 from crawl.fetch.fetcher import fetch_host, fetch_one, make_session
 from crawl.fetch.safety import Resolver
+from conftest import recording_handler
 from pipeline.demo.loopback import LoopbackWeb
 
 PAGE = "<!doctype html><html><head><title>t</title></head><body><p>Hello.</p></body></html>"
@@ -18,14 +19,7 @@ PUBLIC = "93.184.216.34"            # a public address: with pin_dns the proxy i
 PINNED = []                         # (request target, Host header) as the proxy received them
 
 
-def _pinned_handler(h, url):
-    PINNED.append((h.path, h.headers.get("Host")))
-    body = PAGE.encode()
-    h.send_response(200)
-    h.send_header("Content-Type", "text/html")
-    h.send_header("Content-Length", str(len(body)))
-    h.end_headers()
-    h.wfile.write(body)
+_pinned_handler = recording_handler(PINNED, PAGE)
 
 
 @pytest.fixture(scope="module")

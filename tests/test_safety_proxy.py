@@ -10,6 +10,7 @@ import pytest
 
 from crawl.fetch.fetcher import FetchConfig, fetch_one, make_session
 from crawl.fetch.safety import Resolver, local_name
+from conftest import recording_handler
 from pipeline.demo.loopback import LoopbackWeb
 
 PAGE = "<!doctype html><html><head><title>t</title></head><body><p>Hello.</p></body></html>"
@@ -20,14 +21,7 @@ NX = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 AGAIN = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
 
 
-def _public(h, url):
-    SEEN.append((h.path, h.headers.get("Host")))
-    body = PAGE.encode()
-    h.send_response(200)
-    h.send_header("Content-Type", "text/html")
-    h.send_header("Content-Length", str(len(body)))
-    h.end_headers()
-    h.wfile.write(body)
+_public = recording_handler(SEEN, PAGE)
 
 
 @pytest.fixture(scope="module")
