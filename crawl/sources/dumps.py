@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import io
 import json
-import lzma
-import zlib
 from typing import IO, Any, Iterator, Tuple, Union
 
 import apache_beam as beam
-import zstandard
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 
 from core.records import DROPPED, SOURCE, Drop, Step, Submission
-from crawl.sources.reading import (CHUNK, MAX_LINE, TOO_LONG, ZSTD_MAX_WINDOW, TruncatedInput,  # noqa: F401
-                                   UnreadableInput, iter_chunks, iter_line_batches, iter_lines)
+from crawl.sources.reading import (CHUNK, DECODE_ERRORS, MAX_LINE, TOO_LONG, ZSTD_MAX_WINDOW,  # noqa: F401
+                                   TruncatedInput, UnreadableInput, iter_chunks, iter_line_batches, iter_lines)
 
 INT64 = 2 ** 63             # karma and created_utc go to int64 Arrow columns
 
@@ -261,7 +258,7 @@ def iter_file(stream: IO[bytes], name: str, default_karma: int = 3,
             yield result
 
 
-UNREADABLE = (OSError, EOFError, zstandard.ZstdError, lzma.LZMAError, zlib.error)
+UNREADABLE = DECODE_ERRORS     # what a damaged archive raises (crawl/sources/reading.py)
 
 
 def unreadable_drop(e: BaseException, name: str) -> Tuple[str, str]:
