@@ -94,6 +94,22 @@ def replacing_dir(path) -> Iterator[str]:
     fsync_dir(directory)
 
 
+@contextmanager
+def set_aside(path) -> Iterator[None]:
+    """An earlier output directory at `path` (one webtext wrote: callers check) is moved to a hidden temporary name
+    while a new one is built at `path`; it is removed once the new one exists, and put back if none was built."""
+    path = os.path.abspath(_local(str(path)))
+    aside = os.path.join(os.path.dirname(path), temp_name(os.path.basename(path)))
+    os.replace(path, aside)
+    try:
+        yield
+    finally:
+        if os.path.exists(path):
+            shutil.rmtree(aside)
+        else:
+            os.replace(aside, path)
+
+
 def write_atomic(path, data: bytes) -> None:
     """Write `path` whole or not at all, whenever the process dies."""
     if not is_local(str(path)):

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -167,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         if not Path(args.ckpt).is_file():
             raise UsageError(f"checkpoint {args.ckpt} does not exist")
-        earlier = None
+        replace = False
         if out.exists() and not (out.is_dir() and not any(out.iterdir())):
             if not args.overwrite:
                 raise UsageError(f"--out {out} already exists; pass --overwrite to replace an earlier export there, "
@@ -175,19 +173,15 @@ def main(argv: list[str] | None = None) -> int:
             if not out.is_dir() or any(not f.is_file() or f.name not in OUR_FILES for f in out.iterdir()):
                 raise UsageError(f"--out {out} holds files `webtext export-hf` does not write; --overwrite replaces "
                                  "only an earlier export: give a new directory")
-            earlier = out.with_name(files.temp_name(out.name))
+            replace = True
         if not out.absolute().parent.is_dir():
             raise UsageError(f"--out {out}: directory {out.absolute().parent} does not exist; create it first")
         t0 = time.perf_counter()
-        if earlier is not None:   # moved aside, and removed only once the new export is in place
-            os.replace(out, earlier)
-        try:
+        if not replace:
             cfg = export(args.ckpt, out)
-        finally:
-            if earlier is not None and out.exists():
-                shutil.rmtree(earlier)
-            elif earlier is not None:   # the export failed: the earlier one goes back
-                os.replace(earlier, out)
+        else:                     # moved aside, and removed only once the new export is in place
+            with files.set_aside(out):
+                cfg = export(args.ckpt, out)
         seconds = time.perf_counter() - t0
     except UsageError as e:
         print(f"webtext export-hf: error: {e}", file=sys.stderr)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -68,16 +66,8 @@ def cmd_export(args) -> int:
         from pipeline.shards import formats
         if earlier is None:
             return formats.run(args)
-        # the earlier export is moved aside, the new one built, and only then the old one removed
-        aside = earlier.with_name(files.temp_name(earlier.name))
-        os.replace(earlier, aside)
-        try:
+        with files.set_aside(earlier):   # removed only once the new export is in place
             return formats.run(args)
-        finally:
-            if earlier.exists():   # the new export is in place
-                shutil.rmtree(aside)
-            else:
-                os.replace(aside, earlier)
     out = Path(args.out)
     to_stdout = args.out == "-"
     if to_stdout and args.format != "jsonl":
