@@ -140,3 +140,29 @@ def test_a_writer_killed_before_the_rename_leaves_no_visible_file(tmp_path, monk
     assert payloads.read_doc_ids(str(d / f"{refs[0].file_id}.arrow")) == ["ab" * 8]
     with payloads.Reader(str(d)) as reader:
         assert np.count_nonzero(reader.tokens(refs[0])) == 0 and len(reader.sig(refs[0])) == 512
+
+
+def test_a_bucket_is_written_from_payload_files_one_batch_at_a_time(tmp_path):
+    """The bucket writer reads each document's tokens from its payload file in doc_id order and writes them on:
+    Python-side allocations stay near one record batch, not the bucket's tokens (sorting gathered them all)."""
+    import tracemalloc
+    from core.shard_format import TokenizedDoc
+    from pipeline.shards.assemble import write_sorted
+    from pipeline.shards.write import with_tokens
+    rng = np.random.default_rng(2)
+    rows = [(f"{i:016x}", rng.integers(0, 50000, 4000, dtype=np.uint16).tobytes(), b"") for i in range(2000)]
+    refs = payloads.write(str(tmp_path), rows)
+    token_bytes = sum(len(t) for _, t, _ in rows)
+    docs = [TokenizedDoc(d, f"http://x.example/{d}", str(r), 3, ("s",), 0) for (d, _, _), r in zip(rows, refs)][::-1]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        with payloads.Reader(str(tmp_path)) as reader:
+            n_docs, tokens, _, _ = write_sorted(str(tmp_path / "bucket.arrow"), with_tokens(docs, reader), 2**19,
+                                                durable=False, presorted=True)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert n_docs == 2000 and tokens * 2 == token_bytes
+    assert peak < 0.4 * token_bytes, f"bucket writer peaked at {peak / 2**20:.1f} MB for {token_bytes / 2**20:.1f} MB"

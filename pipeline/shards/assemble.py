@@ -2,7 +2,7 @@
 (core/shard_format.py), in record batches of bounded tokens, atomically, same inputs -> same bytes."""
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence, Tuple
+from typing import Iterable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -27,24 +27,31 @@ def _record_batch(docs: Sequence[TokenizedDoc]) -> pa.RecordBatch:
     ], schema=schema_with_metadata())
 
 
-def batches_of(docs: Sequence[TokenizedDoc], batch_tokens: int) -> Iterator[Sequence[TokenizedDoc]]:
+def doc_order(d: TokenizedDoc) -> tuple:
+    return d.doc_id, d.url      # url breaks (unlikely) id ties: the order stays total
+
+
+def batches_of(docs: Iterable[TokenizedDoc], batch_tokens: int) -> Iterator[List[TokenizedDoc]]:
     """Consecutive runs of docs with at most `batch_tokens` tokens each (a longer document is a run alone), cut
-    where stream.rebatch cuts the same rows."""
-    start, filled = 0, 0
-    for i, d in enumerate(docs):
+    where stream.rebatch cuts the same rows. Takes docs one at a time: only the current run is held."""
+    run, filled = [], 0
+    for d in docs:
         if filled and filled + len(d.tokens) > batch_tokens:
-            yield docs[start:i]
-            start, filled = i, 0
+            yield run
+            run, filled = [], 0
+        run.append(d)
         filled += len(d.tokens)
-    if start < len(docs):
-        yield docs[start:]
+    if run:
+        yield run
 
 
 def write_sorted(path: str, docs: Iterable[TokenizedDoc], batch_tokens: int = 2**24,
-                 durable: bool = True) -> Tuple[int, int, int, str]:
+                 durable: bool = True, presorted: bool = False) -> Tuple[int, int, int, str]:
     """Docs sorted by doc_id into an Arrow file at `path`, atomically, in record batches of <= batch_tokens tokens,
-    building one batch at a time (never a second copy of all the tokens): (docs, tokens, bytes, sha256)."""
-    docs = sorted(docs, key=lambda d: (d.doc_id, d.url))   # url breaks (unlikely) id ties: order stays total
+    building one batch at a time (never a second copy of all the tokens): (docs, tokens, bytes, sha256).
+    `presorted`: docs already come in doc_order, e.g. read one by one from payload files; they are not gathered."""
+    if not presorted:
+        docs = sorted(docs, key=doc_order)
     tables = (pa.Table.from_batches([_record_batch(run)]) for run in batches_of(docs, batch_tokens))
     return stream.write_batches(path, schema_with_metadata(), stream.rebatch(tables, batch_tokens), durable)
 

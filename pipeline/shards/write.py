@@ -30,7 +30,7 @@ from core.shard_format import (MANIFEST, SHARD_NAME, SPLITS, TokenizedDoc, bucke
                                write_manifest)
 from core.tokenizer import encode_document
 from pipeline.config import ShardConfig
-from pipeline.shards.assemble import join_shard, write_sorted
+from pipeline.shards.assemble import doc_order, join_shard, write_sorted
 
 PARTS_DIR = ".webtext-buckets"                       # ours: every file in it matching PART_NAME is ours to remove
 PART_NAME = re.compile(r"(train|val)-b\d{7}\.arrow")
@@ -66,7 +66,7 @@ def with_tokens(docs, reader: payloads.Reader):
     """One bucket's documents in doc_id order, their tokens read from the payload files where they were left
     (ordered reads, one seek + read each)."""
     docs = [pickle.loads(d) if isinstance(d, bytes) else d for d in docs]
-    for d in sorted(docs, key=lambda d: (d.doc_id, d.url)):
+    for d in sorted(docs, key=doc_order):
         yield d._replace(tokens=reader.tokens(d.tokens).astype(np.uint16)) if isinstance(d.tokens, str) else d
 
 
@@ -98,7 +98,8 @@ class _WriteBucket(beam.DoFn):
             os.makedirs(os.path.dirname(path.removeprefix("file://")), exist_ok=True)
         # Scratch: not fsynced (a crash before the manifest means a rerun, which rewrites it).
         with payloads.Reader(self.payload_dir) as reader:
-            n_docs, tokens, _, _ = write_sorted(path, with_tokens(docs, reader), self.cfg.batch_tokens, durable=False)
+            n_docs, tokens, _, _ = write_sorted(path, with_tokens(docs, reader), self.cfg.batch_tokens, durable=False,
+                                                presorted=True)
         yield Part(split, bucket, n_docs, tokens, path)
 
 
