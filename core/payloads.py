@@ -2,7 +2,9 @@
 where it is produced, so that shuffles carry a short reference instead (docs/scaling.md, "Memory on one machine").
 
 A payload file is an Arrow IPC file, `<run --out>/_payloads/<file id>.arrow`, one record batch:
-    doc_id: string | tokens: list<uint16> (GPT-2 ids, ending with EOT) | sig: binary (little-endian uint32)
+    doc_id: string | tokens: list<uint16> (GPT-2 ids, ending with EOT) | sig: binary (little-endian uint32) |
+    fingerprint: string (the exact-dedup fingerprint; with the signature, what a corpus's sketch index and a
+    resumed run need without the text)
 Its name is a hash of its bytes, so a retried bundle that writes the same documents finds the same file, and it
 appears whole or not at all (temp name + rename, core.files): a rerun may read every `*.arrow` in `_payloads/`
 (the footer proves it complete, the doc_id column says which documents it holds). The leading underscore keeps
@@ -26,11 +28,12 @@ import pyarrow.ipc as ipc
 from core import files
 
 PAYLOADS_DIR = "_payloads"
-FORMAT = b"webtext-payload-1"
+FORMAT = b"webtext-payload-2"   # 2: + fingerprint
 SCHEMA = pa.schema([
     pa.field("doc_id", pa.string(), nullable=False),
     pa.field("tokens", pa.list_(pa.uint16()), nullable=False),
     pa.field("sig", pa.binary(), nullable=False),
+    pa.field("fingerprint", pa.string(), nullable=False),
 ], metadata={b"format": FORMAT})
 
 
@@ -54,17 +57,19 @@ def payload_dir(out_dir: str) -> str:
     return files.join(str(out_dir), PAYLOADS_DIR)
 
 
-def encode(rows: Iterable[Tuple[str, bytes, bytes]]) -> Tuple[bytes, List[Ref]]:
-    """(doc_id, tokens as <u2 bytes, sig bytes) rows -> the file's bytes and one Ref per row, in order."""
-    rows = list(rows)
-    tok = [np.frombuffer(t, dtype="<u2") for _, t, _ in rows]
+def encode(rows: Iterable[Tuple]) -> Tuple[bytes, List[Ref]]:
+    """(doc_id, tokens as <u2 bytes, sig bytes[, fingerprint]) rows -> the file's bytes and one Ref per row, in
+    order."""
+    rows = [tuple(r) + ("",) * (4 - len(r)) for r in rows]
+    tok = [np.frombuffer(t, dtype="<u2") for _, t, _, _ in rows]
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum([len(t) for t in tok], out=offsets[1:])
     batch = pa.record_batch([
-        pa.array([d for d, _, _ in rows], pa.string()),
+        pa.array([r[0] for r in rows], pa.string()),
         pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(tok) if tok else np.zeros(0, "<u2"),
                                                              pa.uint16())),
-        pa.array([s for _, _, s in rows], pa.binary()),
+        pa.array([r[2] for r in rows], pa.binary()),
+        pa.array([r[3] for r in rows], pa.string()),
     ], schema=SCHEMA)
     sink = pa.BufferOutputStream()
     with ipc.new_file(sink, SCHEMA) as writer:
@@ -86,7 +91,7 @@ def encode(rows: Iterable[Tuple[str, bytes, bytes]]) -> Tuple[bytes, List[Ref]]:
     return data.to_pybytes(), refs
 
 
-def write(directory: str, rows: Iterable[Tuple[str, bytes, bytes]]) -> List[Ref]:
+def write(directory: str, rows: Iterable[Tuple]) -> List[Ref]:
     """Write one payload file (whole or nothing) and return the rows' references. A file of that name is already
     complete (same bytes), so it is not written again."""
     data, refs = encode(rows)
@@ -101,6 +106,16 @@ def read_doc_ids(path: str) -> List[str]:
     """The documents a (complete) payload file holds: what a rerun needs to know to reuse it."""
     with files.open_read(path) as f:
         return ipc.open_file(pa.py_buffer(f.read())).read_all().column("doc_id").to_pylist()
+
+
+def read_sketches(path: str) -> pa.Table:
+    """doc_id, fingerprint and sig of a (complete) payload file, without its tokens: what a sketch index is
+    built from. A format-1 file (no fingerprint column) gets empty fingerprints."""
+    with files.open_read(path) as f:
+        table = ipc.open_file(pa.py_buffer(f.read())).read_all()
+    if "fingerprint" not in table.column_names:
+        table = table.append_column("fingerprint", pa.array([""] * table.num_rows, pa.string()))
+    return table.select(["doc_id", "fingerprint", "sig"])
 
 
 class Reader:

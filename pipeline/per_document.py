@@ -78,5 +78,5 @@ class WritePayloads(beam.DoFn):
         docs, self.pending, self.size = self.pending, [], 0
         if not docs:
             return []
-        refs = payloads.write(self.directory, ((d.doc_id, d.tokens, d.sig) for d in docs))
+        refs = payloads.write(self.directory, ((d.doc_id, d.tokens, d.sig, d.fingerprint) for d in docs))
         return [d._replace(tokens=b"", payload=str(r)) for d, r in zip(docs, refs)]
