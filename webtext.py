@@ -3,6 +3,7 @@
     webtext demo                         the whole pipeline on the embedded demo web (offline)
     webtext run --input RS_*.zst --out DIR [--config FILE.toml] [--http-proxy URL] [Beam options]
     webtext run --reddit SUB[,SUB] --out DIR    (live harvest through praw)
+    webtext run --input RS_2019-02.zst --add-to DIR   (a new month into a corpus built before, deduplicated against it)
     webtext extract --warc DIR --out DIR        (documents and shards again from captured WARCs, no network)
     webtext plan --input RS_*.zst [--config FILE.toml]   links, hosts, largest hosts, the crawl's least time
     webtext shards ls|stats|show|verify|export|overlap ...
@@ -123,20 +124,26 @@ def cmd_run(argv: List[str], warc: bool = False) -> int:
         if warc and not Path(ours.warc).is_dir():
             return _fail(f"WARC directory {ours.warc} not found; point --warc at a run's --warc-dir")
         options = engines.prepare(options)   # FlinkRunner/SparkRunner: the job-server jar `make engines` fetched
-        if not ours.out:
-            return _fail("give an output directory with --out DIR")
+        if ours.add_to and (ours.out or warc):
+            return _fail("--add-to CORPUS writes into that corpus: give it instead of --out (and not with extract)")
+        if not ours.out and not ours.add_to:
+            return _fail("give an output directory with --out DIR (or a corpus to grow with --add-to DIR)")
         cfg = config_from(ours, require_input=not warc)
         kept = " (pages already fetched are kept in the --warc-dir)" if cfg.fetch.warc_dir else ""
         exit_on_interrupt(f"no file was left half-written; to continue{kept}, rerun: "
                           f"{_command('extract' if warc else 'run', argv)}")
-        run(cfg, ours.out, options, warc_input=ours.warc if warc else None, overwrite=ours.overwrite)
+        result = run(cfg, ours.out, options, warc_input=ours.warc if warc else None, overwrite=ours.overwrite,
+                     add_to=ours.add_to)
+        if result.get("already_added"):
+            return 0
     except UsageError as e:
         return _fail(str(e))
     except RunFailed as e:
-        listed = f"; examples of every drop are in {ours.out}/_drops/" if Path(ours.out, "_drops").is_dir() else ""
+        where = ours.out or ours.add_to
+        listed = f"; examples of every drop are in {where}/_drops/" if Path(where, "_drops").is_dir() else ""
         print(f"error: {e}{listed}", file=sys.stderr)
         return 1
-    print(next_steps(ours.out, cfg, argv))
+    print(next_steps(ours.out or ours.add_to, cfg, argv))
     return 0
 
 

@@ -3,7 +3,8 @@
 Arrow IPC *file* format (memory-mappable, random access), one row per document, sorted by doc_id:
     doc_id: string (16 hex) | url: string | tokens: list<uint16> (ends with EOT) | karma: int64 |
     subreddits: list<string> | created_utc: int64
-Schema metadata: tokenizer, vocab_sha256, eot, vocab_size, format_version. Names `data/{split}-{i:05d}-of-{n:05d}.arrow`.
+Schema metadata: tokenizer, vocab_sha256, eot, vocab_size, format_version. Names `data/{split}-{i:05d}-of-{n:05d}.arrow`;
+a generation added later to the corpus (`webtext run --add-to`) writes `data/{split}-g{gen:05d}-{i:05d}-of-{n:05d}.arrow`.
 A shard is a contiguous doc_id range, sized by tokens (plan_shards), written as record batches of a bounded
 number of tokens (each batch has its own int32 list offsets, so no shard size reaches the 2**31 limit).
 A `manifest.json` written last lists every shard (docs, tokens, bytes, sha256) with the run's config and stats.
@@ -57,17 +58,19 @@ class ShardInfo(NamedTuple):
     tokens: int
     bytes: int
     sha256: str
+    generation: int = 0      # 0: the corpus's first build; k: its k-th `--add-to`
 
 
 # Format 2 keeps the shards in data/ (the Hub's layout: the card README.md on top, data files in their own folder,
 # so pyarrow.dataset, datasets.load_dataset, Polars and DuckDB open them as they are); format 1 kept them beside
 # manifest.json. A manifest names each shard by its path in the directory, so readers take both.
 DATA_DIR = "data"
-SHARD_NAME = re.compile(r"(?:data/)?(train|val)-\d{5}-of-\d{5}\.arrow")   # what webtext writes; nothing else is ours
+SHARD_NAME = re.compile(r"(?:data/)?(train|val)(?:-g\d{5})?-\d{5}-of-\d{5}\.arrow")   # what webtext writes
 
 
-def shard_name(split: str, index: int, num_shards: int) -> str:
-    return f"{DATA_DIR}/{split}-{index:05d}-of-{num_shards:05d}.arrow"
+def shard_name(split: str, index: int, num_shards: int, generation: int = 0) -> str:
+    gen = f"-g{generation:05d}" if generation else ""
+    return f"{DATA_DIR}/{split}{gen}-{index:05d}-of-{num_shards:05d}.arrow"
 
 
 def _split_hash(doc_id: str) -> int:
@@ -109,18 +112,23 @@ def schema_with_metadata() -> pa.Schema:
     return SCHEMA.with_metadata({k: str(v) for k, v in meta.items()})
 
 
-def write_manifest(out_dir: str, shards: Sequence[ShardInfo], config: dict, stats: dict | None = None) -> dict:
-    shards = sorted(shards, key=lambda s: (SPLITS.index(s.split), s.index))
+def write_manifest(out_dir: str, shards: Sequence[ShardInfo], config: dict, stats: dict | None = None,
+                   generations: list | None = None) -> dict:
+    """manifest.json, atomically. `generations` (a corpus grown with --add-to): one entry per generation, and
+    `shards` lists every generation's shards, so every reader of the manifest sees one corpus."""
+    shards = sorted(shards, key=lambda s: (s.generation, SPLITS.index(s.split), s.index))
     manifest = {
         "format_version": FORMAT_VERSION,
         "tokenizer": tokenizer_metadata(),
         "totals": {split: {"shards": sum(1 for s in shards if s.split == split),
                            "docs": sum(s.docs for s in shards if s.split == split),
                            "tokens": sum(s.tokens for s in shards if s.split == split)} for split in SPLITS},
-        "shards": [s._asdict() for s in shards],
+        "shards": [{k: v for k, v in s._asdict().items() if k != "generation" or v} for s in shards],
         "config": config,
         "stats": stats or {},
     }
+    if generations:
+        manifest["generations"] = generations
     files.write_atomic(files.join(out_dir, MANIFEST), json.dumps(manifest, indent=2).encode())
     return manifest
 

@@ -20,6 +20,7 @@ class DedupConfig:
                                      # with this probability (fewest false candidates among such bandings)
     max_rounds: int = 10             # large-star/small-star rounds for connected components (~log^2 diameter)
     max_bucket: int = 1000           # LSH buckets larger than this are verified against leaders, not all pairs
+    prefer_first_seen_before: int = 0  # unix time; > 0: documents first posted before it beat later ones (as --add-to)
 
     def __post_init__(self):
         if not 0.0 < self.threshold <= 1.0:

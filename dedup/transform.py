@@ -25,6 +25,7 @@ import apache_beam as beam
 from core.records import DEDUP, DROPPED, Document, Step
 from dedup.config import DedupConfig
 from dedup.exact import DECISIONS, EXACT, ExactDuplicates
+from dedup.index import OLD_RANK, old_entries, open_corpus
 from dedup.minhash import banding, entry, sketch
 from dedup.near import NearDuplicates
 
@@ -32,10 +33,13 @@ from dedup.near import NearDuplicates
 class Deduplicate(beam.PTransform):
     """PCollection[Document] -> {"documents": unique Documents, "dropped": Drop(stage="dedup", ...)}."""
 
-    def __init__(self, cfg: DedupConfig = DedupConfig(), payload_dir: str | None = None):
+    def __init__(self, cfg: DedupConfig = DedupConfig(), payload_dir: str | None = None, corpus: tuple = ()):
         super().__init__()
         self.cfg = cfg
         self.payload_dir = payload_dir   # where Documents with a `payload` reference keep their signature
+        # sketch index folders of an existing corpus (dedup/index.py): its documents that share a fingerprint or
+        # a band with a new one join the dedup as members that always survive and are never emitted
+        self.corpus = tuple(corpus)
 
     def expand(self, docs):
         cfg = self.cfg
@@ -43,6 +47,9 @@ class Deduplicate(beam.PTransform):
         if cfg.exact or cfg.near:
             bands, rows = banding(cfg)
             keyed = docs | "Sketch" >> beam.Map(_keyed_entry, cfg, bands, rows)
+            if self.corpus:
+                old = keyed | "CorpusMatches" >> beam.FlatMap(_corpus_matches, self.corpus, bands)
+                keyed = (keyed, old) | "WithCorpus" >> beam.Flatten()
             sketches = keyed | "Entries" >> beam.Values()
             if cfg.exact:
                 exact = keyed | "Exact" >> ExactDuplicates()
@@ -58,10 +65,19 @@ class Deduplicate(beam.PTransform):
 
 
 def _keyed_entry(doc: Document, cfg: DedupConfig, bands: int, rows: int):
-    """(fingerprint, Entry): the exact shuffle needs the fingerprint as its key and the id and karma; the bands
-    need their keys, computed here; the signature goes on only where no payload file holds it."""
+    """(fingerprint, Entry): the exact shuffle needs the fingerprint as its key and the id and survivor rank
+    (karma, raised for documents first posted before `prefer_first_seen_before`); the bands need their keys,
+    computed here; the signature goes on only where no payload file holds it."""
     sk = sketch(doc, cfg)
+    if cfg.prefer_first_seen_before and doc.created_utc < cfg.prefer_first_seen_before:
+        sk = sk._replace(karma=OLD_RANK + sk.karma)
     return sk.fingerprint, entry(sk, bands, rows, doc.payload if cfg.near else "")
+
+
+def _corpus_matches(keyed, corpus: tuple, bands: int):
+    """The corpus documents (dedup/index.py) sharing a fingerprint or an LSH band with one new document."""
+    fingerprint, e = keyed
+    return list(old_entries(open_corpus(corpus), fingerprint, e, bands))
 
 
 def _packed(doc: Document):

@@ -8,6 +8,8 @@
          -> tokens and signatures written once to _payloads/; only references travel on
       -> exact and near-duplicates removed (MinHash LSH)
       -> Arrow shards + manifest.json
+With an `addition` (webtext run --add-to CORPUS, pipeline/corpus.py), links the corpus fetched before are not
+fetched again, and new documents are deduplicated against the corpus's sketch index too.
 Every stage also emits Drops (stage, reason, url); they are counted as Beam Metrics (exact,
 in stats.json) and up to `run.drops_per_reason` examples per stage and reason are written to _drops/.
 """
@@ -19,19 +21,23 @@ from crawl.text.transform import ExtractDocuments
 from crawl.fetch.transform import FetchPages
 from crawl.links import HarvestLinks
 from crawl.sources.reddit import ReadReddit
-from core import payloads
+from core import files, payloads
 from core.records import DROPPED
 from crawl.fetch.warc import ReadWarcPages
 from crawl.fetch.warc_recover import recover_leftovers
+from crawl.seen import NotInCorpus, RecordLinks
 from dedup import Deduplicate
 from pipeline.config import Config
+from pipeline.corpus import LINK_PARTS, Addition
 from pipeline.drops import WriteDrops
 from pipeline.per_document import DocumentWork, WritePayloads
 from pipeline.shards.write import WriteShards
 
 
-def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = None) -> None:
-    """Add the pipeline to `p`. With `warc_input`, pages come from captured WARCs instead of the network."""
+def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = None,
+          addition: Addition | None = None) -> None:
+    """Add the pipeline to `p`. With `warc_input`, pages come from captured WARCs instead of the network; with
+    `addition`, `out_dir` is the addition's run folder and its shards are the corpus's next generation."""
     drops = []
     if warc_input:
         recover_leftovers(warc_input)   # a killed capture's whole records and lines count; its temp files go
@@ -52,7 +58,15 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
         if cfg.run.stop_after == "links":
             write_drops(drops, cfg, out_dir)
             return
-        fetched = links["links"] | "FetchPages" >> FetchPages(cfg.fetch, cfg.links, quiet=cfg.run.quiet)
+        to_fetch = links["links"]
+        if addition is not None:   # a link an earlier generation fetched is not fetched again, whatever came of it
+            new = to_fetch | "NotInCorpus" >> beam.ParDo(NotInCorpus(addition.index_dirs)).with_outputs(
+                DROPPED, main="links")
+            to_fetch = new.links
+            drops.append(new[DROPPED])
+        # the links this run fetches, for the corpus's URL index (merged when the run has ended)
+        _ = to_fetch | "RecordLinks" >> beam.ParDo(RecordLinks(files.join(out_dir, LINK_PARTS)))
+        fetched = to_fetch | "FetchPages" >> FetchPages(cfg.fetch, cfg.links, quiet=cfg.run.quiet)
         pages = fetched["pages"]
         drops.append(fetched[DROPPED])
 
@@ -63,10 +77,12 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
     # The tokens (and signatures) are written once, here, to the run's _payloads/; what goes on is a reference.
     payload_dir = payloads.payload_dir(out_dir)
     slim = documents["documents"] | "WritePayloads" >> beam.ParDo(WritePayloads(payload_dir))
-    unique = slim | "Deduplicate" >> Deduplicate(cfg.dedup, payload_dir)
+    unique = slim | "Deduplicate" >> Deduplicate(cfg.dedup, payload_dir,
+                                                 corpus=addition.index_dirs if addition is not None else ())
     drops += [documents[DROPPED], unique[DROPPED]]
 
-    _ = unique["documents"] | "WriteShards" >> WriteShards(out_dir, cfg.shards, cfg.to_dict(), payload_dir)
+    _ = unique["documents"] | "WriteShards" >> WriteShards(out_dir, cfg.shards, cfg.to_dict(), payload_dir,
+                                                           generation=addition.generation if addition else 0)
 
     write_drops(drops, cfg, out_dir)
 

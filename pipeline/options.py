@@ -38,6 +38,10 @@ class WebtextOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument("--out", help="output directory (shards, manifest.json, stats.json, _drops/)")
+        parser.add_argument("--add-to", "--add_to", dest="add_to", default=None, metavar="CORPUS",
+                            help="add this run's documents to a corpus built before, as a new generation: links "
+                                 "it fetched are not fetched again, duplicates of its documents are removed, "
+                                 "none of its documents is (instead of --out)")
         parser.add_argument("--config", help="TOML config file (see docs/config.md)")
         parser.add_argument("--set", action="append", default=None, metavar="SECTION.KEY=VALUE",
                             help="override any config key, e.g. --set fetch.min_delay=0.5 (repeatable)")
@@ -68,7 +72,7 @@ def parse(argv: List[str]) -> tuple[PipelineOptions, WebtextOptions]:
     for arg in argv:
         # Beam reads `--direct-num-workers 2` as unknown and drops it with a log line; ours take both spellings
         name = arg[2:].split("=", 1)[0] if arg.startswith("--") else ""
-        if "-" in name and name.replace("-", "_") not in CONFIG_FLAGS:
+        if "-" in name and name.replace("-", "_") not in CONFIG_FLAGS and name != "add-to":
             if name.replace("-", "_") in known:
                 raise UsageError(f"Beam options are spelled with underscores: --{name.replace('-', '_')}, "
                                  f"not --{name}")

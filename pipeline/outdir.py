@@ -108,6 +108,14 @@ def _lock(out_dir: str) -> bool:
         return True
 
 
+def lock(out_dir: str) -> None:
+    """Hold `out_dir` for this process (no job check): what an addition takes on the corpus it grows."""
+    _lock(out_dir.removeprefix("file://"))
+
+
+read_json = _read_json
+
+
 def _unlock(out_dir: str) -> None:
     with _HELD_LOCK:
         fd = _HELD.pop(os.path.realpath(out_dir), None)
@@ -156,6 +164,8 @@ def _check(out_dir: str, job: dict, overwrite: bool, locked: bool) -> None:
             shown = ", ".join(changed[:4]) + (", ..." if len(changed) > 4 else "")
             raise UsageError(f"--out {out_dir} holds another run (different {shown}); choose a new directory, "
                              "or pass --overwrite to replace that run's files")
+    if overwrite and previous is not None and _differences(previous, job_cmp):
+        remove_reusables(out_dir)   # another job's payloads and indexes must not be taken for this one's
     remove_leftovers(out_dir)
     files.write_atomic(os.path.join(out_dir, RUN_FILE), json.dumps(
         {"job": job, "pid": os.getpid(), "host": socket.gethostname()}, indent=2, sort_keys=True).encode())
@@ -182,6 +192,45 @@ def remove_leftovers(out_dir: str) -> list:
             else:
                 continue
             removed.append(path)
+    return removed
+
+
+PAYLOAD_FILE = re.compile(r"^[0-9a-f]{20}\.arrow$")                 # core/payloads.py names
+INDEX_FILE = re.compile(r"^(sketches\.arrow|(band|fp)_(keys|rows)\.npy|urls\.npy)$")   # dedup/index.py, crawl/seen.py
+GENERATION = re.compile(r"^\d{5}$")
+
+
+def remove_reusables(out_dir: str) -> list:
+    """What a rerun of the same job would reuse, written by webtext for another job: payload files, the URL and
+    sketch indexes, link part files, the run folders of additions. Only files of our names are removed."""
+    removed = []
+
+    def remove_matching(directory, pattern):
+        for name in (os.listdir(directory) if os.path.isdir(directory) else []):
+            if pattern.match(name) and os.path.isfile(os.path.join(directory, name)):
+                os.unlink(os.path.join(directory, name))
+                removed.append(os.path.join(directory, name))
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
+
+    remove_matching(os.path.join(out_dir, "_payloads"), PAYLOAD_FILE)
+    remove_matching(os.path.join(out_dir, ".webtext-links"), re.compile(r"^[0-9a-f]{20}\.npy$"))
+    for parent in ("_index", "_generations"):
+        top = os.path.join(out_dir, parent)
+        for name in (os.listdir(top) if os.path.isdir(top) else []):
+            if GENERATION.match(name):
+                folder = os.path.join(top, name)
+                if parent == "_index":
+                    remove_matching(folder, INDEX_FILE)
+                elif os.path.isfile(os.path.join(folder, RUN_FILE)):   # an addition's run folder: ours
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(folder)
+        try:
+            os.rmdir(top)
+        except OSError:
+            pass
     return removed
 
 

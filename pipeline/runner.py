@@ -20,9 +20,10 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
 from core.memory import return_large_frees
 from core.records import EXTRACT, FETCH, SHARDS, STAGES
 from core.settings import UsageError
-from core.shard_format import add_stats_to_manifest
+from core import files
+from core.shard_format import add_stats_to_manifest, read_manifest
 from crawl.text.pool import default_processes
-from pipeline import crosscheck, outdir
+from pipeline import corpus, crosscheck, outdir
 from pipeline.build import build
 from pipeline.card import write_card
 from pipeline.config import Config
@@ -105,8 +106,9 @@ def _user_error_in(text: str) -> Optional[str]:
     return found[-1].split(" [while running")[0].strip() if found else None
 
 
-def failure(stats: dict, warc_input: Optional[str] = None) -> Optional[str]:
-    """Why a finished run's output cannot be used (one line), or None."""
+def failure(stats: dict, warc_input: Optional[str] = None, addition: bool = False) -> Optional[str]:
+    """Why a finished run's output cannot be used (one line), or None. An addition may add no document (every
+    link already in the corpus, every page a duplicate of it): that is a result, not a failure."""
     def top(stage: str, n: int = 3) -> str:
         dropped = stats.get(stage, {}).get("dropped", {})
         return ", ".join(f"{reason} {count:,}" for reason, count in list(dropped.items())[:n]) or "none"
@@ -116,7 +118,7 @@ def failure(stats: dict, warc_input: Optional[str] = None) -> Optional[str]:
     if fetch.get("in", 0) >= MIN_LINKS and failed >= MOSTLY_FAILED * fetch["in"]:
         return (f"{failed:,} of {fetch['in']:,} fetches failed on the network ({top(FETCH)}): check the network "
                 "connection and --http-proxy")
-    if not stats.get(SHARDS, {}).get("out"):
+    if not stats.get(SHARDS, {}).get("out") and not addition:
         where = next((s for s in reversed(list(stats)) if stats[s].get("in")), None)
         if where is None:
             source = f"no usable page in the WARCs under {warc_input}" if warc_input else "no input record"
@@ -126,16 +128,26 @@ def failure(stats: dict, warc_input: Optional[str] = None) -> Optional[str]:
 
 
 def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optional[str] = None,
-        echo=print, overwrite: bool = False) -> dict:
+        echo=print, overwrite: bool = False, add_to: Optional[str] = None) -> dict:
     """Build and run the pipeline to completion; returns {"stages": ..., "seconds": ...}. Raises UsageError
-    before anything runs, RunFailed after a run whose output is empty or whose fetches nearly all failed."""
+    before anything runs, RunFailed after a run whose output is empty or whose fetches nearly all failed.
+    `add_to`: grow that corpus by a generation instead of writing `out_dir` (pipeline/corpus.py)."""
     # DataflowRunner --dry_run: build and validate the job offline; its gs:// inputs are the workers' to read
     dry_run = options.view_as(TestOptions).dry_run
     if warc_input is None and not dry_run and check_inputs(cfg) > LARGE_INPUT_BYTES and not cfg.fetch.contact:
         echo("WARNING: a large crawl without a contact: set fetch.contact (--set fetch.contact=you@example.org) "
              "so site owners can reach you; it goes into the User-Agent")
-    _check_writable_dir(out_dir, "output directory")
-    outdir.claim(out_dir, outdir.job_of(cfg.to_dict(), warc_input), overwrite)   # before a --warc-dir inside it
+    addition, job = None, outdir.job_of(cfg.to_dict(), warc_input)
+    if add_to:
+        try:
+            addition = corpus.prepare(add_to, cfg, job, overwrite, echo)
+        except corpus.AlreadyAdded as e:
+            echo(str(e))
+            return {"stages": {}, "seconds": 0.0, "unbalanced": [], "already_added": True}
+        out_dir = addition.run_dir
+    else:
+        _check_writable_dir(out_dir, "output directory")
+        outdir.claim(out_dir, job, overwrite)   # before a --warc-dir inside it
     if cfg.fetch.warc_dir:
         _check_writable_dir(cfg.fetch.warc_dir, "WARC directory")
     cfg = resolve_processes(cfg, options)
@@ -148,7 +160,7 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
         p = beam.Pipeline(options=options)
     except ValueError as e:   # an unknown --runner, or e.g. DataflowRunner without --project/--temp_location
         raise UsageError(" ".join(line.strip() for line in str(e).splitlines() if line.strip())) from None
-    build(p, cfg, out_dir, warc_input=warc_input)
+    build(p, cfg, out_dir, warc_input=warc_input, addition=addition)
     try:
         result = p.run()
         result.wait_until_finish()
@@ -171,14 +183,24 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
                 "and the kept documents"])
     extra = {"seconds": round(seconds, 2), "stage_seconds": stage_times(result, start),
              "unbalanced": unbalanced(stats), "from_data": data, "metrics_vs_data": checked}
+    shards_written = not cfg.run.stop_after and FileSystems.exists(FileSystems.join(out_dir, "manifest.json"))
+    if shards_written and (cfg.dedup.exact or cfg.dedup.near) and files.is_local(out_dir):
+        # the URL and sketch index of this generation: what a later --add-to and `shards dedup-against` use
+        corpus.index_generation(out_dir, addition.corpus if addition else out_dir,
+                                addition.generation if addition else 0, cfg.dedup)
     write_stats(FileSystems.join(out_dir, "stats.json"), stats, extra)
     add_stats_to_manifest(out_dir, {"stages": stats, **extra})
-    write_card(out_dir, {"stages": stats, **extra})
+    if addition is not None and shards_written:
+        corpus.commit(addition, job, {"stages": stats, **extra})
+        echo(f"added generation {addition.generation} to {addition.corpus}")
+        write_card(addition.corpus, read_manifest(addition.corpus).get("stats") or {})
+    else:
+        write_card(out_dir, {"stages": stats, **extra})
     outdir.release(out_dir)
     echo(format_table(stats, extra["stage_seconds"], seconds))
     for line in extra["unbalanced"] + checked:
         echo(f"WARNING: {line}")
-    why = None if cfg.run.stop_after else failure(stats, warc_input)   # a links-only run writes no shards
+    why = None if cfg.run.stop_after else failure(stats, warc_input, addition is not None)   # links-only: no shards
     if why:
         raise RunFailed(why)
     return {"stages": stats, **extra}

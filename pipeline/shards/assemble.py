@@ -64,10 +64,10 @@ def write_shard(out_dir: str, split: str, index: int, num_shards: int, docs: Ite
 
 
 def join_shard(out_dir: str, split: str, index: int, num_shards: int, parts: Sequence[str],
-               batch_tokens: int = 2**24) -> ShardInfo:
+               batch_tokens: int = 2**24, generation: int = 0) -> ShardInfo:
     """Write one shard by streaming sorted part files (consecutive doc_id ranges, in order) into it: the same bytes
     as write_shard over their documents, holding one record batch at a time."""
-    name = shard_name(split, index, num_shards)
+    name = shard_name(split, index, num_shards, generation)
     tables = (open_shard(p) for p in parts)
     info = stream.write_batches(files.join(out_dir, name), schema_with_metadata(), stream.rebatch(tables, batch_tokens))
-    return ShardInfo(name, split, index, num_shards, *info)
+    return ShardInfo(name, split, index, num_shards, *info, generation=generation)

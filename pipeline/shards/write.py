@@ -115,12 +115,12 @@ def shard_tasks(parts, target_tokens: int):
 
 
 class _WriteShard(beam.DoFn):
-    def __init__(self, out_dir: str, cfg: ShardConfig):
-        self.out_dir, self.cfg = out_dir, cfg
+    def __init__(self, out_dir: str, cfg: ShardConfig, generation: int = 0):
+        self.out_dir, self.cfg, self.generation = out_dir, cfg, generation
 
     def process(self, task):
         split, index, n, paths = task
-        yield join_shard(self.out_dir, split, index, n, paths, self.cfg.batch_tokens), paths
+        yield join_shard(self.out_dir, split, index, n, paths, self.cfg.batch_tokens, self.generation), paths
 
 
 def previous_shards(out_dir: str) -> set:
@@ -171,9 +171,11 @@ class _WriteManifest(beam.DoFn):
 class WriteShards(beam.PTransform):
     """Documents -> shard files under `out_dir`; outputs the manifest dict (one element)."""
 
-    def __init__(self, out_dir: str, cfg: ShardConfig, config: dict, payload_dir: str | None = None):
+    def __init__(self, out_dir: str, cfg: ShardConfig, config: dict, payload_dir: str | None = None,
+                 generation: int = 0):
         super().__init__()
         self.out_dir, self.cfg, self.config = out_dir, cfg, config
+        self.generation = generation   # > 0: a generation added to a corpus, its shards named data/*-g<gen>-*
         # where the documents' payload references point (the run's --out/_payloads/, core/payloads.py)
         self.payload_dir = payload_dir or payloads.payload_dir(out_dir)
 
@@ -186,6 +188,6 @@ class WriteShards(beam.PTransform):
                 | "AllBuckets" >> beam.combiners.ToList()
                 | "Plan" >> beam.FlatMap(shard_tasks, cfg.target_tokens)
                 | "SpreadShards" >> beam.Reshuffle()
-                | "WriteShard" >> beam.ParDo(_WriteShard(self.out_dir, cfg))
+                | "WriteShard" >> beam.ParDo(_WriteShard(self.out_dir, cfg, self.generation))
                 | "AllShards" >> beam.combiners.ToList()
                 | "WriteManifest" >> beam.ParDo(_WriteManifest(self.out_dir, self.config)))

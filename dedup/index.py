@@ -1,0 +1,207 @@
+"""A corpus's sketch index: what deduplicating new documents against a corpus needs, without its text or tokens.
+
+One folder per generation of the corpus (the first build is generation 0; each `webtext run --add-to` adds one):
+
+    <corpus>/_index/<generation:05d>/sketches.arrow   every document that reached dedup in that generation
+        doc_id string | karma int64 | fingerprint string | sig binary (uint32 LE) | kept bool   (sorted by doc_id)
+        metadata: the dedup parameters its signatures and band keys were made with
+    <corpus>/_index/<generation:05d>/band_keys.npy, band_rows.npy   (band, hash) keys of every row, as one
+        uint64 per key (the band mixed in), sorted, with the row each belongs to: an LSH lookup is a binary search
+    <corpus>/_index/<generation:05d>/fp_keys.npy, fp_rows.npy       the exact fingerprints' first 64 bits, sorted
+
+Dropped documents are in it too (kept = false): a new document that is a near-duplicate of an old one that was
+itself removed is in the same cluster as that old one's survivor, as a single build of both would find.
+The .npy files are memory-mapped where the corpus is local, so a lookup touches a few pages, not the index.
+Written whole or not at all (core.files), and only after the generation's shards: a generation listed in the
+manifest always has its index.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Dict, Iterable, List, NamedTuple, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from core import files
+from dedup.config import DedupConfig
+from dedup.minhash import Entry, band_keys, banding, sig_array
+
+INDEX_DIR = "_index"
+SKETCHES = "sketches.arrow"
+SCHEMA = pa.schema([
+    pa.field("doc_id", pa.string(), nullable=False),
+    pa.field("karma", pa.int64(), nullable=False),
+    pa.field("fingerprint", pa.string(), nullable=False),
+    pa.field("sig", pa.binary(), nullable=False),
+    pa.field("kept", pa.bool_(), nullable=False),
+])
+_BAND_MIX = np.uint64(0x9E3779B97F4A7C15)   # (band, hash) -> one uint64; a rare collision only adds a candidate
+# What makes two signatures comparable: an index made with other values cannot be matched against.
+PARAMS = ("num_perm", "seed", "shingle_size", "threshold", "bands", "rows")
+
+
+def generation_dir(corpus: str, generation: int) -> str:
+    return files.join(str(corpus), INDEX_DIR, f"{generation:05d}")
+
+
+def params_of(cfg: DedupConfig) -> dict:
+    bands, rows = banding(cfg)
+    return {"num_perm": cfg.num_perm, "seed": cfg.seed, "shingle_size": cfg.shingle_size,
+            "threshold": cfg.threshold, "bands": bands, "rows": rows}
+
+
+def mixed_keys(keys: np.ndarray) -> np.ndarray:
+    """(n, bands) uint64 band hashes -> (n, bands) uint64 keys with the band index mixed in."""
+    band = np.arange(keys.shape[1], dtype=np.uint64) * _BAND_MIX
+    return keys ^ band
+
+
+def fp_key(fingerprints: Iterable[str]) -> np.ndarray:
+    return np.fromiter((int(f[:16] or "0", 16) for f in fingerprints), dtype=np.uint64)
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    import io
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    files.write_atomic(path, buf.getvalue())
+
+
+def write(directory: str, rows: Iterable[Tuple[str, int, str, bytes, bool]], cfg: DedupConfig) -> int:
+    """Write one generation's index from (doc_id, karma, fingerprint, sig, kept) rows (a doc_id listed twice
+    counts once). Returns the number of documents."""
+    by_id: Dict[str, tuple] = {}
+    for row in rows:
+        by_id.setdefault(row[0], row)
+    ordered = [by_id[d] for d in sorted(by_id)]
+    params = params_of(cfg)
+    table = pa.table([pa.array([r[0] for r in ordered], pa.string()),
+                      pa.array([int(r[1]) for r in ordered], pa.int64()),
+                      pa.array([r[2] for r in ordered], pa.string()),
+                      pa.array([bytes(r[3]) for r in ordered], pa.binary()),
+                      pa.array([bool(r[4]) for r in ordered], pa.bool_())],
+                     schema=SCHEMA.with_metadata({"params": json.dumps(params, sort_keys=True)}))
+    bands, rows_per_band = params["bands"], params["rows"]
+    keys, key_rows = [], []
+    for i, r in enumerate(ordered):
+        if len(r[3]) >= 4 * bands * rows_per_band:   # a text without words has no signature and no bands
+            keys.append([h for _, h in band_keys(sig_array(r[3]), bands, rows_per_band)])
+            key_rows.append(i)
+    keys = mixed_keys(np.array(keys, dtype=np.uint64).reshape(-1, bands)).ravel()
+    key_rows = np.repeat(np.array(key_rows, dtype=np.uint32), bands)
+    order = np.argsort(keys, kind="stable")
+    fps = fp_key(r[2] for r in ordered)
+    fp_order = np.argsort(fps, kind="stable")
+    # the arrays first, the Arrow file last: a folder with sketches.arrow is a whole index
+    _save_npy(files.join(directory, "band_keys.npy"), keys[order])
+    _save_npy(files.join(directory, "band_rows.npy"), key_rows[order])
+    _save_npy(files.join(directory, "fp_keys.npy"), fps[fp_order])
+    _save_npy(files.join(directory, "fp_rows.npy"), fp_order.astype(np.uint32))
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    files.write_atomic(files.join(directory, SKETCHES), sink.getvalue().to_pybytes())
+    return len(ordered)
+
+
+def exists(directory: str) -> bool:
+    return files.exists(files.join(directory, SKETCHES))
+
+
+def _load_npy(path: str) -> np.ndarray:
+    if files.is_local(path):
+        return np.load(path.removeprefix("file://"), mmap_mode="r", allow_pickle=False)
+    import io
+    return np.load(io.BytesIO(files.read_bytes(path)), allow_pickle=False)
+
+
+def _load_table(path: str) -> pa.Table:
+    if files.is_local(path):
+        return ipc.open_file(pa.memory_map(path.removeprefix("file://"), "r")).read_all()
+    return ipc.open_file(pa.py_buffer(files.read_bytes(path))).read_all()
+
+
+class Match(NamedTuple):
+    """An indexed document that shares an exact fingerprint or an LSH band with a query."""
+    row: int
+    doc_id: str
+    karma: int
+    fingerprint: str
+    sig: bytes
+    kept: bool
+
+
+class SketchIndex:
+    """One generation's index, opened for lookups (memory-mapped where local)."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.table = _load_table(files.join(directory, SKETCHES))
+        self.params = json.loads((self.table.schema.metadata or {}).get(b"params", b"{}"))
+        self.band_keys = _load_npy(files.join(directory, "band_keys.npy"))
+        self.band_rows = _load_npy(files.join(directory, "band_rows.npy"))
+        self.fp_keys = _load_npy(files.join(directory, "fp_keys.npy"))
+        self.fp_rows = _load_npy(files.join(directory, "fp_rows.npy"))
+        self._doc_id = self.table.column("doc_id")
+        self._karma = self.table.column("karma")
+        self._fp = self.table.column("fingerprint")
+        self._sig = self.table.column("sig")
+        self._kept = self.table.column("kept")
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def check(self, cfg: DedupConfig) -> List[str]:
+        """The dedup parameters that differ between this index and `cfg` (empty: comparable)."""
+        want = params_of(cfg)
+        return [f"{k} {self.params.get(k)} (index) vs {want[k]}" for k in PARAMS if self.params.get(k) != want[k]]
+
+    def rows_for(self, fingerprint: str, keys: np.ndarray) -> List[int]:
+        """Rows sharing the exact fingerprint or any of the (bands,) band hashes `keys`."""
+        rows = set()
+        if fingerprint:
+            k = fp_key([fingerprint])[0]
+            lo, hi = np.searchsorted(self.fp_keys, k, "left"), np.searchsorted(self.fp_keys, k, "right")
+            for i in range(int(lo), int(hi)):
+                row = int(self.fp_rows[i])
+                if self._fp[row].as_py() == fingerprint:
+                    rows.add(row)
+        if len(keys):
+            q = mixed_keys(np.asarray(keys, dtype=np.uint64).reshape(1, -1)).ravel()
+            lo = np.searchsorted(self.band_keys, q, side="left")
+            hi = np.searchsorted(self.band_keys, q, side="right")
+            for a, b in zip(lo, hi):
+                rows.update(int(r) for r in self.band_rows[a:b])
+        return sorted(rows)
+
+    def match(self, row: int) -> Match:
+        return Match(row, self._doc_id[row].as_py(), self._karma[row].as_py(), self._fp[row].as_py(),
+                     self._sig[row].as_py(), self._kept[row].as_py())
+
+
+@lru_cache(maxsize=8)
+def open_corpus(directories: Tuple[str, ...]) -> Tuple[SketchIndex, ...]:
+    """The indexes of the given generation folders, opened once per process (every DoFn instance shares them)."""
+    return tuple(SketchIndex(d) for d in directories)
+
+
+# Old documents always win against new ones: their survivor rank is their karma plus OLD_RANK (plus KEPT_RANK
+# for one the corpus kept, so a drop names a document that is in the corpus). Karma stays below 2**46.
+OLD_RANK, KEPT_RANK = 1 << 48, 1 << 47
+
+
+def old_entries(indexes: Iterable[SketchIndex], fingerprint: str, entry: Entry, bands: int):
+    """(fingerprint, Entry) of every indexed document that shares the fingerprint or a band with `entry`: they
+    join the new documents' dedup as members that always survive (rank OLD_RANK + karma)."""
+    keys = np.frombuffer(entry.keys, dtype="<u8") if entry.keys else np.zeros(0, np.uint64)
+    for index in indexes:
+        rows = index.params["rows"]
+        for row in index.rows_for(fingerprint, keys):
+            m = index.match(row)
+            old_keys = (np.array([h for _, h in band_keys(sig_array(m.sig), bands, rows)], dtype="<u8").tobytes()
+                        if len(m.sig) >= 4 * bands * rows else b"")
+            rank = OLD_RANK + (KEPT_RANK if m.kept else 0) + min(m.karma, KEPT_RANK - 1)
+            yield m.fingerprint, Entry(m.doc_id, rank, old_keys, m.sig, "")
