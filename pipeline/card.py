@@ -123,7 +123,27 @@ def render(manifest: dict, stats: dict, facts: dict, overlap: dict | None) -> st
     if facts["subreddits"]:
         top = ", ".join(f"r/{s} ({n:,})" for s, n in facts["subreddits"].most_common(10))
         lines.append(f"- Top subreddits: {top}")
-    lines += ["", "## How it was built: every stage, what it kept and what it dropped", "",
+    gens = manifest.get("generations") or []
+    if len(gens) > 1:
+        lines += ["", "## Generations", "", f"Built in {len(gens)} generations (`webtext run --add-to`): each added "
+                  "only links no earlier one had fetched, and removed its documents that were exact or near "
+                  "duplicates of any earlier one's; no generation removed a document of an earlier one.", "",
+                  "| generation | inputs | documents added | tokens | links already in the corpus | "
+                  "duplicates removed |", "|---|---|---|---|---|---|"]
+        for g in gens:
+            stages = (g.get("stats") or {}).get("stages") or {}
+            dedup = (stages.get("dedup") or {}).get("dropped") or {}
+            again = ((stages.get("fetch") or {}).get("dropped") or {}).get("already_in_corpus", 0)
+            if g["generation"] == 0:   # its entry predates the manifest's generations: counted from the shards
+                added = sum(e["docs"] for e in manifest.get("shards", []) if not e.get("generation"))
+                tokens_added = sum(e["tokens"] for e in manifest.get("shards", []) if not e.get("generation"))
+            else:
+                added, tokens_added = g.get("docs", 0), g.get("tokens", 0)
+            shown = ", ".join(f"`{i}`" for i in ((g.get("job") or {}).get("run") or {}).get("inputs") or []) or "-"
+            lines.append(f"| {g['generation']} | {shown} | {added:,} | {tokens_added:,} | {again:,} | "
+                         f"{sum(dedup.values()):,} |")
+    lines += ["", "## How it was built: every stage, what it kept and what it dropped" +
+              (" (generation 0)" if len(gens) > 1 else ""), "",
               "| stage | what it does | in | out | dropped, by reason |", "|---|---|---|---|---|"]
     for name, s in (stats.get("stages") or {}).items():
         reasons = ", ".join(f"{r} {n:,}" for r, n in s["dropped"].items()) or "-"

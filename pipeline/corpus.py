@@ -167,6 +167,10 @@ def commit(addition: Addition, job: dict, stats: dict) -> dict:
         if os.path.exists(src):          # a rerun after a kill between the moves and the manifest finds some moved
             os.replace(src, dst)
     files.fsync_dir(os.path.join(corpus, shards.DATA_DIR))
+    try:
+        os.rmdir(os.path.join(run_dir, shards.DATA_DIR))   # empty now; kept if anything else is in it
+    except OSError:
+        pass
     manifest = shards.read_manifest(corpus)
     gens = generations_of(manifest)
     gens = [x for x in gens if x["generation"] != g] + [{

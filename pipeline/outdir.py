@@ -154,6 +154,10 @@ def _check(out_dir: str, job: dict, overwrite: bool, locked: bool) -> None:
         job_cmp = {k: v for k, v in job.items() if k != "warc_input"}
     else:
         job_cmp = job
+    grown = (manifest or _read_json(os.path.join(out_dir, MANIFEST)) or {}).get("generations") or []
+    if not overwrite and len(grown) > 1:   # a rerun would write generation 0 alone and drop the others' shards
+        raise UsageError(f"--out {out_dir} is a corpus grown by --add-to ({len(grown)} generations); add to it with "
+                         f"--add-to {out_dir}, or choose a new directory to build it again")
     if not overwrite and entries:
         if previous is None:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")

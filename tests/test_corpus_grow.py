@@ -200,3 +200,20 @@ def test_manifest_is_atomic_under_sigkill(grown, tmp_path):
         assert main(args([grown["months"][1]], web.proxy_url, "--add-to", str(corpus))) == 0
     assert docs_of(corpus) == docs_of(grown["corpus"])
     assert verify(corpus) == []
+
+
+def test_trainer_and_card_see_one_corpus(grown):
+    pytest.importorskip("torch")
+    from train.data import TokenWindows
+    corpus = grown["corpus"]
+    totals = read_manifest(corpus)["totals"]
+    for split in ("train", "val"):
+        assert TokenWindows(corpus, split, block_size=16).split_tokens == totals[split]["tokens"] > 0
+    card = (corpus / "README.md").read_text()
+    assert "## Generations" in card and f"| 1 | `{grown['months'][1]}` |" in card
+    assert f"{totals['train']['docs'] + totals['val']['docs']:,} English web documents" in card
+
+
+def test_a_plain_rerun_into_a_grown_corpus_is_refused(grown, capsys):
+    rc = main(args([grown["months"][0]], "http://127.0.0.1:9", "--out", str(grown["corpus"])))
+    assert rc == 2 and "is a corpus grown by --add-to (2 generations)" in capsys.readouterr().err

@@ -29,10 +29,10 @@ import pyarrow as pa
 import torch
 
 from core import files
-from core.shard_format import file_sha256, open_shard, read_manifest, shard_token_batches
+from core.shard_format import SHARD_NAME as CONTRACT_NAME, file_sha256, open_shard, read_manifest, shard_token_batches
 from core.tokenizer import VOCAB_SIZE, tokenizer_metadata
 
-SHARD_NAME = re.compile(r"^(?:data/)?(train|val)-\d{5}-of-\d{5}\.arrow$")   # data/: format 2; beside the manifest: 1
+SHARD_NAME = re.compile(rf"^{CONTRACT_NAME.pattern}$")   # the contract's names (data/: format 2), nothing else
 
 
 class ShardError(ValueError):
