@@ -3,7 +3,7 @@
 One folder per generation of the corpus (the first build is generation 0; each `webtext run --add-to` adds one):
 
     <corpus>/_index/<generation:05d>/sketches.arrow   every document that reached dedup in that generation
-        doc_id string | karma int64 | fingerprint string | sig binary (uint32 LE) | kept bool   (sorted by doc_id)
+        doc_id string | karma int64 | fingerprint string | sig binary (uint32 LE) | kept bool
         metadata: the dedup parameters its signatures and band keys were made with
     <corpus>/_index/<generation:05d>/band_keys.npy, band_rows.npy   (band, hash) keys of every row, as one
         uint64 per key (the band mixed in), sorted, with the row each belongs to: an LSH lookup is a binary search
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Dict, Iterable, List, NamedTuple, Tuple
+from typing import Iterable, List, NamedTuple, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -70,45 +70,45 @@ def _save_npy(path: str, array: np.ndarray) -> None:
     files.write_atomic(path, buf.getvalue())
 
 
-def write(directory: str, rows: Iterable[Tuple[str, int, str, bytes, bool]], cfg: DedupConfig) -> int:
-    """Write one generation's index from (doc_id, karma, fingerprint, sig, kept) rows (a doc_id listed twice
-    counts once). Returns the number of documents."""
-    by_id: Dict[str, tuple] = {}
-    for row in rows:
-        by_id.setdefault(row[0], row)
-    ordered = [by_id[d] for d in sorted(by_id)]
+def write(directory: str, tables: Iterable[pa.Table], cfg: DedupConfig) -> int:
+    """Write one generation's index from tables of (doc_id, karma, fingerprint, sig, kept), streamed: the Arrow
+    file is written one table at a time and holds rows in the order given (a doc_id seen before is skipped: a
+    retried bundle's payload file). Only the band keys and fingerprints (~0.1 KB per document) are held, to be
+    sorted. Returns the number of documents."""
     params = params_of(cfg)
-    table = pa.table([pa.array([r[0] for r in ordered], pa.string()),
-                      pa.array([int(r[1]) for r in ordered], pa.int64()),
-                      pa.array([r[2] for r in ordered], pa.string()),
-                      pa.array([bytes(r[3]) for r in ordered], pa.binary()),
-                      pa.array([bool(r[4]) for r in ordered], pa.bool_())],
-                     schema=SCHEMA.with_metadata({"params": json.dumps(params, sort_keys=True)}))
     bands, rows_per_band = params["bands"], params["rows"]
-    keys, key_rows = [], []
-    for i, r in enumerate(ordered):
-        if len(r[3]) >= 4 * bands * rows_per_band:   # a text without words has no signature and no bands
-            keys.append([h for _, h in band_keys(sig_array(r[3]), bands, rows_per_band)])
-            key_rows.append(i)
+    schema = SCHEMA.with_metadata({"params": json.dumps(params, sort_keys=True)})
+    seen, keys, key_rows, fps, n = set(), [], [], [], 0
+    with files.replacing(files.join(directory, SKETCHES)) as tmp, ipc.new_file(tmp, schema) as writer:
+        for table in tables:
+            ids = table.column("doc_id").to_pylist()
+            fresh = [i for i, d in enumerate(ids) if not (d in seen or seen.add(d))]
+            if not fresh:
+                continue
+            table = table.take(pa.array(fresh, pa.int64())).select(SCHEMA.names).cast(SCHEMA)
+            for i, sig in enumerate(table.column("sig").to_pylist()):
+                if len(sig) >= 4 * bands * rows_per_band:   # a text without words has no signature and no bands
+                    keys.append(np.array([h for _, h in band_keys(sig_array(sig), bands, rows_per_band)],
+                                         dtype=np.uint64))
+                    key_rows.append(n + i)
+            fps.append(fp_key(table.column("fingerprint").to_pylist()))
+            writer.write_table(table)
+            n += table.num_rows
     keys = mixed_keys(np.array(keys, dtype=np.uint64).reshape(-1, bands)).ravel()
     key_rows = np.repeat(np.array(key_rows, dtype=np.uint32), bands)
     order = np.argsort(keys, kind="stable")
-    fps = fp_key(r[2] for r in ordered)
+    fps = np.concatenate(fps) if fps else np.zeros(0, np.uint64)
     fp_order = np.argsort(fps, kind="stable")
-    # the arrays first, the Arrow file last: a folder with sketches.arrow is a whole index
+    # written after sketches.arrow, and a reader opens all five: a lookup never pairs new arrays with an old file
     _save_npy(files.join(directory, "band_keys.npy"), keys[order])
     _save_npy(files.join(directory, "band_rows.npy"), key_rows[order])
     _save_npy(files.join(directory, "fp_keys.npy"), fps[fp_order])
     _save_npy(files.join(directory, "fp_rows.npy"), fp_order.astype(np.uint32))
-    sink = pa.BufferOutputStream()
-    with ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    files.write_atomic(files.join(directory, SKETCHES), sink.getvalue().to_pybytes())
-    return len(ordered)
+    return n
 
 
 def exists(directory: str) -> bool:
-    return files.exists(files.join(directory, SKETCHES))
+    return files.exists(files.join(directory, "fp_rows.npy"))   # the last file written
 
 
 def _load_npy(path: str) -> np.ndarray:

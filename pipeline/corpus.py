@@ -22,9 +22,11 @@ reuses the generation's work and commits it); killed after, the generation is in
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 from typing import List, NamedTuple, Optional, Tuple
+
+import pyarrow as pa
 
 from core import files, payloads
 from core import shard_format as shards
@@ -128,19 +130,23 @@ def index_generation(run_dir: str, corpus: str, generation: int, cfg: DedupConfi
     hold (all that reached dedup), kept = in the shards its manifest lists; the links it recorded. Returns docs."""
     directory = sketch_index.generation_dir(corpus, generation)
     kept = {}
-    manifest = shards.read_manifest(run_dir)
-    for s in manifest["shards"]:
+    for s in shards.read_manifest(run_dir)["shards"]:
         table = shards.open_shard(files.join(run_dir, s["name"])).select(["doc_id", "karma"])
         kept.update(zip(table.column("doc_id").to_pylist(), table.column("karma").to_pylist()))
 
-    def rows():
+    def tables():   # every document its payload files hold, with its karma and whether the shards kept it
         for path in sorted(files.match(files.join(payloads.payload_dir(run_dir), "*.arrow"))):
             t = payloads.read_sketches(path)
-            for doc_id, fp, sig in zip(*(t.column(c).to_pylist() for c in ("doc_id", "fingerprint", "sig"))):
-                yield doc_id, kept.get(doc_id, 0), fp, sig, doc_id in kept
+            ids = t.column("doc_id").to_pylist()
+            yield t.append_column("karma", pa.array([kept.get(d, 0) for d in ids], pa.int64())).append_column(
+                "kept", pa.array([d in kept for d in ids], pa.bool_()))
 
-    docs = sketch_index.write(directory, rows(), cfg)
-    seen.merge(files.join(run_dir, LINK_PARTS), directory)
+    # built in a hidden folder and renamed: a kill leaves the earlier index folder or the new one, never a mix
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    earlier = files.set_aside(directory) if os.path.isdir(directory) else contextlib.nullcontext()
+    with earlier, files.replacing_dir(directory) as tmp:
+        docs = sketch_index.write(tmp, tables(), cfg)
+        seen.merge(files.join(run_dir, LINK_PARTS), tmp)
     _remove_link_parts(run_dir)
     return docs
 

@@ -180,8 +180,9 @@ def remove_leftovers(out_dir: str) -> list:
     beam-temp-* folders (WriteToText's staging) and our hidden temporary files whose writing process is gone.
     Returns the paths."""
     removed = []
+    index = os.path.join(out_dir, "_index")   # a generation's index is built in a hidden folder, then renamed
     for directory in (out_dir, os.path.join(out_dir, "_drops"), os.path.join(out_dir, "data"),   # data/: shards
-                      os.path.join(out_dir, "_payloads")):
+                      os.path.join(out_dir, "_payloads"), index):
         try:
             names = os.listdir(directory)
         except OSError:
@@ -193,6 +194,8 @@ def remove_leftovers(out_dir: str) -> list:
                 shutil.rmtree(path, ignore_errors=True)
             elif temp and os.path.isfile(path) and not _alive(int(temp.group(1))):
                 os.unlink(path)
+            elif temp and directory == index and os.path.isdir(path) and not _alive(int(temp.group(1))):
+                shutil.rmtree(path, ignore_errors=True)
             else:
                 continue
             removed.append(path)
