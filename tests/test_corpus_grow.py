@@ -209,6 +209,10 @@ def test_trainer_and_card_see_one_corpus(grown):
     totals = read_manifest(corpus)["totals"]
     for split in ("train", "val"):
         assert TokenWindows(corpus, split, block_size=16).split_tokens == totals[split]["tokens"] > 0
+    out = corpus.parent / "all.jsonl"
+    assert main(["shards", "export", str(corpus), "--format", "jsonl", "--out", str(out), "--split", "all",
+                 "--quiet"]) == 0
+    assert len(out.read_text().splitlines()) == totals["train"]["docs"] + totals["val"]["docs"]
     card = (corpus / "README.md").read_text()
     assert "## Generations" in card and f"| 1 | `{grown['months'][1]}` |" in card
     assert f"{totals['train']['docs'] + totals['val']['docs']:,} English web documents" in card
