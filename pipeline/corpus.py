@@ -121,7 +121,8 @@ def _index_generation_zero(corpus: str, manifest: dict, echo) -> None:
     if not files.match(files.join(payloads.payload_dir(corpus), "*.arrow")):
         raise UsageError(f"{corpus} has no sketch index and no _payloads/ to build one from; rebuild it with "
                          "this version of webtext (a rerun of its command reuses its --warc-dir)")
-    echo(f"building the sketch index of {corpus} from its payload files (once)")
+    echo(f"building the sketch and URL index of {corpus} from its payload files (once; the links it fetched "
+         "without keeping a page are not in it and may be fetched again)")
     index_generation(corpus, corpus, 0, _dedup_of(manifest.get("config")))
 
 
@@ -131,13 +132,18 @@ def index_generation(run_dir: str, corpus: str, generation: int, cfg: DedupConfi
     directory = sketch_index.generation_dir(corpus, generation)
     kept = {}
     for s in shards.read_manifest(run_dir)["shards"]:
+        if s.get("generation", 0) != generation:
+            continue
         table = shards.open_shard(files.join(run_dir, s["name"])).select(["doc_id", "karma"])
         kept.update(zip(table.column("doc_id").to_pylist(), table.column("karma").to_pylist()))
+
+    extracted = []   # doc_ids of the documents that reached dedup: their links were fetched
 
     def tables():   # every document its payload files hold, with its karma and whether the shards kept it
         for path in sorted(files.match(files.join(payloads.payload_dir(run_dir), "*.arrow"))):
             t = payloads.read_sketches(path)
             ids = t.column("doc_id").to_pylist()
+            extracted.extend(ids)
             yield t.append_column("karma", pa.array([kept.get(d, 0) for d in ids], pa.int64())).append_column(
                 "kept", pa.array([d in kept for d in ids], pa.bool_()))
 
@@ -146,7 +152,7 @@ def index_generation(run_dir: str, corpus: str, generation: int, cfg: DedupConfi
     earlier = files.set_aside(directory) if os.path.isdir(directory) else contextlib.nullcontext()
     with earlier, files.replacing_dir(directory) as tmp:
         docs = sketch_index.write(tmp, tables(), cfg)
-        seen.merge(files.join(run_dir, LINK_PARTS), tmp)
+        seen.merge(files.join(run_dir, LINK_PARTS), tmp, extracted)
     _remove_link_parts(run_dir)
     return docs
 

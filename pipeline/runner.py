@@ -184,7 +184,7 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     extra = {"seconds": round(seconds, 2), "stage_seconds": stage_times(result, start),
              "unbalanced": unbalanced(stats), "from_data": data, "metrics_vs_data": checked}
     shards_written = not cfg.run.stop_after and FileSystems.exists(FileSystems.join(out_dir, "manifest.json"))
-    if shards_written and (cfg.dedup.exact or cfg.dedup.near) and files.is_local(out_dir):
+    if shards_written and files.is_local(out_dir):
         # the URL and sketch index of this generation: what a later --add-to and `shards dedup-against` use
         corpus.index_generation(out_dir, addition.corpus if addition else out_dir,
                                 addition.generation if addition else 0, cfg.dedup)
