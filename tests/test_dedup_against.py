@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.shard_format import open_shard, read_manifest, verify
+from core.shard_format import ShardInfo, open_shard, read_manifest, shard_name, verify, write_manifest
 from dedup import index as sketch_index
 from dedup.config import DedupConfig
 from dedup.minhash import band_keys, banding, estimated_jaccard, sig_array, sketch
@@ -128,7 +128,7 @@ def test_include_dropped_counts_what_other_removed(corpora, tmp_path, capsys):
     assert pairs[dropped_src["doc_id"], dropped_copy["doc_id"]] == "exact" and len(pairs) == 3
 
 
-def test_a_lower_threshold_finds_more_and_a_higher_one_fewer(corpora, tmp_path, capsys):
+def test_a_higher_threshold_leaves_the_near_copy_out(corpora, tmp_path, capsys):
     near_copy, _ = corpora["near"]
     rc, _, _ = run(capsys, corpora["dir"], corpora["other"], "--threshold", "0.99", "--json", tmp_path / "r.json")
     assert rc == 0
@@ -186,13 +186,90 @@ def test_user_mistakes_exit_2(argv, says, corpora, tmp_path, capsys):
     assert rc == 2 and err.startswith("error: ") and says in err and err.count("\n") == 1
 
 
-def test_chunks_and_generations_give_the_same_pairs(corpora, tmp_path, capsys, monkeypatch):
-    """Small chunks (several lookups) find the same pairs as one chunk."""
+def pair_ids(path):
+    return {(p["doc_id"], p["other_doc_id"]): p["kind"] for p in json.loads(Path(path).read_text())["pairs"]}
+
+
+def expected_pairs(corpora):
+    return {(corpora["exact"][0]["doc_id"], corpora["exact"][1]["doc_id"]): "exact",
+            (corpora["near"][0]["doc_id"], corpora["near"][1]["doc_id"]): "near"}
+
+
+def test_small_chunks_find_the_same_pairs(corpora, tmp_path, capsys, monkeypatch):
+    """Several lookups and verification batches of one pair find what one chunk finds."""
     from pipeline.shards import against
     monkeypatch.setattr(against, "CHUNK", 7)
     monkeypatch.setattr(against, "PAIRS", 1)
     rc, _, err = run(capsys, corpora["dir"], corpora["other"], "--json", tmp_path / "r.json", "-q")
     assert rc == 0, err
-    pairs = {(p["doc_id"], p["other_doc_id"]) for p in json.loads((tmp_path / "r.json").read_text())["pairs"]}
-    assert pairs == {(corpora["exact"][0]["doc_id"], corpora["exact"][1]["doc_id"]),
-                     (corpora["near"][0]["doc_id"], corpora["near"][1]["doc_id"])}
+    assert pair_ids(tmp_path / "r.json") == expected_pairs(corpora)
+
+
+def grow(tmp, first, second):
+    """A corpus of two generations as `webtext run --add-to` lays it out: `second`'s shards renamed into
+    data/*-g00001-*, its index as _index/00001, both listed in one manifest."""
+    corpus, added = build(tmp / "grown", first), build(tmp / "added", second)
+    m0, m1 = read_manifest(corpus), read_manifest(added)
+    infos = [ShardInfo(*(e[k] for k in ShardInfo._fields[:-1])) for e in m0["shards"]]
+    for e in m1["shards"]:
+        name = shard_name(e["split"], e["index"], e["num_shards"], generation=1)
+        (added / e["name"]).rename(corpus / name)
+        infos.append(ShardInfo(*(dict(e, name=name)[k] for k in ShardInfo._fields[:-1]), generation=1))
+    shutil.copytree(sketch_index.generation_dir(str(added), 0), sketch_index.generation_dir(str(corpus), 1))
+    write_manifest(str(corpus), infos, m0["config"], {}, [{"generation": 0, "job": {}}, {"generation": 1, "job": {}}])
+    assert verify(corpus) == []
+    return corpus
+
+
+def test_a_grown_dir_is_searched_in_every_generation_and_copied_flat(corpora, tmp_path, capsys):
+    docs = corpora["dir_docs"]
+    corpus = grow(tmp_path, docs[:-3], docs[-3:])        # the planted copies are in generation 1
+    rc, _, err = run(capsys, corpus, corpora["other"], "--json", tmp_path / "r.json", "--remove", "--out",
+                     tmp_path / "flat", "-q")
+    assert rc == 0, err
+    assert pair_ids(tmp_path / "r.json") == expected_pairs(corpora)
+    flat = read_manifest(tmp_path / "flat")
+    assert verify(tmp_path / "flat") == [] and "generations" not in flat
+    assert all("-g0" not in s["name"] for s in flat["shards"])
+    kept = set()
+    for s in flat["shards"]:
+        kept |= set(open_shard(tmp_path / "flat" / s["name"]).column("doc_id").to_pylist())
+    assert kept == {d["doc_id"] for d in docs} - {k[0] for k in expected_pairs(corpora)}
+
+
+def test_shards_index_rebuilds_the_index_from_the_shards(corpora, tmp_path, capsys):
+    """A corpus without an index (an older webtext): `shards index` writes the one the run wrote (kept rows)."""
+    bare = Path(shutil.copytree(corpora["other"], tmp_path / "bare"))
+    shutil.rmtree(bare / "_index")
+    rc = shards_cli.main(["index", str(bare), "-q"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "indexed 30 documents" in out
+    rebuilt = sketch_index.SketchIndex(sketch_index.generation_dir(str(bare), 0)).table
+    original = sketch_index.SketchIndex(sketch_index.generation_dir(str(corpora["other"]), 0)).table
+    original = original.filter(original.column("kept"))
+    assert rebuilt.equals(original.replace_schema_metadata(rebuilt.schema.metadata))
+    assert rebuilt.schema.metadata == original.schema.metadata
+    rc, _, err = run(capsys, corpora["dir"], bare, "--json", tmp_path / "r.json", "-q")
+    assert rc == 0, err
+    assert pair_ids(tmp_path / "r.json") == expected_pairs(corpora)
+    assert shards_cli.main(["index", str(bare)]) == 0 and "has its index already" in capsys.readouterr().out
+
+
+def test_overlap_remove_copies_a_grown_corpus_flat_too(corpora, tmp_path, capsys):
+    """The rewrite both --remove commands share: generation shards used to be rewritten under generation 0's names
+    (train-00000-of-00001 twice), so the copy lost documents and failed verify."""
+    docs = corpora["dir_docs"]
+    corpus = grow(tmp_path, docs[:-3], docs[-3:])
+    test = tmp_path / "test.txt"
+    test.write_text(docs[0]["text"])
+    rc = shards_cli.main(["overlap", str(corpus), "--against", str(test), "--remove", "--out", str(tmp_path / "c"),
+                          "--min-grams", "50", "-q"])
+    assert rc == 0, capsys.readouterr().err
+    assert verify(tmp_path / "c") == []
+    kept = set()
+    for s in read_manifest(tmp_path / "c")["shards"]:
+        kept |= set(open_shard(tmp_path / "c" / s["name"]).column("doc_id").to_pylist())
+    stage = read_manifest(tmp_path / "c")["stats"]["stages"]["decontaminate"]
+    assert docs[0]["doc_id"] not in kept and kept < {d["doc_id"] for d in docs}     # no doc lost to a name clash
+    assert stage["in"] == len(docs) and stage["out"] == len(kept) == len(docs) - stage["dropped"]["test_overlap"]
