@@ -135,6 +135,8 @@ class Other:
     def near(self, keys: np.ndarray, has: np.ndarray, mine: np.ndarray, threshold: float):
         """(query, row, similarity) of counted rows sharing a band with a query and similar enough.
         keys: (n, bands) mixed band keys; has: rows with a signature; mine: (n, width) signatures."""
+        if not len(self.ix):
+            return
         flat = keys[has].ravel()
         query, pos = _ranges(np.searchsorted(self.ix.band_keys, flat, "left"),
                              np.searchsorted(self.ix.band_keys, flat, "right"))
