@@ -203,6 +203,7 @@ def test_small_chunks_find_the_same_pairs(corpora, tmp_path, capsys, monkeypatch
     rc, _, err = run(capsys, corpora["dir"], corpora["other"], "--json", tmp_path / "r.json", "-q")
     assert rc == 0, err
     assert pair_ids(tmp_path / "r.json") == expected_pairs(corpora)
+    assert len(json.loads((tmp_path / "r.json").read_text())["pairs"]) == 2     # a pair sharing 2+ bands: once
 
 
 def grow(tmp, first, second):

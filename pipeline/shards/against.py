@@ -133,25 +133,35 @@ class Other:
         return [(int(i), int(r)) for i, r, f in zip(query, rows, theirs) if f == fps[i] and f]
 
     def near(self, keys: np.ndarray, has: np.ndarray, mine: np.ndarray, threshold: float):
-        """(query, row, similarity) of counted rows sharing a band with a query and similar enough.
+        """(query, row, similarity) of counted rows sharing a band with a query and similar enough, each pair once.
         keys: (n, bands) mixed band keys; has: rows with a signature; mine: (n, width) signatures."""
         if not len(self.ix):
             return
         flat = keys[has].ravel()
-        query, pos = _ranges(np.searchsorted(self.ix.band_keys, flat, "left"),
-                             np.searchsorted(self.ix.band_keys, flat, "right"))
-        query = np.nonzero(has)[0][query // keys.shape[1]]
-        rows = np.asarray(self.ix.band_rows[pos], np.int64)
-        pairs = np.unique(query * len(self.ix) + rows)           # a pair sharing several bands is one pair
-        query, rows = pairs // len(self.ix), pairs % len(self.ix)
-        keep = self.counts[rows] if len(rows) else np.zeros(0, bool)
-        query, rows = query[keep], rows[keep]
-        for a in range(0, len(rows), PAIRS):
-            q, r = query[a:a + PAIRS], rows[a:a + PAIRS]
-            theirs, ok = self.sigs.take(r)
-            sim = (mine[q] == theirs).mean(axis=1)
-            hit = ok & (sim >= threshold)
-            yield from zip(q[hit].tolist(), r[hit].tolist(), sim[hit].tolist())
+        owner = np.nonzero(has)[0][np.arange(len(flat)) // keys.shape[1]]
+        lo = np.searchsorted(self.ix.band_keys, flat, "left")
+        hi = np.searchsorted(self.ix.band_keys, flat, "right")
+        ends = np.cumsum(hi - lo)
+        seen, a = set(), 0
+        while a < len(flat):      # keys in groups of <= PAIRS hits: a huge bucket does not blow up the temporaries
+            done = ends[a - 1] if a else 0
+            b = max(a + 1, int(np.searchsorted(ends, done + PAIRS, "right")))
+            query, pos = _ranges(lo[a:b], hi[a:b])
+            query, rows = owner[a:b][query], np.asarray(self.ix.band_rows[pos], np.int64)
+            pairs = np.unique(query * len(self.ix) + rows)       # a pair sharing several bands is one pair
+            query, rows = pairs // len(self.ix), pairs % len(self.ix)
+            keep = self.counts[rows]
+            query, rows = query[keep], rows[keep]
+            for c in range(0, len(rows), PAIRS):
+                q, r = query[c:c + PAIRS], rows[c:c + PAIRS]
+                theirs, ok = self.sigs.take(r)
+                sim = (mine[q] == theirs).mean(axis=1)
+                hit = ok & (sim >= threshold)
+                for i, row, x in zip(q[hit].tolist(), r[hit].tolist(), sim[hit].tolist()):
+                    if (i, row) not in seen:
+                        seen.add((i, row))
+                        yield i, row, x
+            a = b
 
 
 def find_pairs(dirs, others: List[Other], params: dict, threshold: float, bar) -> Dict[str, List[Pair]]:
