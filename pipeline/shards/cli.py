@@ -6,6 +6,11 @@
     webtext shards show DIR N [--split train|val] [--tokens]
     webtext shards verify DIR                               checksums, schema, vocab, EOT (exit 1 on a problem)
     webtext shards overlap DIR --against FILE... [--remove --out NEW_DIR]   8-gram overlap (pipeline/shards/overlap.py)
+    webtext shards dedup-against DIR OTHER [--json F] [--remove --out NEW_DIR]   DIR's exact/near duplicates of
+                                                            another corpus's documents, from both sketch indexes
+                                                            (pipeline/shards/against.py)
+    webtext shards index DIR                                the sketch index of a corpus made by an older webtext,
+                                                            from its shards (pipeline/shards/reindex.py)
     webtext shards export DIR --format jsonl|parquet|nanogpt|hf --out PATH [--split train|val|all] [--overwrite]
 
 "tokens" always counts what the shard stores, so a document's count includes its closing EOT and the counts add
@@ -217,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The same flag after the subcommand; SUPPRESS keeps it from resetting a --quiet given before it.
     common = ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{ls,stats,show,verify,export,overlap}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{ls,stats,show,verify,export,overlap,dedup-against,index}")
 
     def command(name, func, help):
         p = sub.add_parser(name, parents=[common], help=help, description=help)
@@ -244,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "val", "all"), default="all")
     from pipeline.shards import overlap
     overlap.add_parser(sub, common)   # `overlap`: pipeline/shards/overlap.py
+    from pipeline.shards import against
+    against.add_parser(sub, common)   # `dedup-against`: pipeline/shards/against.py
+    from pipeline.shards import reindex
+    reindex.add_parser(sub, common)   # `index`: pipeline/shards/reindex.py
     return parser
 
 

@@ -23,7 +23,6 @@ reason "test_overlap", in the new manifest's stats and listed in NEW_DIR/_drops/
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import resource
@@ -35,8 +34,6 @@ import numpy as np
 
 from core import files
 from core import shard_format as shards
-from pipeline.drops import DROPS_DIR
-from pipeline.shards.assemble import write_shard
 from pipeline.shards.bloom import (CHUNK_TOKENS, NGRAM, U64, BloomFilter, chunk_grams, filter_size, mix64,  # noqa: F401
                                     shard_chunks, text_grams)
 
@@ -206,55 +203,26 @@ def _write_json(path: Path, obj) -> None:
 
 def remove_overlap(args, manifest: dict, tests: dict) -> int:
     """Rewrite every shard without the documents that share >= min_grams 8-grams with the test files."""
-    from pipeline.shards.browse import progress as _progress, open_table, select
-    from core.settings import UsageError
+    from pipeline.shards.rewrite import check_out, copy_without
 
-    out = Path(args.out)
-    if out.resolve() == Path(args.dir).resolve():
-        raise UsageError("--out must be a new directory, not the shard directory itself")
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"--out {out} already exists and is not empty; give a new directory")
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: directory {out.parent} does not exist; create it first")
+    out = check_out(args.dir, args.out)
     test_grams = {path: text_grams(data) for path, data in tests.items()}
     bloom = BloomFilter(sum(len(g) for g in test_grams.values()), args.fpr)
     for g in test_grams.values():
         bloom.add(g)
-    out.mkdir(exist_ok=True)
-    entries = select(manifest, "all")
-    infos, drops = [], []
-    kept = dropped = 0
-    with _progress(sum(e["tokens"] for e in entries), "tok", args.quiet) as bar:
-        for e in entries:
-            path = Path(args.dir) / e["name"]
-            hits = np.zeros(e["docs"], np.int64)
-            for tokens, offsets, first in shard_chunks(path):
-                g, docs, _ = chunk_grams(tokens, offsets)
-                hits[first:first + len(offsets) - 1] += np.bincount(docs[bloom.contains(g)],
-                                                                   minlength=len(offsets) - 1)
-                bar.update(len(tokens))
-            table = open_table(args.dir, e)
-            tokens, offsets = shards.shard_tokens(path)
-            rows = table.drop_columns(["tokens"]).to_pylist()
-            docs = []
-            for i, row in enumerate(rows):
-                if hits[i] >= args.min_grams:
-                    drops.append({"stage": "decontaminate", "reason": "test_overlap", "url": row["url"],
-                                  "detail": f"{int(hits[i])} 8-grams shared with the test files"})
-                    continue
-                docs.append(shards.TokenizedDoc(row["doc_id"], row["url"], tokens[offsets[i]:offsets[i + 1]],
-                                                row["karma"], tuple(row["subreddits"] or ()), row["created_utc"]))
-            kept, dropped = kept + len(docs), dropped + len(rows) - len(docs)
-            infos.append(write_shard(str(out), e["split"], e["index"], e["num_shards"], docs))
-    stats = dict(manifest.get("stats") or {})
-    stages = dict(stats.get("stages") or {})
-    stages["decontaminate"] = {"in": kept + dropped, "out": kept, "dropped": {"test_overlap": dropped} if dropped
-                               else {}, "extra": {"against": list(tests), "min_grams": args.min_grams},
-                               "balanced": True}
-    stats["stages"] = stages
-    files.write_atomic(out / DROPS_DIR / "drops-decontaminate.jsonl.gz",    # read back by pipeline.drops
-                       gzip.compress("".join(json.dumps(d) + "\n" for d in drops).encode(), mtime=0))
-    shards.write_manifest(str(out), infos, config=manifest.get("config", {}), stats=stats)
+
+    def verdicts(e, rows, bar):
+        hits = np.zeros(e["docs"], np.int64)
+        for tokens, offsets, first in shard_chunks(Path(args.dir) / e["name"]):
+            g, docs, _ = chunk_grams(tokens, offsets)
+            hits[first:first + len(offsets) - 1] += np.bincount(docs[bloom.contains(g)], minlength=len(offsets) - 1)
+            bar.update(len(tokens))
+        return [("test_overlap", f"{int(n)} 8-grams shared with the test files") if n >= args.min_grams else None
+                for n in hits.tolist()]
+
+    kept, dropped = copy_without(args.dir, manifest, out, verdicts,
+                                 {"against": list(tests), "min_grams": args.min_grams}, args.quiet)
+    dropped = sum(dropped.values())
     print(f"decontaminate: kept {kept:,} of {kept + dropped:,} docs; dropped {dropped:,} under reason test_overlap "
           f"(>= {args.min_grams} shared 8-grams with {len(tests)} test file(s)); wrote {out}")
     return 0
