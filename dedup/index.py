@@ -70,11 +70,19 @@ def _save_npy(path: str, array: np.ndarray) -> None:
     files.write_atomic(path, buf.getvalue())
 
 
-def write(directory: str, tables: Iterable[pa.Table], cfg: DedupConfig) -> int:
+def table_of(rows: Iterable[Tuple[str, int, str, bytes, bool]]) -> pa.Table:
+    """(doc_id, karma, fingerprint, sig, kept) rows as one table of the index's columns."""
+    rows = list(rows)
+    return pa.table([pa.array([r[i] for r in rows], f.type) for i, f in enumerate(SCHEMA)], schema=SCHEMA)
+
+
+def write(directory: str, tables: Iterable, cfg: DedupConfig, chunk: int = 4096) -> int:
     """Write one generation's index from tables of (doc_id, karma, fingerprint, sig, kept), streamed: the Arrow
     file is written one table at a time and holds rows in the order given (a doc_id seen before is skipped: a
     retried bundle's payload file). Only the band keys and fingerprints (~0.1 KB per document) are held, to be
-    sorted. Returns the number of documents."""
+    sorted. Rows given as (doc_id, karma, fingerprint, sig, kept) tuples are taken `chunk` at a time. Returns the
+    number of documents."""
+    tables = _as_tables(tables, chunk)
     params = params_of(cfg)
     bands, rows_per_band = params["bands"], params["rows"]
     schema = SCHEMA.with_metadata({"params": json.dumps(params, sort_keys=True)})
@@ -105,6 +113,23 @@ def write(directory: str, tables: Iterable[pa.Table], cfg: DedupConfig) -> int:
     _save_npy(files.join(directory, "fp_keys.npy"), fps[fp_order])
     _save_npy(files.join(directory, "fp_rows.npy"), fp_order.astype(np.uint32))
     return n
+
+
+def _as_tables(items: Iterable, chunk: int):
+    pending = []
+    for item in items:
+        if isinstance(item, pa.Table):
+            if pending:
+                yield table_of(pending)
+                pending = []
+            yield item
+        else:
+            pending.append(item)
+            if len(pending) >= chunk:
+                yield table_of(pending)
+                pending = []
+    if pending:
+        yield table_of(pending)
 
 
 def exists(directory: str) -> bool:
