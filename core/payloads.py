@@ -7,8 +7,13 @@ A payload file is an Arrow IPC file, `<run --out>/_payloads/<file id>.arrow`, on
     resumed run need without the text)
 Its name is a hash of its bytes, so a retried bundle that writes the same documents finds the same file, and it
 appears whole or not at all (temp name + rename, core.files): a rerun may read every `*.arrow` in `_payloads/`
-(the footer proves it complete, the doc_id column says which documents it holds). The leading underscore keeps
-`pyarrow.dataset` working on the run's folder.
+(the footer proves it complete, the doc_id column says which documents it holds). The schema's metadata may
+name the `job` whose settings decided its documents (pipeline/resume.py): a rerun reuses only files of its own
+job. The leading underscore keeps `pyarrow.dataset` working on the run's folder.
+
+Beside them, `<file id>.drops` files (Arrow IPC too, format webtext-drops-1: stage, reason, url, detail) hold the
+pages that extraction or the quality rules dropped, written in batches the same way, so that a rerun knows every
+page an earlier run decided, kept or not (pipeline/resume.py). Their suffix keeps them out of `*.arrow` globs.
 
 A reference (`Document.payload`) is "<file id>:<tokens offset>:<tokens bytes>:<sig offset>:<sig bytes>", byte
 ranges inside the file (Arrow IPC stores the values of an uncompressed column contiguously), so a reader needs
@@ -35,6 +40,10 @@ SCHEMA = pa.schema([
     pa.field("sig", pa.binary(), nullable=False),
     pa.field("fingerprint", pa.string(), nullable=False),
 ], metadata={b"format": FORMAT})
+DROPS_SUFFIX = ".drops"
+DROPS_FORMAT = b"webtext-drops-1"
+DROPS_SCHEMA = pa.schema([pa.field(name, pa.string(), nullable=False) for name in ("stage", "reason", "url", "detail")],
+                         metadata={b"format": DROPS_FORMAT})
 
 
 class Ref(NamedTuple):
@@ -57,9 +66,20 @@ def payload_dir(out_dir: str) -> str:
     return files.join(str(out_dir), PAYLOADS_DIR)
 
 
-def encode(rows: Iterable[Tuple]) -> Tuple[bytes, List[Ref]]:
+def _with_job(schema: pa.Schema, job: str) -> pa.Schema:
+    return schema.with_metadata({**schema.metadata, b"job": job.encode()}) if job else schema
+
+
+def _ipc_file(batch: pa.RecordBatch) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue()
+
+
+def encode(rows: Iterable[Tuple], job: str = "") -> Tuple[bytes, List[Ref]]:
     """(doc_id, tokens as <u2 bytes, sig bytes[, fingerprint]) rows -> the file's bytes and one Ref per row, in
-    order."""
+    order. `job`: the settings' key that goes into the schema's metadata (pipeline/resume.py)."""
     rows = [tuple(r) + ("",) * (4 - len(r)) for r in rows]
     tok = [np.frombuffer(t, dtype="<u2") for _, t, _, _ in rows]
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)
@@ -70,36 +90,72 @@ def encode(rows: Iterable[Tuple]) -> Tuple[bytes, List[Ref]]:
                                                              pa.uint16())),
         pa.array([r[2] for r in rows], pa.binary()),
         pa.array([r[3] for r in rows], pa.string()),
-    ], schema=SCHEMA)
-    sink = pa.BufferOutputStream()
-    with ipc.new_file(sink, SCHEMA) as writer:
-        writer.write_batch(batch)
-    data = sink.getvalue()
+    ], schema=_with_job(SCHEMA, job))
+    data = _ipc_file(batch)
     file_id = hashlib.blake2b(data, digest_size=10).hexdigest()
-    # byte ranges of each row's values, from where the reader finds the buffers inside the file's bytes
-    back = ipc.open_file(pa.BufferReader(data)).get_batch(0) if rows else None
-    refs = []
-    if rows:
-        tokens, sig = back.column(1), back.column(2)
-        t_base = tokens.values.buffers()[1].address - data.address + 2 * tokens.values.offset
-        t_off = tokens.offsets.to_numpy()
-        s_base = sig.buffers()[2].address - data.address
-        s_off = np.frombuffer(sig.buffers()[1], dtype=np.int32)[sig.offset:sig.offset + len(rows) + 1]
-        for i in range(len(rows)):
-            refs.append(Ref(file_id, t_base + 2 * int(t_off[i]), 2 * int(t_off[i + 1] - t_off[i]),
-                            s_base + int(s_off[i]), int(s_off[i + 1] - s_off[i])))
-    return data.to_pybytes(), refs
+    return data.to_pybytes(), (_refs(data, file_id) if rows else [])
 
 
-def write(directory: str, rows: Iterable[Tuple]) -> List[Ref]:
+def _refs(data: pa.Buffer, file_id: str) -> List[Ref]:
+    """Byte ranges of each row's values in a payload file's bytes, from where a reader finds its buffers."""
+    back = ipc.open_file(pa.BufferReader(data)).get_batch(0)
+    tokens, sig = back.column(1), back.column(2)
+    t_base = tokens.values.buffers()[1].address - data.address + 2 * tokens.values.offset
+    t_off = tokens.offsets.to_numpy()
+    s_off = np.frombuffer(sig.buffers()[1], dtype=np.int32)[sig.offset:sig.offset + len(back) + 1]
+    # no signature bytes at all (near dedup off): the values buffer is empty and its address means nothing
+    s_base = sig.buffers()[2].address - data.address if s_off[-1] > s_off[0] else 0
+    return [Ref(file_id, t_base + 2 * int(t_off[i]), 2 * int(t_off[i + 1] - t_off[i]),
+                s_base + int(s_off[i]) if s_off[i + 1] > s_off[i] else 0, int(s_off[i + 1] - s_off[i]))
+            for i in range(len(back))]
+
+
+def write(directory: str, rows: Iterable[Tuple], job: str = "") -> List[Ref]:
     """Write one payload file (whole or nothing) and return the rows' references. A file of that name is already
     complete (same bytes), so it is not written again."""
-    data, refs = encode(rows)
+    data, refs = encode(rows, job)
     if refs:
-        path = files.join(str(directory), f"{refs[0].file_id}.arrow")
-        if not files.exists(path):
-            files.write_atomic(path, data)
+        _write_once(files.join(str(directory), f"{refs[0].file_id}.arrow"), data)
     return refs
+
+
+def _write_once(path: str, data: bytes) -> None:
+    if not files.exists(path):
+        files.write_atomic(path, data)
+
+
+def write_drops(directory: str, drops: Iterable[Tuple], job: str = "") -> str:
+    """Write one drops file of (stage, reason, url, detail) rows (whole or nothing); returns its path ("" if none)."""
+    drops = list(drops)
+    if not drops:
+        return ""
+    batch = pa.record_batch([pa.array([d[i] for d in drops], pa.string()) for i in range(4)],
+                            schema=_with_job(DROPS_SCHEMA, job))
+    data = _ipc_file(batch)
+    path = files.join(str(directory), hashlib.blake2b(data, digest_size=10).hexdigest() + DROPS_SUFFIX)
+    _write_once(path, data.to_pybytes())
+    return path
+
+
+def _job(schema: pa.Schema) -> str:
+    return (schema.metadata or {}).get(b"job", b"").decode()
+
+
+def read_outcomes(path: str) -> Tuple[str, List[Tuple]]:
+    """What a rerun reuses from one complete file, with the job that wrote it ("" if unnamed): for a payload file
+    (doc_id, fingerprint, Ref) per document (a format-1 file, without fingerprints, gives none: it cannot be
+    reused); for a drops file (stage, reason, url, detail) per dropped page."""
+    data = pa.py_buffer(files.read_bytes(path))
+    reader = ipc.open_file(pa.BufferReader(data))
+    table = reader.read_all()
+    job = _job(reader.schema)
+    if path.endswith(DROPS_SUFFIX):
+        return job, list(zip(*(table.column(n).to_pylist() for n in DROPS_SCHEMA.names)))
+    if "fingerprint" not in table.column_names or not table.num_rows:
+        return job, []
+    file_id = path.rsplit("/", 1)[-1].removesuffix(".arrow")
+    return job, list(zip(table.column("doc_id").to_pylist(), table.column("fingerprint").to_pylist(),
+                         _refs(data, file_id)))
 
 
 def read_doc_ids(path: str) -> List[str]:

@@ -30,7 +30,8 @@ from dedup import Deduplicate
 from pipeline.config import Config
 from pipeline.corpus import LINK_PARTS, Addition
 from pipeline.drops import WriteDrops
-from pipeline.per_document import DocumentWork, WritePayloads
+from pipeline.per_document import DocumentWork, WriteOutcomes
+from pipeline.resume import Resume, job_key, outcome_files
 from pipeline.shards.write import WriteShards
 
 
@@ -38,7 +39,9 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
           addition: Addition | None = None) -> None:
     """Add the pipeline to `p`. With `warc_input`, pages come from captured WARCs instead of the network; with
     `addition`, `out_dir` is the addition's run folder and its shards are the corpus's next generation."""
-    drops = []
+    drops, reused = [], []
+    payload_dir = payloads.payload_dir(out_dir)
+    job = job_key(cfg, warc_input)      # names the outcomes written to payload_dir: what a rerun may reuse
     if warc_input:
         recover_leftovers(warc_input)   # a killed capture's whole records and lines count; its temp files go
         read = p | "ReadWarc" >> ReadWarcPages(warc_input, cfg.fetch.max_decompressed_bytes)
@@ -66,6 +69,10 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
             drops.append(new[DROPPED])
         # the links this run fetches, for the corpus's URL index (merged when the run has ended)
         _ = to_fetch | "RecordLinks" >> beam.ParDo(RecordLinks(files.join(out_dir, LINK_PARTS)))
+        if outcome_files(payload_dir):  # a rerun: pages an earlier run decided are neither fetched nor extracted
+            resumed = to_fetch | "Resume" >> Resume(payload_dir, job, quiet=cfg.run.quiet)
+            to_fetch, reused = resumed["links"], [resumed["documents"]]
+            drops.append(resumed[DROPPED])
         fetched = to_fetch | "FetchPages" >> FetchPages(cfg.fetch, cfg.links, quiet=cfg.run.quiet)
         pages = fetched["pages"]
         drops.append(fetched[DROPPED])
@@ -75,8 +82,8 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
     documents = pages | "ExtractDocuments" >> ExtractDocuments(cfg.extract, cfg.links, quiet=cfg.run.quiet,
                                                                then=DocumentWork(cfg.quality, cfg.dedup))
     # The tokens (and signatures) are written once, here, to the run's _payloads/; what goes on is a reference.
-    payload_dir = payloads.payload_dir(out_dir)
-    slim = documents["documents"] | "WritePayloads" >> beam.ParDo(WritePayloads(payload_dir))
+    slim = documents | "WritePayloads" >> WriteOutcomes(payload_dir, job, cfg.run.commit_seconds)
+    slim = (slim, *reused) | "WithReused" >> beam.Flatten() if reused else slim
     unique = slim | "Deduplicate" >> Deduplicate(cfg.dedup, payload_dir,
                                                  corpus=addition.index_dirs if addition is not None else ())
     drops += [documents[DROPPED], unique[DROPPED]]

@@ -50,12 +50,15 @@ class RunSettings:
     max_line: int = 1 << 20          # longest dump line in bytes; a longer one is one malformed_line
     stop_after: str = ""             # "links": end after the link stage (stats and _drops/ still written)
     quiet: bool = False                           # no progress output
+    commit_seconds: float = 30.0     # extraction outcomes reach _payloads/ at least this often; a rerun reuses them
 
     def __post_init__(self):
         if self.drops_per_reason < 0:
             raise ValueError("drops_per_reason must be >= 0")
         if self.max_line < 1024:
             raise ValueError("max_line must be at least 1024 bytes")
+        if not self.commit_seconds > 0:
+            raise ValueError("commit_seconds must be > 0")
         if self.stop_after not in ("", "links"):
             raise ValueError(f"stop_after must be \"\" or \"links\", not {self.stop_after!r}")
 

@@ -121,6 +121,27 @@ def test_same_documents_same_file_and_references(tmp_path):
     assert other[0].file_id != a[0].file_id
 
 
+def test_what_a_rerun_reads_back_is_what_was_written(tmp_path):
+    """read_outcomes gives a payload file's documents with the same references write() returned, and the job that
+    wrote it; a drops file its Drops; a format-1 file (no fingerprints) nothing to reuse; the Reader is unchanged."""
+    rows = [(d.doc_id, d.tokens, d.sig, d.fingerprint) for d in filled()[:5]]
+    refs = payloads.write(str(tmp_path), rows, job="j1")
+    job, back = payloads.read_outcomes(str(tmp_path / f"{refs[0].file_id}.arrow"))
+    assert job == "j1" and back == [(r[0], r[3], ref) for r, ref in zip(rows, refs)]
+    assert payloads.read_doc_ids(str(tmp_path / f"{refs[0].file_id}.arrow")) == [r[0] for r in rows]
+    assert payloads.write(str(tmp_path), rows, job="j2")[0].file_id != refs[0].file_id   # the job is in the bytes
+    drops = [("extract", "too_short", "http://a.example/", "12 chars"), ("quality", "bad_words", "http://b/", "")]
+    path = payloads.write_drops(str(tmp_path), drops, job="j1")
+    assert path.endswith(".drops") and payloads.read_outcomes(path) == ("j1", drops)
+    assert payloads.write_drops(str(tmp_path), []) == ""
+    old = payloads.pa.schema([f for f in payloads.SCHEMA if f.name != "fingerprint"])   # webtext-payload-1
+    table = payloads.pa.table({"doc_id": ["ab" * 8], "tokens": [[1, 2]], "sig": [b""]}, schema=old)
+    with payloads.ipc.new_file(str(tmp_path / "old.arrow"), old) as w:
+        w.write_table(table)
+    assert payloads.read_outcomes(str(tmp_path / "old.arrow")) == ("", [])
+    assert payloads.read_sketches(str(tmp_path / "old.arrow")).column("fingerprint").to_pylist() == [""]
+
+
 def test_a_writer_killed_before_the_rename_leaves_no_visible_file(tmp_path, monkeypatch):
     d = tmp_path / "_payloads"
     pid = os.fork()
