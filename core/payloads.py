@@ -145,7 +145,10 @@ def read_outcomes(path: str) -> Tuple[str, List[Tuple]]:
     """What a rerun reuses from one complete file, with the job that wrote it ("" if unnamed): for a payload file
     (doc_id, fingerprint, Ref) per document (a format-1 file, without fingerprints, gives none: it cannot be
     reused); for a drops file (stage, reason, url, detail) per dropped page."""
-    data = pa.py_buffer(files.read_bytes(path))
+    if files.is_local(path):   # mapped: only the pages of the columns read here are read from disk, not the tokens
+        data = pa.memory_map(str(path).removeprefix("file://")).read_buffer()   # unmapped with its last buffer
+    else:
+        data = pa.py_buffer(files.read_bytes(path))
     reader = ipc.open_file(pa.BufferReader(data))
     table = reader.read_all()
     job = _job(reader.schema)

@@ -116,10 +116,10 @@ def test_kill_in_each_stage_then_rerun(demo, tmp_path, capsys):
     out, warc = tmp_path / "out", tmp_path / "warc"
     cmd = args(d, out, web.proxy_url, "--warc-dir", str(warc))
     durable, pages = Durable(out), clean_stats["stages"]["extract"]["in"]
-    # 1. killed while fetching: some outcomes committed to the WARC log, no page extracted yet
+    # 1. killed while fetching: some outcomes committed to the WARC log
     mark = len(web.log)
     kill_when(cmd, lambda: len(committed_outcomes(str(warc))) >= 5)
-    assert len(requested(web.log[mark:])) < clean_requests and not durable.doc_ids()
+    assert len(requested(web.log[mark:])) < clean_requests, "the kill came after the fetch had ended"
     # 2. the same command, killed while extracting (the demo's few hosts end their fetch before extraction starts)
     kill_when(cmd, lambda: len(durable.doc_ids()) >= 3)
     reused = durable.doc_ids()
