@@ -73,7 +73,7 @@ def kill_when(cmd, ready, timeout=90):
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and proc.poll() is None and not ready():
-            time.sleep(0.01)
+            time.sleep(0.05)   # the run shares the cores with this loop
     finally:
         os.killpg(proc.pid, signal.SIGKILL)   # the run and its extraction workers: no cleanup at all
         proc.wait()
@@ -159,7 +159,7 @@ class _Collect(beam.DoFn):
         COLLECTED.setdefault(self.tag, []).append(x)
 
 
-def test_only_outcomes_of_this_job_are_reused(tmp_path):
+def test_only_outcomes_of_this_job_are_reused(tmp_path, capsys):
     """Files another job wrote (left in --out after --overwrite), or a run before this feature (no job named),
     are not reused; drops of a worker's death are never kept."""
     links = [Link(f"http://a.example/{i}", "a.example", 5, ("r",), 1) for i in range(4)]
@@ -177,10 +177,11 @@ def test_only_outcomes_of_this_job_are_reused(tmp_path):
     assert len(list(tmp_path.glob("*.drops"))) == 1   # the crash was not written
 
     p = beam.Pipeline(runner=FnApiRunner())
-    out = p | beam.Create(links) | Resume(d, "mine", quiet=True)
+    out = p | beam.Create(links) | Resume(d, "mine")
     for tag in ("links", "documents", DROPPED):
         _ = out[tag] | f"Collect{tag}" >> beam.ParDo(_Collect(tag))
     p.run().wait_until_finish()
+    assert "resuming: 2 of 4 pages already extracted (1 kept, 1 dropped; " in capsys.readouterr().err
     assert sorted(l.url for l in COLLECTED["links"]) == [links[1].url, links[3].url]
     (doc,) = COLLECTED["documents"]
     assert (doc.url, doc.fingerprint, doc.sig, doc.karma, doc.text, doc.tokens) == (docs[0], "fp0", sig, 5, "", b"")
