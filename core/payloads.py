@@ -7,13 +7,14 @@ A payload file is an Arrow IPC file, `<run --out>/_payloads/<file id>.arrow`, on
     resumed run need without the text)
 Its name is a hash of its bytes, so a retried bundle that writes the same documents finds the same file, and it
 appears whole or not at all (temp name + rename, core.files): a rerun may read every `*.arrow` in `_payloads/`
-(the footer proves it complete, the doc_id column says which documents it holds). The schema's metadata may
-name the `job` whose settings decided its documents (pipeline/resume.py): a rerun reuses only files of its own
-job. The leading underscore keeps `pyarrow.dataset` working on the run's folder.
+(the footer proves it complete, the doc_id column says which documents it holds; the directory holds one job's
+files: pipeline/outdir.py removes another job's when --overwrite claims it). The leading underscore keeps
+`pyarrow.dataset` working on the run's folder.
 
 Beside them, `<file id>.drops` files (Arrow IPC too, format webtext-drops-1: stage, reason, url, detail) hold the
 pages that extraction or the quality rules dropped, written in batches the same way, so that a rerun knows every
-page an earlier run decided, kept or not (pipeline/resume.py). Their suffix keeps them out of `*.arrow` globs.
+page an earlier run decided, kept or not (pipeline/resume.py). Their suffix keeps them out of `*.arrow` globs; the
+`job` in their schema's metadata names the settings that decided them (a rerun reuses only its own job's).
 
 A reference (`Document.payload`) is "<file id>:<tokens offset>:<tokens bytes>:<sig offset>:<sig bytes>", byte
 ranges inside the file (Arrow IPC stores the values of an uncompressed column contiguously), so a reader needs
@@ -77,9 +78,9 @@ def _ipc_file(batch: pa.RecordBatch) -> pa.Buffer:
     return sink.getvalue()
 
 
-def encode(rows: Iterable[Tuple], job: str = "") -> Tuple[bytes, List[Ref]]:
+def encode(rows: Iterable[Tuple]) -> Tuple[bytes, List[Ref]]:
     """(doc_id, tokens as <u2 bytes, sig bytes[, fingerprint]) rows -> the file's bytes and one Ref per row, in
-    order. `job`: the settings' key that goes into the schema's metadata (pipeline/resume.py)."""
+    order."""
     rows = [tuple(r) + ("",) * (4 - len(r)) for r in rows]
     tok = [np.frombuffer(t, dtype="<u2") for _, t, _, _ in rows]
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)
@@ -90,7 +91,7 @@ def encode(rows: Iterable[Tuple], job: str = "") -> Tuple[bytes, List[Ref]]:
                                                              pa.uint16())),
         pa.array([r[2] for r in rows], pa.binary()),
         pa.array([r[3] for r in rows], pa.string()),
-    ], schema=_with_job(SCHEMA, job))
+    ], schema=SCHEMA)
     data = _ipc_file(batch)
     file_id = hashlib.blake2b(data, digest_size=10).hexdigest()
     return data.to_pybytes(), (_refs(data, file_id) if rows else [])
@@ -110,10 +111,10 @@ def _refs(data: pa.Buffer, file_id: str) -> List[Ref]:
             for i in range(len(back))]
 
 
-def write(directory: str, rows: Iterable[Tuple], job: str = "") -> List[Ref]:
+def write(directory: str, rows: Iterable[Tuple]) -> List[Ref]:
     """Write one payload file (whole or nothing) and return the rows' references. A file of that name is already
     complete (same bytes), so it is not written again."""
-    data, refs = encode(rows, job)
+    data, refs = encode(rows)
     if refs:
         _write_once(files.join(str(directory), f"{refs[0].file_id}.arrow"), data)
     return refs
@@ -142,7 +143,7 @@ def _job(schema: pa.Schema) -> str:
 
 
 def read_outcomes(path: str) -> Tuple[str, List[Tuple]]:
-    """What a rerun reuses from one complete file, with the job that wrote it ("" if unnamed): for a payload file
+    """What a rerun reuses from one complete file, with the job named in it ("" if none): for a payload file
     (doc_id, fingerprint, Ref) per document (a format-1 file, without fingerprints, gives none: it cannot be
     reused); for a drops file (stage, reason, url, detail) per dropped page."""
     if files.is_local(path):   # mapped: only the pages of the columns read here are read from disk, not the tokens

@@ -61,8 +61,8 @@ class _Batched(beam.DoFn):
     """Buffers a bundle's elements and writes them in batches: `max_items`, or whatever waited `max_seconds`
     (checked as elements arrive), or the rest at the bundle's end. A killed run loses at most one batch."""
 
-    def __init__(self, directory: str, job: str = "", max_items: int = 4096, max_seconds: float = 30.0):
-        self.directory, self.job, self.max_items, self.max_seconds = directory, job, max_items, max_seconds
+    def __init__(self, directory: str, max_items: int = 4096, max_seconds: float = 30.0):
+        self.directory, self.max_items, self.max_seconds = directory, max_items, max_seconds
 
     def start_bundle(self):
         self.pending, self.size, self.since = [], 0, 0.0
@@ -85,11 +85,10 @@ class WritePayloads(_Batched):
     (a reference; the signature stays, for the dedup sketch fused after this step, and is written too). A
     bundle's documents are written in files of at most `max_docs` documents / `max_bytes` of tokens /
     `max_seconds` of waiting, and sent on once their file is complete, so no reference ever names a file that is
-    not there whole. `job` names the settings that decided them (pipeline/resume.py) in the file's metadata."""
+    not there whole."""
 
-    def __init__(self, directory: str, max_docs: int = 4096, max_bytes: int = 16 << 20, job: str = "",
-                 max_seconds: float = 30.0):
-        super().__init__(directory, job, max_docs, max_seconds)
+    def __init__(self, directory: str, max_docs: int = 4096, max_bytes: int = 16 << 20, max_seconds: float = 30.0):
+        super().__init__(directory, max_docs, max_seconds)
         self.max_docs, self.max_bytes = max_docs, max_bytes
 
     def process(self, doc: Document):
@@ -107,13 +106,18 @@ class WritePayloads(_Batched):
         docs = self._take()
         if not docs:
             return []
-        refs = payloads.write(self.directory, ((d.doc_id, d.tokens, d.sig, d.fingerprint) for d in docs), self.job)
+        refs = payloads.write(self.directory, ((d.doc_id, d.tokens, d.sig, d.fingerprint) for d in docs))
         return [d._replace(tokens=b"", payload=str(r)) for d, r in zip(docs, refs)]
 
 
 class KeepDrops(_Batched):
     """Drops of extraction and the quality rules -> `.drops` files beside the payload files (nothing goes on: the
-    Drops themselves still go to _drops/ from where they came). TRANSIENT ones are not kept."""
+    Drops themselves still go to _drops/ from where they came). TRANSIENT ones are not kept. `job` (the key of
+    the settings that decided them, pipeline/resume.py) goes into each file's metadata."""
+
+    def __init__(self, directory: str, job: str = "", max_drops: int = 4096, max_seconds: float = 30.0):
+        super().__init__(directory, max_drops, max_seconds)
+        self.job = job
 
     def process(self, drop):
         if drop.reason not in TRANSIENT and self._add(tuple(drop)):
@@ -135,4 +139,4 @@ class WriteOutcomes(beam.PTransform):
         _ = extracted[DROPPED] | "KeepDrops" >> beam.ParDo(KeepDrops(self.directory, self.job,
                                                                       max_seconds=self.max_seconds))
         return extracted["documents"] | "Payloads" >> beam.ParDo(
-            WritePayloads(self.directory, job=self.job, max_seconds=self.max_seconds))
+            WritePayloads(self.directory, max_seconds=self.max_seconds))

@@ -2,8 +2,9 @@
 
 WritePayloads and KeepDrops (pipeline/per_document.py) put every page's outcome on disk within `run.commit_seconds`
 of its extraction, in the run's payload directory: a kept document's tokens, signature and fingerprint in a payload
-file, a dropped page's Drop in a `.drops` file, each whole or not at all, and each named with the key of the
-settings that decided it (`job_key`). A rerun joins its links with those outcomes by doc_id (Resume):
+file, a dropped page's Drop in a `.drops` file, each whole or not at all. The directory is the job's (a rerun of
+another job needs --overwrite, which removes that job's payload files: pipeline/outdir.py), and a drops file also
+names the key of the settings that decided it (`job_key`). A rerun joins its links with those outcomes by doc_id:
   - a link with a kept document: its slim Document is rebuilt from the link (url, karma, subreddits, created_utc)
     and the payload file (fingerprint, signature, reference): the Document WritePayloads sent on the first time;
   - a link with a dropped page: the same Drop (stage, reason, url, detail) again;
@@ -32,7 +33,7 @@ OUTCOME_SECTIONS = ("links", "fetch", "extract", "quality", "dedup")
 
 def job_key(cfg, warc_input: str | None = None) -> str:
     """A short key of the settings that decide a link's outcome (those of them that are part of the job, see
-    pipeline/outdir.py): outcomes written under another key (another job's, after --overwrite) are not reused."""
+    pipeline/outdir.py): drops written under another key (another job's, after --overwrite) are not reused."""
     job = job_of(cfg.to_dict(), warc_input)
     decisive = {s: job.get(s) for s in (*OUTCOME_SECTIONS, "warc_input")}
     return hashlib.blake2b(json.dumps(decisive, sort_keys=True).encode(), digest_size=8).hexdigest()
@@ -45,16 +46,16 @@ def outcome_files(payload_dir: str) -> List[str]:
 
 
 def read_outcomes(path: str, job: str):
-    """(doc_id, outcome) of one file written under `job`: ("doc", fingerprint, ref) or ("drop", stage, reason,
-    url, detail). Files of another job, format-1 payload files and unreadable files give none."""
+    """(doc_id, outcome) of one file: ("doc", fingerprint, ref) or ("drop", stage, reason, url, detail). Drops
+    files of another job than `job`, format-1 payload files and unreadable files give none."""
     try:
         written_by, rows = payloads.read_outcomes(path)
     except Exception:   # not a file a webtext run wrote whole: its pages are done again
         counter(EXTRACT, "resume_unreadable_files").inc()
         return
-    if written_by != job:
-        return
     if path.endswith(payloads.DROPS_SUFFIX):
+        if written_by != job:
+            return
         for stage, reason, url, detail in rows:
             if stage in (EXTRACT, QUALITY):
                 yield doc_id_for(url), ("drop", stage, reason, url, detail)

@@ -122,14 +122,13 @@ def test_same_documents_same_file_and_references(tmp_path):
 
 
 def test_what_a_rerun_reads_back_is_what_was_written(tmp_path):
-    """read_outcomes gives a payload file's documents with the same references write() returned, and the job that
-    wrote it; a drops file its Drops; a format-1 file (no fingerprints) nothing to reuse; the Reader is unchanged."""
+    """read_outcomes gives a payload file's documents with the same references write() returned; a drops file its
+    Drops and the job that wrote it; a format-1 file (no fingerprints) nothing to reuse; the Reader is unchanged."""
     rows = [(d.doc_id, d.tokens, d.sig, d.fingerprint) for d in filled()[:5]]
-    refs = payloads.write(str(tmp_path), rows, job="j1")
+    refs = payloads.write(str(tmp_path), rows)
     job, back = payloads.read_outcomes(str(tmp_path / f"{refs[0].file_id}.arrow"))
-    assert job == "j1" and back == [(r[0], r[3], ref) for r, ref in zip(rows, refs)]
+    assert job == "" and back == [(r[0], r[3], ref) for r, ref in zip(rows, refs)]
     assert payloads.read_doc_ids(str(tmp_path / f"{refs[0].file_id}.arrow")) == [r[0] for r in rows]
-    assert payloads.write(str(tmp_path), rows, job="j2")[0].file_id != refs[0].file_id   # the job is in the bytes
     drops = [("extract", "too_short", "http://a.example/", "12 chars"), ("quality", "bad_words", "http://b/", "")]
     path = payloads.write_drops(str(tmp_path), drops, job="j1")
     assert path.endswith(".drops") and payloads.read_outcomes(path) == ("j1", drops)

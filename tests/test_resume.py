@@ -156,21 +156,23 @@ class _Collect(beam.DoFn):
 
 
 def test_only_outcomes_of_this_job_are_reused(tmp_path, capsys):
-    """Files another job wrote (left in --out after --overwrite), or a run before this feature (no job named),
+    """Drops another job wrote (left in --out after --overwrite) and payload files without fingerprints (format 1)
     are not reused; drops of a worker's death are never kept."""
     links = [Link(f"http://a.example/{i}", "a.example", 5, ("r",), 1) for i in range(4)]
     docs = [l.url for l in links[:2]]
     d = str(tmp_path)
     sig = b"\x01\x00\x00\x00" * 4
-    payloads.write(d, [(doc_id_for(docs[0]), b"\x01\x00\x02\x00", sig, "fp0")], job="mine")
-    payloads.write(d, [(doc_id_for(docs[1]), b"\x01\x00", sig, "fp1")], job="other")
-    payloads.write(d, [(doc_id_for(links[3].url), b"\x01\x00", sig, "fp3")])             # no job: before resume
+    payloads.write(d, [(doc_id_for(docs[0]), b"\x01\x00\x02\x00", sig, "fp0")])
+    old = payloads.pa.schema([f for f in payloads.SCHEMA if f.name != "fingerprint"])   # format 1
+    with payloads.ipc.new_file(str(tmp_path / f"{'0' * 20}.arrow"), old) as w:
+        w.write_table(payloads.pa.table({"doc_id": [doc_id_for(docs[1])], "tokens": [[1]], "sig": [sig]}, old))
     payloads.write_drops(d, [("extract", "too_short", links[2].url, "12 chars")], job="mine")
+    payloads.write_drops(d, [("quality", "bad_words", links[3].url, "")], job="other")
     keep = KeepDrops(d, "mine")
     keep.start_bundle()
     keep.process(Drop("extract", "extract_crashed", links[3].url, "worker died"))
     keep.finish_bundle()
-    assert len(list(tmp_path.glob("*.drops"))) == 1   # the crash was not written
+    assert len(list(tmp_path.glob("*.drops"))) == 2   # the crash was not written
 
     p = beam.Pipeline(runner=FnApiRunner())
     out = p | beam.Create(links) | Resume(d, "mine")
@@ -188,7 +190,7 @@ def test_only_outcomes_of_this_job_are_reused(tmp_path, capsys):
 
 def test_write_payloads_commits_within_max_seconds(tmp_path):
     """A bundle's documents reach disk every `max_seconds` as they come, not only at the bundle's end."""
-    w = WritePayloads(str(tmp_path), max_seconds=0.05, job="j")
+    w = WritePayloads(str(tmp_path), max_seconds=0.05)
     w.start_bundle()
     doc = Document("ab" * 8, "http://x.example/", "", 3, (), 1, tokens=b"\x01\x00", fingerprint="f", sig=b"")
     assert list(w.process(doc)) == []
@@ -196,4 +198,4 @@ def test_write_payloads_commits_within_max_seconds(tmp_path):
     sent = list(w.process(doc._replace(doc_id="cd" * 8)))
     assert [s.doc_id for s in sent] == ["ab" * 8, "cd" * 8] and len(list(tmp_path.glob("*.arrow"))) == 1
     job, rows = payloads.read_outcomes(str(next(tmp_path.glob("*.arrow"))))
-    assert job == "j" and [(r[0], r[1], str(r[2])) for r in rows] == [(s.doc_id, "f", s.payload) for s in sent]
+    assert [(r[0], r[1], str(r[2])) for r in rows] == [(s.doc_id, "f", s.payload) for s in sent]
