@@ -34,7 +34,7 @@ from core.settings import UsageError
 RUN_FILE = "run.json"
 MANIFEST = "manifest.json"
 # section.key -> not part of the job: display, parallelism, the proxy's address, where WARCs go.
-HOW_KEYS = {("run", "quiet"), ("extract", "processes"), ("extract", "batch_size"), ("fetch", "http_proxy"),
+HOW_KEYS = {("run", "quiet"), ("run", "commit_seconds"), ("extract", "processes"), ("extract", "batch_size"), ("fetch", "http_proxy"),
             ("fetch", "warc_dir")}
 TEMP_FILE = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.tmp$")   # core.files.temp_name
 
@@ -202,7 +202,7 @@ def remove_leftovers(out_dir: str) -> list:
     return removed
 
 
-PAYLOAD_FILE = re.compile(r"^[0-9a-f]{20}\.arrow$")                 # core/payloads.py names
+PAYLOAD_FILE = re.compile(r"^[0-9a-f]{20}\.(arrow|drops)$")         # core/payloads.py names
 INDEX_FILE = re.compile(r"^(sketches\.arrow|(band|fp)_(keys|rows)\.npy|urls\.npy)$")   # dedup/index.py, crawl/seen.py
 GENERATION = re.compile(r"^\d{5}$")
 
