@@ -18,6 +18,7 @@ broken pipe on its stdout ends it).
 from __future__ import annotations
 
 import os
+import queue
 import select
 import signal
 import struct
@@ -42,7 +43,9 @@ PIPE_SIZE = 1 << 20  # pipe buffer asked for (Linux's default limit): fewer wake
 FRAME_HEADER_MAX = 18   # bytes of a zstd frame header at most (ZSTD_FRAMEHEADERSIZE_MAX)
 
 HEADER = struct.Struct(">cQ")   # tag, payload length
-READY, DATA, LAST, END, TRUNCATED, UNREADABLE, FAILED = b"R", b"D", b"L", b"E", b"T", b"U", b"X"
+READY, DATA, LAST, END, TRUNCATED, UNREADABLE, FAILED = TAGS = b"R", b"D", b"L", b"E", b"T", b"U", b"X"
+AHEAD = 16          # chunks (~1 MiB each) the child may decompress ahead of the reader
+MAX_RECORD = 1 << 26   # a chunk is at most ~16 MiB (one decompress call, see reading.ZSTD_FEED)
 ROOT = str(Path(__file__).resolve().parents[2])   # the folder holding the `crawl` package, for the child's sys.path
 CHILD = "import sys; sys.path.insert(0, sys.argv[1]); from crawl.sources.unzstd import child; child(int(sys.argv[2]))"
 
@@ -97,6 +100,8 @@ class _Prepended:
 
 def _start() -> Optional[subprocess.Popen]:
     """A child that has said it is ready, or None (the caller reads in process)."""
+    if not hasattr(select, "poll"):   # pragma: no cover - Windows: pipes cannot be polled there
+        return None
     try:
         proc = subprocess.Popen([sys.executable, "-c", CHILD, ROOT, str(os.getpid())], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
@@ -187,6 +192,8 @@ class _Feeder(threading.Thread):
 def _receive(proc: subprocess.Popen, feeder: Optional[_Feeder], bound: float):
     """(tag, payload) of the child's next record."""
     tag, size = HEADER.unpack(_read(proc, HEADER.size, feeder, bound))
+    if tag not in TAGS or size > MAX_RECORD:   # not our child talking (an odd sys.executable)
+        raise ChildLost("the zstd decompressing process sent something that is not a record")
     return tag, _read(proc, size, feeder, bound) if size else b""
 
 
@@ -235,28 +242,44 @@ def _stop(proc: subprocess.Popen, feeder: Optional[_Feeder]) -> None:
 # --- the child -------------------------------------------------------------------------------------------------
 
 def child(parent: int) -> None:
-    """Entry point of the child: compressed bytes on stdin, records on stdout."""
+    """Entry point of the child: compressed bytes on stdin, records on stdout. A thread writes the records, so
+    decompression goes on while a write waits for the reader: up to AHEAD chunks ahead, which rides out the
+    scheduling delays of a busy machine."""
     _die_with(parent)
     out = os.fdopen(1, "wb", buffering=0, closefd=False)
+    records: "queue.Queue" = queue.Queue(AHEAD)
+    writer = threading.Thread(target=_write_records, args=(out, records), daemon=True)
+    writer.start()
     source = _Stdin()
     try:
-        _send(out, READY, b"")
+        records.put((READY, b""))
         try:
             for chunk in _zstd_chunks(source):
-                _send(out, LAST if source.eof else DATA, chunk)
+                records.put((LAST if source.eof else DATA, chunk))
         except TruncatedInput as e:
-            _send(out, TRUNCATED, str(e).encode("utf-8", "replace"))
+            records.put((TRUNCATED, str(e).encode("utf-8", "replace")))
         except UnreadableInput as e:
-            _send(out, UNREADABLE, str(e).encode("utf-8", "replace"))
-        except (BrokenPipeError, KeyboardInterrupt):
-            raise
+            records.put((UNREADABLE, str(e).encode("utf-8", "replace")))
         except Exception as e:   # noqa: BLE001 - reported to the reader, which names it in the drop
-            _send(out, FAILED, f"{type(e).__name__}: {e}".encode("utf-8", "replace"))
+            records.put((FAILED, f"{type(e).__name__}: {e}".encode("utf-8", "replace")))
         else:
-            _send(out, END, b"")
-    except (BrokenPipeError, KeyboardInterrupt):   # the reader is gone or done with us
+            records.put((END, b""))
+        records.put(None)
+        writer.join()
+    except KeyboardInterrupt:    # Ctrl-C reaches the whole process group; the reader reports it
         pass
     os._exit(0)      # no interpreter teardown: nothing is left to flush
+
+
+def _write_records(out, records: "queue.Queue") -> None:
+    try:
+        while True:
+            record = records.get()
+            if record is None:
+                return
+            _send(out, *record)
+    except OSError:        # a broken pipe: the reader is gone or done with us
+        os._exit(0)
 
 
 class _Stdin:
