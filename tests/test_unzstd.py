@@ -116,8 +116,11 @@ def damaged_dumps():
             "content size": big_window([[LINE * 200_000]], content_size=True), "empty": b"", "not zstd": b"x" * 9}
 
 
-@pytest.mark.parametrize("name", list(damaged_dumps()))
-@pytest.mark.parametrize("start", ["child", "no child can start", "not a Python"])
+CASES = [(name, "child") for name in damaged_dumps()] + [
+    (name, start) for name in ("good", "truncated", "corrupt") for start in ("no child can start", "not a Python")]
+
+
+@pytest.mark.parametrize("name,start", CASES)
 def test_same_chunks_and_same_damage_report_as_in_process(name, start, monkeypatch):
     blob = damaged_dumps()[name]
     expected = outcome(reading._zstd_chunks(io.BytesIO(blob)))

@@ -9,8 +9,9 @@ bytes), and sends back the chunks, then a status record that becomes the same Un
 with the same message. So results, drops and their details are exactly those of the in-process reader, and the
 decompression runs on another core beside the line parsing.
 
-A frame whose header declares a window of at most IN_PROCESS_WINDOW (what zstd's levels 1-19 use) is read in
-process: its window is small, and a child costs ~50 ms to start. A child that cannot start (no usable
+A file whose first frame declares a window of at most IN_PROCESS_WINDOW (what zstd's levels 1-19 use) is read
+in process: its window is small, and a child costs ~50 ms to start (a later frame with a larger window would then
+grow in process; Pushshift's frames all declare 2 GiB). A child that cannot start (no usable
 sys.executable) also means in-process reading, with the same results. Every wait on the child is bounded
 (STALL_S); the child dies with the reading process (PR_SET_PDEATHSIG on Linux; everywhere, EOF on its stdin or a
 broken pipe on its stdout ends it).
@@ -266,9 +267,8 @@ def child(parent: int) -> None:
             records.put((END, b""))
         records.put(None)
         writer.join()
-    except KeyboardInterrupt:    # Ctrl-C reaches the whole process group; the reader reports it
-        pass
-    os._exit(0)      # no interpreter teardown: nothing is left to flush
+    finally:
+        os._exit(0)      # no interpreter teardown: nothing is left to flush
 
 
 def _write_records(out, records: "queue.Queue") -> None:
@@ -301,7 +301,9 @@ def _send(out, tag: bytes, payload: bytes) -> None:
 
 
 def _die_with(parent: int) -> None:
-    """SIGKILL when the reading process dies (Linux), and an exit if it already has."""
+    """SIGKILL when the reading process dies (Linux), and an exit if it already has. Ctrl-C (sent to the whole
+    process group) is for the reading process to handle; this child ends with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         try:
             import ctypes
