@@ -96,12 +96,12 @@ def test_the_window_is_not_in_the_reading_process():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_the_pipeline_reader_decompresses_in_a_child_and_reaps_it():
     blob = big_window([[LINE * 20_000]] * 2)
-    seen = []
-    batches = dumps.iter_fields(io.BytesIO(blob), "/dumps/RS_small.zst")
+    progress = []        # what the progress bar is told: compressed bytes read, as before
+    batches = dumps.iter_fields(dumps.CountingReader(io.BytesIO(blob), progress.append), "/dumps/RS_small.zst")
     n = len(next(batches))
     seen = children(os.getpid())
     n += sum(len(b) for b in batches)
-    assert n == 40_000
+    assert n == 40_000 and sum(progress) == len(blob)
     assert len(seen) == 1
     assert children(os.getpid()) == [] and not alive(seen[0])
 
