@@ -130,17 +130,23 @@ def test_same_chunks_and_same_damage_report_as_in_process(name, start, monkeypat
     assert children(os.getpid()) == []
 
 
-def test_a_read_error_of_the_source_is_raised_as_in_process():
-    blob = big_window([[LINE * 100_000]])
+@pytest.mark.parametrize("damaged", [False, True])
+def test_a_read_error_of_the_source_is_raised_as_in_process(damaged):
+    # the source fails halfway; when a corrupt frame comes before that, the corrupt frame is what is reported,
+    # although the feeder has read ahead of the child to the failure
+    good = big_window([[os.urandom(1 << 20)], [LINE * 1000]])
+    rest = b"\x28\xb5\x2f\xfd" + b"\xff" * 64 + os.urandom(1 << 20) if damaged else big_window([[os.urandom(1 << 20)]])
+    blob = good + rest
+    fail_at = len(good) + 1000
 
     class Failing(io.BytesIO):
         def read(self, n=-1):
-            if self.tell() > len(blob) // 2:
+            if self.tell() > fail_at:
                 raise OSError("the disk went away")
             return super().read(min(n, 4096))
 
     expected = outcome(reading._zstd_chunks(Failing(blob)))
-    assert expected[1] == ("OSError", None, "the disk went away") and expected[0]
+    assert expected[1][0] == ("UnreadableInput" if damaged else "OSError") and expected[0]
     assert outcome(dumps.iter_chunks(Failing(blob), "/dumps/RS_x.zst")) == expected
 
 

@@ -138,8 +138,8 @@ def _from_child(proc: subprocess.Popen, first: bytes, raw: IO[bytes]) -> Iterato
             elif tag == LAST:       # decoded after the end of the input: dropped if that end was a read error,
                 if feeder.error is None:   # as the in-process reader loses it when raw.read raises
                     yield payload
-            elif feeder.error is not None:
-                raise feeder.error
+            elif tag in (END, TRUNCATED) and feeder.error is not None:
+                raise feeder.error  # the input ended at the source's read error (damage before it came first)
             elif tag == END:
                 return
             elif tag == TRUNCATED:
