@@ -17,7 +17,8 @@ from apache_beam.io.filesystem import CompressionTypes
 
 from core.records import DROPPED, SOURCE, Drop, Step, Submission
 from crawl.sources.reading import (CHUNK, DECODE_ERRORS, MAX_LINE, TOO_LONG, ZSTD_MAX_WINDOW,  # noqa: F401
-                                   TruncatedInput, UnreadableInput, iter_chunks, iter_line_batches, iter_lines)
+                                   TruncatedInput, UnreadableInput, iter_line_batches, iter_lines)
+from crawl.sources.unzstd import iter_chunks   # a large-window .zst is decompressed in a child process
 
 INT64 = 2 ** 63             # karma and created_utc go to int64 Arrow columns
 
