@@ -27,7 +27,7 @@ class ShardConfig:
     # (pipeline/shards/write.py), so a 9B-token crawl gets ~70 shards and a demo gets a handful.
     target_tokens: int = 2**27       # tokens per shard at most (~256 MB of uint16); one bucket may exceed it
     buckets: int = 4096              # doc_id ranges per split that shards are packed from (the size granularity)
-    batch_tokens: int = 2**24        # tokens per Arrow record batch: what a shard writer holds while building one
+    batch_tokens: int = 2**22        # tokens per Arrow record batch: what a shard writer holds while building one
     val_fraction: float = 0.02       # share of documents (by hash of doc_id) in the val split
 
     def __post_init__(self):
