@@ -62,8 +62,20 @@ GOAL = 1.3
 # steps an addition adds (or that grow with the corpus) timed in the run's own process. Beam's local runner runs
 # the dedup stages in that process, so the module attributes patched here are what its DoFns call.
 PHASES = r"""
-import json, os, resource, sys, time
+import json, os, sys, threading, time
 t0 = time.perf_counter()
+MEM = {}   # peak of each of these in this process (kB), sampled: is a difference anonymous memory or mapped files?
+
+def sample():
+    while True:
+        with open("/proc/self/status") as f:
+            for line in f:
+                k = line.split(":")[0]
+                if k in ("VmHWM", "RssAnon", "RssFile"):
+                    MEM[k] = max(MEM.get(k, 0), int(line.split()[1]))
+        time.sleep(0.1)
+
+threading.Thread(target=sample, daemon=True).start()
 sys.argv[0] = "webtext"
 import webtext
 from crawl import seen
@@ -94,14 +106,29 @@ timed(corpus, "commit", "commit (move shards, manifest)")
 timed(runner, "write_card", "write_card (dataset card over every shard)")
 timed(runner, "build", "build (pipeline graph)")
 timed(dt, "open_corpus", "open_corpus (sketch index load; cached after the first call)")
+timed(di.SketchIndex, "__init__", "  of which SketchIndex opened")
 timed(dt, "old_entries", "old_entries (CorpusMatches lookups, per new document)", consume=True)
 timed(seen.SeenLinks, "__init__", "SeenLinks load (URL index)")
 timed(seen.SeenLinks, "__contains__", "SeenLinks lookups (per link)")
 code = webtext.main(sys.argv[1:])
 T["total in process"] = time.perf_counter() - t0
 ORDER.append("total in process")
+MAPS = {}
+MAPPED = {}   # resident kB of the corpus's index files still mapped at the end (open_corpus keeps them open)
+path = None
+with open("/proc/self/smaps") as f:
+    for line in f:
+        head = line.split()
+        if not head[0].endswith(":"):   # a mapping's first line: address range, perms, offset, dev, inode[, path]
+            path = head[5] if len(head) >= 6 and "/_index/" in head[5] else None
+        elif path and line.startswith("Rss:"):
+            key = "/".join(path.split("/")[-2:])
+            MAPPED[key] = MAPPED.get(key, 0) + int(head[1])
+            MAPS[key] = MAPS.get(key, 0) + 1
 with open(os.environ["GROW_PHASES"], "w") as f:
-    json.dump({"seconds": T, "calls": N, "order": ORDER, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, f)
+    json.dump({"seconds": T, "calls": N, "order": ORDER, "mem_mb": {k: v / 1024 for k, v in MEM.items()},
+               "index_resident_mb": {k: round(v / 1024, 1) for k, v in sorted(MAPPED.items()) if v},
+               "index_mappings": MAPS}, f)
 sys.exit(code)
 """
 
@@ -190,10 +217,10 @@ def index_ids(corpus: Path) -> set:
         return set(ipc.open_file(f).read_all().column("doc_id").to_pylist())
 
 
-def phases(m2: Path, corpus: Path, tmp: Path, web, beam_args) -> dict:
+def phases(m2: Path, corpus: Path, tmp: Path, web, beam_args, runs: str = "AB") -> dict:
     """One more A and B through the PHASES driver: seconds of the steps an addition adds, in the run's process."""
     out = {}
-    for which in "AB":
+    for which in runs:
         target = tmp / ("phases-alone" if which == "A" else "phases-grown")
         if which == "B":
             shutil.copytree(corpus, target, symlinks=True)
@@ -227,7 +254,13 @@ def phases_report(ph: dict) -> str:
     L.append(f"  {'Beam run (stats.json seconds)':<72} {A['beam_s']:>7.2f} {B['beam_s']:>7.2f}")
     L.append("  stage seconds A: " + fmt_stages(A["stage_s"]))
     L.append("  stage seconds B: " + fmt_stages(B["stage_s"]))
-    L.append(f"  main process maxrss A {A['phases']['maxrss_mb']:.0f} MB, B {B['phases']['maxrss_mb']:.0f} MB")
+    L.append("  main process peaks (sampled every 0.1 s inside it), A / B: " + ", ".join(
+        f"{k} {A['phases']['mem_mb'].get(k, 0):.0f} / {B['phases']['mem_mb'].get(k, 0):.0f} MB"
+        for k in ("VmHWM", "RssAnon", "RssFile")) + " (RssFile: mapped files, e.g. the memory-mapped indexes)")
+    mapped = B["phases"].get("index_resident_mb") or {}
+    L.append(f"  B: the corpus's index files resident at the end of the run: {sum(mapped.values()):.1f} MB ("
+             + ", ".join(f"{k} {v}" for k, v in mapped.items()) + "); mappings per file: "
+             + ", ".join(f"{k} {v}" for k, v in (B["phases"].get("index_mappings") or {}).items()))
     return "\n".join(L)
 
 
@@ -265,6 +298,7 @@ def summary(res: dict) -> str:
     L.append(f"what B did (last pair): {g['added']:,} documents added as generation 1 (A kept {A[-1]['kept']:,}); "
              f"fetch drop already_in_corpus {g['already_in_corpus']:,}; dedup drops exact {g['exact']:,} + near "
              f"{g['near']:,}, of which {g['dups']['of_corpus']:,} of {g['dups']['examples']:,} listed in _drops/ "
+             f"({'all' if g['dups']['examples'] == g['exact'] + g['near'] else 'capped: run.drops_per_reason'}) "
              f"name a corpus document as survivor (A: exact {A[-1]['stats'].get('dedup', {}).get('dropped', {}).get('exact_duplicate', 0):,} "
              f"+ near {A[-1]['stats'].get('dedup', {}).get('dropped', {}).get('near_duplicate', 0):,})")
     L.append(f"_index/: generation 0 {g['index0'] / 2**20:.1f} MiB ({res['corpus_indexed']:,} documents indexed, "
