@@ -210,11 +210,11 @@ def dump_for(workdir: Path, seed: int, docs: Optional[int] = None, submissions: 
 
 
 class Web:
-    def __init__(self, seed: int, workdir: Path):
+    def __init__(self, seed: int, workdir: Path, extra_args=()):
         self.port_file = workdir / f"web-{os.getpid()}.port"
         self.port_file.unlink(missing_ok=True)
         self.proc = subprocess.Popen([sys.executable, str(BENCH / "synth.py"), "serve", "--seed", str(seed),
-                                      "--port-file", str(self.port_file)], env=ENV)
+                                      "--port-file", str(self.port_file), *extra_args], env=ENV)
         for _ in range(300):
             if self.port_file.exists():
                 break

@@ -18,6 +18,9 @@ sentences from an order-2 word Markov chain over the prose Python ships in pydoc
 templates (nav, byline, related links, comments, footer). Per article id (a stable hash decides): ~3% 404,
 ~2% stubs too short to keep, ~1% non-English, ~3% exact copies and ~3% near copies (about 10% of sentences
 edited) of an earlier article. robots.txt is a 404 (allow all). Generating a page costs ~60 us (after a ~1 s start).
+A later month (bench/grow.py): `write_dump(..., prior=<earlier article URLs>, start=<its submissions>)` continues
+its ids and time and reposts its URLs too; `serve --older-below N` makes ~5% of the ids >= N exact and ~5% near
+copies of a random id < N (the earlier month's pages at new URLs); ids < N are served as without it.
 
     python bench/synth.py dump --docs 1e4 --seed 1 --out RS_synth.zst
     python bench/synth.py serve --seed 1 --port-file PORT     (prints the port to PORT, serves until killed)
@@ -36,7 +39,7 @@ import sys
 import threading
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 RATES = {
     "self": 0.40, "nsfw": 0.06, "repost": 0.08, "utm_on_repost": 0.3,
@@ -44,6 +47,9 @@ RATES = {
     "media_host": 0.33, "media_ext": 0.05, "wikipedia": 0.015,
     # per article id, on the web:
     "http_404": 0.03, "stub": 0.02, "foreign": 0.01, "exact_dup": 0.03, "near_dup": 0.03,
+    # per article id at or above the web's `older_below` (a later month, bench/grow.py): copies of an article id
+    # below it (an earlier month's page at a new URL: syndication, mirrors, scrapers)
+    "exact_old": 0.05, "near_old": 0.05,
 }
 MEDIA_HOSTS = ("i.imgur.com", "imgur.com", "i.redd.it", "v.redd.it", "www.youtube.com", "youtu.be", "gfycat.com",
                "streamable.com", "vimeo.com", "www.reddit.com")
@@ -140,24 +146,29 @@ def article_text(aid: int, seed: int) -> Tuple[str, List[List[str]]]:
     return title, paras
 
 
-def page_kind(aid: int, seed: int) -> str:
+def page_kind(aid: int, seed: int, older_below: Optional[int] = None) -> str:
     u = (_h("kind", seed, aid) % 100_000) / 100_000
-    for kind in ("http_404", "stub", "foreign", "exact_dup", "near_dup"):
+    later = older_below is not None and aid >= older_below
+    for kind in ("http_404", "stub", "foreign", "exact_dup", "near_dup") + (("exact_old", "near_old") if later else ()):
         if u < RATES[kind]:
             return kind
         u -= RATES[kind]
     return "ok"
 
 
-def page_content(aid: int, seed: int) -> Optional[Tuple[str, List[List[str]]]]:
-    """Title and paragraphs the page of article `aid` shows, or None for a 404."""
-    kind = page_kind(aid, seed)
+def page_content(aid: int, seed: int, older_below: Optional[int] = None) -> Optional[Tuple[str, List[List[str]]]]:
+    """Title and paragraphs the page of article `aid` shows, or None for a 404. With `older_below`, ids from it
+    up may also copy any id below it (kinds exact_old, near_old)."""
+    kind = page_kind(aid, seed, older_below)
     if kind == "http_404":
         return None
-    if kind in ("exact_dup", "near_dup") and aid > 0:
-        src = max(0, aid - 1 - _h("src", seed, aid) % 200)
+    if kind in ("exact_dup", "near_dup", "exact_old", "near_old") and aid > 0:
+        if kind.endswith("_old"):
+            src = _h("src", seed, aid) % older_below
+        else:
+            src = max(0, aid - 1 - _h("src", seed, aid) % 200)
         title, paras = article_text(src, seed)
-        if kind == "near_dup":
+        if kind.startswith("near"):
             rng = random.Random(_h("edit", seed, aid))
             pool = markov_pool(seed)
             paras = [[(pool[rng.randrange(POOL_SIZE)] if rng.random() < 0.1 else s) for s in p] for p in paras]
@@ -176,8 +187,8 @@ def _esc(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def render_page(host: str, aid: int, seed: int) -> Optional[bytes]:
-    content = page_content(aid, seed)
+def render_page(host: str, aid: int, seed: int, older_below: Optional[int] = None) -> Optional[bytes]:
+    content = page_content(aid, seed, older_below)
     if content is None:
         return None
     title, paras = content
@@ -192,7 +203,7 @@ def render_page(host: str, aid: int, seed: int) -> Optional[bytes]:
     comments = ("" if t == 2 else '<section class="comments"><h3>Comments</h3><div class="comment"><p>Great '
                 'read, thanks for sharing.</p></div><div class="comment"><p>I disagree with some of this.</p>'
                 '</div></section>')
-    html = (f'<!doctype html><html lang="{"de" if page_kind(aid, seed) == "foreign" else "en"}"><head>'
+    html = (f'<!doctype html><html lang="{"de" if page_kind(aid, seed, older_below) == "foreign" else "en"}"><head>'
             f'<meta charset="utf-8"><title>{_esc(title)} | {site}</title>'
             f'<meta name="description" content="{_esc(title)}"></head><body>'
             f'<header><div class="logo">{site}</div><nav><ul>{nav}</ul></nav></header>'
@@ -234,8 +245,12 @@ def score_of(rng: random.Random) -> int:
     return min(100_000, 3 + int(rng.paretovariate(0.8)) - 1 + rng.randrange(3))
 
 
-def write_dump(path: str, seed: int, docs: Optional[int] = None, submissions: Optional[int] = None) -> dict:
-    """Write the dump; stop at `docs` eligible distinct article URLs or after `submissions` lines. Returns counts."""
+def write_dump(path: str, seed: int, docs: Optional[int] = None, submissions: Optional[int] = None,
+               prior: Sequence[str] = (), start: int = 0) -> dict:
+    """Write the dump; stop at `docs` eligible distinct article URLs or after `submissions` lines. Returns counts.
+    A later month (bench/grow.py): `prior` are an earlier dump's article URLs in id order (reposts may pick them;
+    new article ids continue after them; `docs` counts only new URLs), `start` its number of submissions (ids and
+    created_utc continue after it)."""
     import zstandard
     assert (docs is None) != (submissions is None)
     rng = random.Random(seed)
@@ -247,7 +262,9 @@ def write_dump(path: str, seed: int, docs: Optional[int] = None, submissions: Op
         acc += 1.0 / r ** 1.05
         cum.append(acc)
     pool = sentences()
-    articles: List[str] = []          # article URLs so far (reposts pick among them)
+    articles: List[str] = list(prior)   # article URLs so far (reposts pick among them); the id is the index
+    prior_set = set(prior)
+    prior_eligible = set()
     eligible: Dict[str, int] = {}     # normalized-ish URL -> 1 once eligible
     counts = {"submissions": 0, "self": 0, "nsfw": 0, "media": 0, "wikipedia": 0, "article_posts": 0, "reposts": 0}
     params = zstandard.ZstdCompressionParameters.from_level(3, window_log=31, write_content_size=False)
@@ -260,11 +277,11 @@ def write_dump(path: str, seed: int, docs: Optional[int] = None, submissions: Op
                 break
             if docs is not None and len(eligible) >= docs:
                 break
-            sid = base36(36 ** 5 * 3 + 7919 * (i + 1))
+            sid = base36(36 ** 5 * 3 + 7919 * (start + i + 1))
             sub = SUBREDDITS[min(len(SUBREDDITS) - 1, int(rng.paretovariate(1.0)) - 1)]
             score = score_of(rng)
             nsfw = rng.random() < RATES["nsfw"]
-            created = t0 + i * 7 + rng.randrange(7)
+            created = t0 + (start + i) * 7 + rng.randrange(7)
             title = " ".join(pool[rng.randrange(len(pool))].split()[:rng.randint(5, 14)]).rstrip(".,;:")
             slug = re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")[:50]
             permalink = f"/r/{sub}/comments/{sid}/{slug}/"
@@ -307,7 +324,10 @@ def write_dump(path: str, seed: int, docs: Optional[int] = None, submissions: Op
             if nsfw:
                 counts["nsfw"] += 1
             if kind == "article" and not nsfw and score >= 3:
-                eligible[url.split("?", 1)[0]] = 1
+                if url.split("?", 1)[0] in prior_set:
+                    prior_eligible.add(url.split("?", 1)[0])
+                else:
+                    eligible[url.split("?", 1)[0]] = 1
             rec = {
                 "archived": False, "author": f"user_{base36(_h('author', seed, rng.randrange(1 << 20)) % 36 ** 7)}",
                 "author_flair_text": None, "created_utc": created, "distinguished": None, "domain": domain,
@@ -324,6 +344,10 @@ def write_dump(path: str, seed: int, docs: Optional[int] = None, submissions: Op
         counts["submissions"] = i
     os.replace(tmp, path)
     counts["eligible_article_urls"] = len(eligible)
+    if prior:
+        counts["eligible_prior_urls"] = len(prior_eligible)
+        counts["first_aid"] = len(prior)
+        counts["articles"] = len(articles)
     counts["hosts"] = n_hosts
     counts["bytes"] = os.path.getsize(path)
     return counts
@@ -355,7 +379,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = "/" + path.split("?", 1)[0]
         host = host.split(":", 1)[0].lower()
         m = _AID.search(path)
-        body = render_page(host, int(m.group(1)), self.server.seed) if m else None
+        body = render_page(host, int(m.group(1)), self.server.seed, self.server.older_below) if m else None
         status = 200 if body is not None else 404
         body = body if body is not None else NOT_FOUND
         self.send_response(status)
@@ -378,17 +402,17 @@ class SynthServer(ThreadingHTTPServer):
     request_queue_size = 1024
     allow_reuse_address = True
 
-    def __init__(self, seed: int, port: int = 0):
+    def __init__(self, seed: int, port: int = 0, older_below: Optional[int] = None):
         super().__init__(("127.0.0.1", port), _Handler)
-        self.seed, self.served = seed, 0
+        self.seed, self.served, self.older_below = seed, 0, older_below
 
     def handle_error(self, request, client_address):
         pass
 
 
-def serve(seed: int, port_file: Optional[str] = None, port: int = 0) -> None:
+def serve(seed: int, port_file: Optional[str] = None, port: int = 0, older_below: Optional[int] = None) -> None:
     markov_pool(seed)
-    server = SynthServer(seed, port)
+    server = SynthServer(seed, port, older_below)
     if port_file:
         with open(port_file + ".tmp", "w") as f:
             f.write(str(server.server_address[1]))
@@ -420,11 +444,12 @@ def main(argv=None) -> None:
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--port-file")
     s.add_argument("--port", type=int, default=0)
+    s.add_argument("--older-below", type=_num, help="article ids from this one up may copy one below it")
     args = ap.parse_args(argv)
     if args.cmd == "dump":
         print(json.dumps(write_dump(args.out, args.seed, docs=args.docs, submissions=args.submissions)))
     else:
-        serve(args.seed, args.port_file, args.port)
+        serve(args.seed, args.port_file, args.port, args.older_below)
 
 
 if __name__ == "__main__":
