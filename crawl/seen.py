@@ -16,7 +16,7 @@ import apache_beam as beam
 import numpy as np
 
 from core import files
-from core.records import FETCH, Link, Step, doc_id_for
+from core.records import FETCH, Step, doc_id_for
 
 URLS = "urls.npy"
 IN_CORPUS = "already_in_corpus"   # fetch drop: the corpus fetched this link in an earlier generation
@@ -42,7 +42,7 @@ class RecordLinks(beam.DoFn):
     def start_bundle(self):
         self.ids: List[int] = []
 
-    def process(self, link: Link):
+    def process(self, link):   # a Link (not annotated: Beam 2.78 checks it against HarvestLinks' tagged output)
         self.ids.append(link_key(link.url))
         return []
 
@@ -103,7 +103,7 @@ class NotInCorpus(Step):
     def setup(self):
         self.seen = SeenLinks(self.directories)
 
-    def process(self, link: Link):
+    def process(self, link):   # a Link
         if link.url in self.seen:
             self.count("in")
             yield from self.emit(self.drop(IN_CORPUS, link.url))
