@@ -234,6 +234,10 @@ class _KarmaThreshold(beam.DoFn):
         super().__init__()
         self.rules, self.examples = rules, examples
 
+    def infer_output_type(self, input_type):
+        # Beam (2.78) would infer Union[TaggedOutput, Link] from the yields and refuse a Link-typed step after it
+        return beam.typehints.Any
+
     def process(self, kv):
         merged = merge_batches(kv[1])
         n_in = out = dups = 0
