@@ -69,7 +69,9 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
             drops.append(new[DROPPED])
         # the links this run fetches, for the corpus's URL index (merged when the run has ended)
         _ = to_fetch | "RecordLinks" >> beam.ParDo(RecordLinks(files.join(out_dir, LINK_PARTS)))
-        if outcome_files(payload_dir):  # a rerun: pages an earlier run decided are neither fetched nor extracted
+        # a rerun: pages an earlier run decided are neither fetched nor extracted (looked for where --out is local:
+        # listing a gs:// --out here would talk to the bucket while the job is only being built)
+        if files.is_local(payload_dir) and outcome_files(payload_dir):
             resumed = to_fetch | "Resume" >> Resume(payload_dir, job, quiet=cfg.run.quiet)
             to_fetch, reused = resumed["links"], [resumed["documents"]]
             drops.append(resumed[DROPPED])
