@@ -22,6 +22,7 @@ from core.records import EXTRACT, FETCH, SHARDS, STAGES
 from core.settings import UsageError
 from core import files
 from core.shard_format import add_stats_to_manifest, read_manifest
+from crawl.fetch.procs import default_fetch_processes
 from crawl.text.pool import default_processes
 from pipeline import corpus, crosscheck, outdir
 from pipeline.build import build
@@ -84,17 +85,20 @@ def check_inputs(cfg: Config) -> int:
 
 def resolve_processes(cfg: Config, options: PipelineOptions) -> Config:
     """extract.processes = 0 means: on the local runner, the cores shared among its workers; elsewhere 1, since
-    Dataflow/Spark already run one SDK process per core."""
-    if cfg.extract.processes:
-        return cfg
-    runner = str(options.view_as(StandardOptions).runner or "")
-    if runner.rsplit(".", 1)[-1] in ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner", "PrismRunner"):
-        workers = options.view_as(DirectOptions).direct_num_workers or 1
-        workers = default_processes() if workers <= 0 else workers
-        processes = max(1, default_processes() // workers)
-    else:
-        processes = 1
-    return dataclasses.replace(cfg, extract=dataclasses.replace(cfg.extract, processes=processes))
+    Dataflow/Spark already run one SDK process per core. fetch.processes = -1 means: one fetch process where one
+    process would otherwise run every bundle and every fetch thread under one GIL (the local runner's default
+    single worker, with 2+ cores), else none. Prism runs bundles in parallel, each its own fetch."""
+    runner = str(options.view_as(StandardOptions).runner or "").rsplit(".", 1)[-1]
+    local = runner in ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner", "PrismRunner")
+    workers = options.view_as(DirectOptions).direct_num_workers or 1
+    workers = default_processes() if workers <= 0 else workers
+    extract, fetch = cfg.extract, cfg.fetch
+    if not extract.processes:
+        extract = dataclasses.replace(extract, processes=max(1, default_processes() // workers) if local else 1)
+    if fetch.processes < 0:
+        one_worker = local and runner != "PrismRunner" and workers == 1
+        fetch = dataclasses.replace(fetch, processes=default_fetch_processes(default_processes()) if one_worker else 0)
+    return dataclasses.replace(cfg, extract=extract, fetch=fetch)
 
 
 # Errors raised inside a worker that mean "fix your setup", not "a bug": shown as their one line.

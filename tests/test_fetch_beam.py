@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 
 import apache_beam as beam
+import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from crawl.fetch.config import FetchConfig
@@ -60,7 +61,8 @@ def test_host_key_splits_giant_hosts_stably():
     assert host_key(_link("http://small.example/"), {"giant.example": 1000}, 300)[0] == "small.example#0/1"
 
 
-def test_politeness_and_counters():
+@pytest.mark.parametrize("processes", [0, 1], ids=["in-worker", "fetch-process"])
+def test_politeness_and_counters(processes):
     delay = 0.3
     with LoopbackWeb() as web:
         links = []
@@ -73,9 +75,9 @@ def test_politeness_and_counters():
         web.add_redirect("http://site1.example/a3", "https://en.wikipedia.org/wiki/Politeness")
         web.add("http://site2.example/a3", b"\x89PNG\r\n\x1a\n\0\0", content_type="image/png")
         links.append(_link("http://site3.example/missing"))
-        cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=delay, read_timeout=2, global_concurrency=8)
+        cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=delay, read_timeout=2, global_concurrency=8, processes=processes)
         t0 = time.monotonic()
-        pages, drops, counters = _run(links, cfg, "polite")
+        pages, drops, counters = _run(links, cfg, f"polite{processes}")
         took = time.monotonic() - t0
         log = list(web.log)
 
@@ -104,7 +106,8 @@ def test_politeness_and_counters():
     assert took < 4 * 5 * delay                                        # far below hosts one after another
 
 
-def test_one_fetch_thread_takes_the_largest_host_group_waiting():
+@pytest.mark.parametrize("processes", [0, 1], ids=["in-worker", "fetch-process"])
+def test_one_fetch_thread_takes_the_largest_host_group_waiting(processes):
     # One thread: the first host group it gets runs at once, the others wait; the biggest of those goes next, so the
     # 5-URL host is never fetched last (first in, first out would put it last when its key comes last).
     with LoopbackWeb() as web:
@@ -114,8 +117,8 @@ def test_one_fetch_thread_takes_the_largest_host_group_waiting():
                 url = f"http://{host}/a{i}"
                 web.add(url, _page_html(url))
                 links.append(_link(url))
-        cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=0.05, read_timeout=2, global_concurrency=1)
-        pages, _, counters = _run(links, cfg, "largest")
+        cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=0.05, read_timeout=2, global_concurrency=1, processes=processes)
+        pages, _, counters = _run(links, cfg, f"largest{processes}")
         order = [host for _, _, host, path in web.log if path != "/robots.txt"]
     assert counters["fetch.out"] == len(pages) == 8
     first_host = order[0]
@@ -229,7 +232,8 @@ def test_resume_retries_chosen_outcomes_and_refetches_lost_warcs(tmp_path):
         assert counters["fetch.in"] == 3 == counters["fetch.out"]
 
 
-def test_split_host_gets_one_request_per_delay_in_total():
+@pytest.mark.parametrize("processes", [0, 1], ids=["in-worker", "fetch-process"])
+def test_split_host_gets_one_request_per_delay_in_total(processes):
     """A giant host split into keys that share a worker: about one request per delay overall (N x delay), not
     each key waiting n_keys x the delay on the host's shared pacer as well (N x n_keys x delay)."""
     delay, n = 0.15, 12
@@ -240,8 +244,8 @@ def test_split_host_gets_one_request_per_delay_in_total():
             web.add(url, _page_html(url))
             links.append(_link(url))
         cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=delay, read_timeout=2, robots=False,
-                          max_urls_per_host_key=4, global_concurrency=8)
-        pages, drops, counters = _run(links, cfg, "split")
+                          max_urls_per_host_key=4, global_concurrency=8, processes=processes)
+        pages, drops, counters = _run(links, cfg, f"split{processes}")
         log = [(t, path) for t, _, host, path in web.log if host == "giant.example"]
     assert len(pages) == n and not drops
     keys = {l.url.rsplit("/", 1)[1]: host_key(l, {"giant.example": n}, 4)[0] for l in links}
@@ -256,7 +260,8 @@ def test_split_host_gets_one_request_per_delay_in_total():
     assert starts[-1] - starts[0] < 0.6 * (n - 1) * 3 * delay
 
 
-def test_redirect_targets_are_paced_across_workers():
+@pytest.mark.parametrize("processes", [0, 1], ids=["in-worker", "fetch-process"])
+def test_redirect_targets_are_paced_across_workers(processes):
     """A shortener split over keys on two worker processes, every link redirecting to one target host that has
     links of its own: the target still sees one request per delay, because the redirected chains are fetched
     under the target host's key (measured at the server, which lives in this process)."""
@@ -272,7 +277,7 @@ def test_redirect_targets_are_paced_across_workers():
             web.add(f"http://target.example/own{i}", _page_html(i))
             links.append(_link(f"http://target.example/own{i}"))
         cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=delay, read_timeout=2, robots=False,
-                          max_urls_per_host_key=2, global_concurrency=8, redirect_rounds=2)
+                          max_urls_per_host_key=2, global_concurrency=8, redirect_rounds=2, processes=processes)
         opts = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
         p = beam.Pipeline(runner=FnApiRunner(), options=opts)
         _ = p | beam.Create(links) | FetchPages(cfg, quiet=True)

@@ -36,6 +36,8 @@ class FetchConfig:
     min_delay: float = 1.0              # seconds from the end of a response to the next request on that host
     per_host_concurrency: int = 1       # requests in flight per host within one worker
     global_concurrency: int = 32        # hosts fetched at once per worker (threads)
+    processes: int = -1                 # fetch processes per worker (0: its threads; -1: 1 if local, 2+ cores)
+                                        # global_concurrency is shared among them (crawl/fetch/procs.py)
     max_retries: int = 2                # extra attempts on retry_statuses
     retry_statuses: Tuple[int, ...] = (429, 500, 502, 503, 504)   # HTTP statuses retried with backoff
     backoff: float = 2.0                # first retry wait; doubles per retry (Retry-After wins when longer)
@@ -55,6 +57,8 @@ class FetchConfig:
         if not self.user_agent:
             agent = f"webtext/0.1 (+{self.contact})" if self.contact else "webtext/0.1 (research crawl; no contact given)"
             object.__setattr__(self, "user_agent", agent)
+        if self.processes < -1:
+            raise ValueError("processes must be >= -1 (-1: decided by the runner)")
         if self.per_host_concurrency < 1 or self.global_concurrency < 1 or self.max_urls_per_host_key < 1:
             raise ValueError("fetch concurrency and max_urls_per_host_key must be >= 1")
         for name in ("connect_timeout", "read_timeout", "page_timeout", "robots_timeout", "dns_timeout", "max_bytes",

@@ -23,6 +23,7 @@ timeouts) for a second chance.
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
@@ -42,6 +43,7 @@ from core.progress import stage_bar, workers_of
 
 from crawl.fetch.config import FetchConfig
 from crawl.fetch.fetcher import DEFERRED, FetchResult, Pacer, fetch_host, fetch_pending, make_session
+from crawl.fetch.procs import FetchProcs
 from crawl.links import LinkRules, host_of
 from core.records import DROPPED, FETCH, Link, Step, doc_id_for
 from crawl.fetch.robots import RobotsCache
@@ -94,13 +96,18 @@ class _FetchHosts(_FetchStep):
 
     def setup(self):
         cfg = self.cfg
+        self.interrupted = False           # some host was left unfinished (its bundle failed)
+        self.bar = None                 # made at the first host group: idle workers show no bar
+        self.procs = None
+        if cfg.processes > 0:   # the fetch in child processes (crawl/fetch/procs.py): off this process's GIL
+            self.procs = FetchProcs(cfg, self.rules, cfg.processes, cfg.global_concurrency // cfg.processes,
+                                    done=_HOST_DONE)
+            return
         self.session = make_session(cfg)
         self.pacer, self.resolver = Pacer(cfg.per_host_concurrency), Resolver(timeout=cfg.dns_timeout)
         self.robots = RobotsCache(cfg.user_agent) if cfg.robots else None
         self.pool = ThreadPoolExecutor(cfg.global_concurrency, thread_name_prefix="fetch")
         self.stopped = threading.Event()   # set by teardown: host threads stop before their next request
-        self.interrupted = False           # some host was left unfinished (its bundle failed)
-        self.bar = None                 # made at the first host group: idle workers show no bar
 
     def start_bundle(self):
         self.done, self.inflight = queue.Queue(READY_PAGES), 0
@@ -135,9 +142,18 @@ class _FetchHosts(_FetchStep):
         finally:
             self._put(done, _HOST_DONE)
 
+    def _deliver(self, done, sink, item) -> None:
+        """A fetch process's result (on FetchProcs' reader thread): logged to the WARC sink, then queued."""
+        if sink is not None and isinstance(item, tuple) and item[1].outcome != DEFERRED:
+            try:
+                sink.add(*item)
+            except BaseException as e:   # the WARC disk failed: fail the bundle, as the threads do
+                item = e
+        self._put(done, item)
+
     def _put(self, done, item) -> None:
         """Wait for room in the ready queue, but not past teardown (then nobody drains it any more)."""
-        while not self.stopped.is_set():
+        while not (self.procs.stopped if self.procs is not None else self.stopped).is_set():
             try:
                 done.put(item, timeout=0.5)
                 return
@@ -173,6 +189,12 @@ class _FetchHosts(_FetchStep):
             self.count("in", len(links))
         self.inflight += 1   # queued behind the running hosts; the ready queue, not this count, is the backpressure
         share = key_share(key, len(links), giants) if self.round == 0 else 1.0
+        if self.procs is not None:
+            defer = self.round < self.cfg.redirect_rounds
+            self.procs.submit(key, links, links if self.round == 0 else [p.link for p in links], share, self.round,
+                              defer, functools.partial(self._deliver, self.done, self.sink))
+            yield from self._drain(wait_for_host=False)
+            return
         with self.waiting_lock:
             heapq.heappush(self.waiting, (-len(links), next(self.arrived), key, links, share))
         self.pool.submit(self._run_largest, self.done, self.sink)
@@ -194,8 +216,12 @@ class _FetchHosts(_FetchStep):
         # politeness would be broken. So they stop before their next request, and teardown waits for the one in
         # flight (bounded by the per-page wall-clock cap) so that none overlaps the retry, then the delay, which
         # the retry's Pacer cannot know about.
-        self.stopped.set()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.procs is not None:
+            cfg = self.cfg
+            self.interrupted = self.procs.stop(wait=cfg.page_timeout + cfg.robots_timeout + 5)
+        else:
+            self.stopped.set()
+            self.pool.shutdown(wait=True, cancel_futures=True)
         if self.interrupted:
             time.sleep(self.cfg.min_delay)
         if self.bar is not None:

@@ -30,6 +30,7 @@ import signal  # noqa: E402
 import threading  # noqa: E402
 from typing import Dict, List  # noqa: E402
 
+from core import forkserver  # noqa: E402
 from core.records import Document, Page  # noqa: E402
 from crawl.links import LinkRules  # noqa: E402
 from crawl.text.extract import ExtractConfig, ExtractTimeout, document_from_page, extract_text, identify_language  # noqa: E402
@@ -132,14 +133,13 @@ def _task(task_id: int, page: Page, cfg: ExtractConfig, rules: LinkRules, then):
 
 # ------------------------------------------------------------------------------ parent side
 def _pool_context(preload=()):
-    # forkserver: workers fork from a clean single-threaded server that imported trafilatura once (cheap
-    # replacements, safe beside Beam's threads). Like spawn, it imports the caller's __main__ module in the
-    # server: a script that starts a run needs the usual `if __name__ == "__main__":` guard (see ExtractPool).
-    ctx = multiprocessing.get_context("forkserver")
+    # forkserver (core/forkserver.py): workers fork from a clean server that imported trafilatura once.
     # `preload`: the module of the per-document work (`then`), else each worker imports it on its first task
     # (~1 s of imports per worker). The list counts where the forkserver starts: once per process.
-    ctx.set_forkserver_preload(["crawl.text.pool", "trafilatura", "pycld2", *preload])
-    return ctx
+    return forkserver.context(*preload)
+
+
+forkserver.preload("crawl.text.pool", "trafilatura", "pycld2")
 
 
 CRASHED = ("extract_crashed", "its extraction worker died on this page (killed, crashed or out of memory)")
