@@ -97,7 +97,8 @@ def test_extraction_process_pool_survives_teardown_and_setup_again():
     for _ in range(2):
         dofn = _ExtractBatch(ExtractConfig(processes=1, timeout=20), LinkRules(), quiet=True)
         dofn.setup()
-        out = [o for o in dofn.process(pages)]
+        dofn.start_bundle()
+        out = [o for o in dofn.process(pages)] + [v.value for v in dofn.finish_bundle()]
         dofn.teardown()
         results.append(sorted((d.url, d.text) for d in out if isinstance(d, Document)))
     assert results[0] == results[1] and len(results[0]) == 4

@@ -202,8 +202,10 @@ def test_dofn_instances_in_one_process_share_one_pool_of_at_most_the_cores():
         for d in dofns:
             d.setup()
 
-        def run(k):
-            outputs[k] = list(dofns[k].process([page(article(i), i) for i in range(8 * k, 8 * k + 8)]))
+        def run(k):   # one bundle: batches are extracted one behind the other, the last handed on at its end
+            dofns[k].start_bundle()
+            out = list(dofns[k].process([page(article(i), i) for i in range(8 * k, 8 * k + 8)]))
+            outputs[k] = out + [v.value for v in dofns[k].finish_bundle()]
 
         threads = [threading.Thread(target=run, args=(k,)) for k in range(3)]
         for t in threads:

@@ -40,6 +40,15 @@ DIED = "its fetch process died before this link was done (killed, out of memory 
 
 
 # ------------------------------------------------------------------------------------- child side
+def _die_with_parent() -> None:
+    """SIGKILL when the process that forked this one (the forkserver, which ends with the run) dies (Linux)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _name_process(name: bytes) -> None:
     """What ps, top and the scale bench show for this process (Linux; elsewhere nothing)."""
     try:
@@ -54,6 +63,7 @@ def _child(cfg: FetchConfig, rules: LinkRules, tasks, results, threads: int) -> 
     done go back on `results`. "stop": stop before the next request and exit; EOF (the parent is gone): the same."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's to handle; it stops this child
     _name_process(b"webtext-fetch")
+    _die_with_parent()
     from crawl.fetch.fetcher import fetch_host, fetch_pending, make_session
     from crawl.fetch.http import Pacer
     from crawl.fetch.robots import RobotsCache
@@ -98,11 +108,13 @@ def _child(cfg: FetchConfig, rules: LinkRules, tasks, results, threads: int) -> 
             send((gid, "error", f"{type(e).__name__}: {e}"[:500]))
 
     pool = ThreadPoolExecutor(threads, thread_name_prefix="fetch")
+    orphaned = False
     try:
         while True:
             try:
                 task = tasks.recv()
-            except (EOFError, OSError):
+            except (EOFError, OSError):   # the parent is gone (Ctrl-C, a kill): nobody reads what is in flight
+                orphaned = True
                 break
             if task == "stop":
                 break
@@ -112,7 +124,9 @@ def _child(cfg: FetchConfig, rules: LinkRules, tasks, results, threads: int) -> 
             pool.submit(run_largest)
     finally:
         stopped.set()                 # host threads stop before their next request
-        pool.shutdown(wait=True, cancel_futures=True)
+        # asked to stop: the requests in flight end first (the parent waits for that, bounded, so that none
+        # overlaps a retried bundle's); orphaned: now
+        pool.shutdown(wait=not orphaned, cancel_futures=True)
         os._exit(0)                   # no atexit work: the parent owns every file
 
 

@@ -7,18 +7,24 @@ every Document, and this stage counts that work's stage too (`then.stage`: in = 
 """
 from __future__ import annotations
 
+import collections
+from concurrent.futures import ThreadPoolExecutor
 from typing import List
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
 from core.progress import progress_bar
 from core.records import DROPPED, EXTRACT, Document, Drop, Page, Step
 from crawl.links import LinkRules
 from crawl.text.extract import ExtractConfig
-from crawl.text.pool import default_processes, shared_pool
+from crawl.text.pool import ExtractPool, default_processes, shared_pool
 
 
 class _ExtractBatch(Step):
+    """Batches go to the pool from a helper thread, one behind the other: while the workers extract batch N, the
+    bundle's thread hands on batch N-1's documents (Beam's per-element work downstream), so the workers do not
+    wait for it. Counting stays on the bundle's thread (Beam metrics live there)."""
     stage = EXTRACT
 
     def __init__(self, cfg: ExtractConfig, rules: LinkRules, quiet: bool = False, then=None):
@@ -28,21 +34,29 @@ class _ExtractBatch(Step):
     def setup(self):
         self.pool = shared_pool(self.cfg, self.cfg.processes or default_processes(), self.rules, self.then)
         self.pool.start_in_background()
+        self.feeder = ThreadPoolExecutor(1, thread_name_prefix="extract-feed")   # one batch at a time, in order
         self.bar = None
 
     def teardown(self):
+        self.feeder.shutdown(wait=True, cancel_futures=True)   # a running batch ends within its own bounds
         self.pool.close()
         if self.bar is not None:
             self.bar.close()
 
-    def process(self, pages: List[Page]):
-        if self.bar is None:
-            self.bar = progress_bar("extract", unit="page", quiet=self.quiet)
-        self.count("in", len(pages))
+    def start_bundle(self):
+        self.queued = collections.deque()   # (pages, future of (results, worker restarts)) in submission order
+
+    def _map(self, pages):
         restarts = self.pool.restarts
         results = self.pool.map(pages)
-        if self.pool.restarts > restarts:   # dead or wedged workers replaced (their pages: extract_crashed/timeout)
-            self.count("worker_restarts", self.pool.restarts - restarts)
+        return results, self.pool.restarts - restarts
+
+    def _wait(self):
+        """The oldest queued batch's outputs. The pool bounds each page (timeout + grace); so does this wait."""
+        pages, future = self.queued.popleft()
+        results, restarts = future.result(timeout=len(pages) * (self.cfg.timeout + ExtractPool.GRACE) + 60)
+        if restarts:   # dead or wedged workers replaced (their pages: extract_crashed/timeout)
+            self.count("worker_restarts", restarts)
         self.bar.update(len(pages))
         later = self.then.stage if self.then is not None else ""
         for page, result in zip(pages, results):
@@ -56,6 +70,22 @@ class _ExtractBatch(Step):
                     yield result
                     continue
             yield from self.emit(result)
+
+    def process(self, pages: List[Page]):
+        if self.bar is None:
+            self.bar = progress_bar("extract", unit="page", quiet=self.quiet)
+        self.count("in", len(pages))
+        self.queued.append((pages, self.feeder.submit(self._map, pages)))
+        while len(self.queued) > 1:   # the batch before this one: done or nearly, while this one runs
+            yield from self._wait()
+
+    def finish_bundle(self):
+        while self.queued:
+            for out in self._wait():
+                if isinstance(out, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
+                else:
+                    yield GlobalWindows.windowed_value(out)
 
 
 class ExtractDocuments(beam.PTransform):
