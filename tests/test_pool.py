@@ -227,3 +227,24 @@ def test_dofn_instances_in_one_process_share_one_pool_of_at_most_the_cores():
             break
         threading.Event().wait(0.1)
     assert _extraction_processes() == 0 and not getattr(pool_module, "_SHARED", None)
+
+
+def test_the_next_batch_is_extracted_while_the_last_ones_documents_are_handed_on():
+    """The extraction DoFn hands a batch to the pool and returns the batch before it: the workers are never idle
+    while the bundle's thread does Beam's work on the documents. The last batch comes out at the bundle's end."""
+    from crawl.text.transform import _ExtractBatch
+    dofn = _ExtractBatch(ExtractConfig(processes=1, timeout=60, language=""), LinkRules(), quiet=True)
+    dofn.setup()
+    try:
+        dofn.start_bundle()
+        batches = [[page(article(i), i) for i in range(4 * b, 4 * b + 4)] for b in range(3)]
+        first = list(dofn.process(batches[0]))        # queued: nothing to hand on yet
+        assert first == [] and len(dofn.queued) == 1
+        second = list(dofn.process(batches[1]))       # batch 0's documents, while batch 1 is in the pool
+        assert [d.url for d in second] == [f"http://example.com/{i}" for i in range(4)]
+        third = list(dofn.process(batches[2]))
+        assert [d.url for d in third] == [f"http://example.com/{i}" for i in range(4, 8)]
+        rest = [v.value for v in dofn.finish_bundle()]
+        assert [d.url for d in rest] == [f"http://example.com/{i}" for i in range(8, 12)] and not dofn.queued
+    finally:
+        dofn.teardown()
