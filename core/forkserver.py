@@ -9,7 +9,7 @@ when it is imported (`preload(...)`), before either starts the server. Like spaw
 import multiprocessing
 import threading
 
-_MODULES: list = []
+_MODULES: list = ["core.forkserver_init"]   # first: the server ignores Ctrl-C during the imports after it
 _LOCK = threading.Lock()
 
 
