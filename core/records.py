@@ -11,6 +11,7 @@ from typing import NamedTuple, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 
 class Submission(NamedTuple):
@@ -158,6 +159,15 @@ class Step(beam.DoFn):
     def process(self, element):
         self.count("in")
         yield from self.emit(self.apply(element))
+
+    @staticmethod
+    def windowed(outputs):
+        """Outputs of finish_bundle (which has no element to inherit a window from) in the global window."""
+        for out in outputs:
+            if isinstance(out, beam.pvalue.TaggedOutput):
+                yield beam.pvalue.TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
+            else:
+                yield GlobalWindows.windowed_value(out)
 
     def emit(self, result):
         """Count one result and route it: a Drop to `dropped`, anything else to the main output."""

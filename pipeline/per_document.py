@@ -20,11 +20,10 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.transforms.window import GlobalWindows
 
 from core import payloads
 
-from core.records import DROPPED, QUALITY, Document
+from core.records import DROPPED, QUALITY, Document, Step
 from core.tokenizer import encode_document
 from crawl.text.quality import QualityRules, quality_drop
 from dedup.config import DedupConfig
@@ -99,8 +98,7 @@ class WritePayloads(_Batched):
             yield from self._flush()
 
     def finish_bundle(self):
-        for doc in self._flush():
-            yield GlobalWindows.windowed_value(doc)
+        yield from Step.windowed(self._flush())
 
     def _flush(self):
         docs = self._take()

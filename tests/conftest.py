@@ -55,15 +55,50 @@ def committed_outcomes(warc_dir: str) -> dict:
     return index
 
 
+def respond_html(h, page: str) -> None:
+    """From a LoopbackWeb handler: `page` as a whole 200 text/html response."""
+    body = page.encode()
+    h.send_response(200)
+    h.send_header("Content-Type", "text/html")
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
+
+
 def recording_handler(seen: list, page: str):
     """A LoopbackWeb handler that serves `page` as HTML and records (request target, Host header) in `seen`: what a
     proxy was asked for, e.g. a pinned address with the name in Host."""
     def handler(h, url):
         seen.append((h.path, h.headers.get("Host")))
-        body = page.encode()
-        h.send_response(200)
-        h.send_header("Content-Type", "text/html")
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
+        respond_html(h, page)
     return handler
+
+
+def link_for(url: str, karma: int = 5):
+    """An outbound Link to `url`, as the link stage emits it."""
+    from core.records import Link
+    return Link(url, url.split("/")[2], karma, ("science",), 1_400_000_000, 1)
+
+
+COLLECTED: dict = {}   # FnApiRunner runs in this process: sinks append here
+
+
+def collect(x, name):
+    COLLECTED.setdefault(name, []).append(x)   # module-level: pickles by reference, so this is the live dict
+
+
+def run_fetch(links, cfg, tag):
+    """FetchPages over `links` on FnApiRunner: (pages, drops, counters by name, 0 when absent)."""
+    import collections
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from crawl.fetch.transform import FetchPages
+    COLLECTED.pop(f"{tag}.pages", None), COLLECTED.pop(f"{tag}.drops", None)
+    p = beam.Pipeline(runner=FnApiRunner())
+    out = p | f"Create{tag}" >> beam.Create(links) | FetchPages(cfg, quiet=True)
+    out["pages"] | f"Pages{tag}" >> beam.Map(collect, f"{tag}.pages")
+    out["dropped"] | f"Drops{tag}" >> beam.Map(collect, f"{tag}.drops")
+    result = p.run()
+    result.wait_until_finish()
+    return (COLLECTED.get(f"{tag}.pages", []), COLLECTED.get(f"{tag}.drops", []),
+            collections.defaultdict(int, counters(result)))

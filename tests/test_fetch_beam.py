@@ -13,52 +13,21 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from crawl.fetch.config import FetchConfig
 from crawl.fetch.transform import FetchPages, host_key
-from core.records import Link
 from crawl.fetch.warc import ReadWarcPages
-from conftest import committed_outcomes
+from conftest import COLLECTED, collect, committed_outcomes, counters, link_for, run_fetch
 from pipeline.demo.loopback import LoopbackWeb
-
-COLLECTED = defaultdict(list)      # FnApiRunner runs in this process: sinks can append here
-
-
-def _append(x, name):
-    COLLECTED[name].append(x)      # a module-level function pickles by reference: this is the live dict
-
-
-def _collect(name):
-    return beam.Map(_append, name=name)
-
-
-def _run(links, cfg, tag):
-    COLLECTED.pop(f"{tag}.pages", None), COLLECTED.pop(f"{tag}.drops", None)
-    p = beam.Pipeline(runner=FnApiRunner())
-    out = p | f"Create{tag}" >> beam.Create(links) | FetchPages(cfg, quiet=True)
-    out["pages"] | f"Pages{tag}" >> _collect(f"{tag}.pages")
-    out["dropped"] | f"Drops{tag}" >> _collect(f"{tag}.drops")
-    result = p.run()
-    result.wait_until_finish()
-    counters = defaultdict(int)    # the same counter from several steps (fetch and replay) adds up
-    for c in result.metrics().query()["counters"]:
-        if c.key.metric.namespace == "webtext":
-            counters[c.key.metric.name] += c.committed
-    return COLLECTED[f"{tag}.pages"], COLLECTED[f"{tag}.drops"], counters
-
-
-def _link(url):
-    return Link(url, url.split("/")[2], 5, ("science",), 1_400_000_000, 1)
-
 
 def _page_html(url):
     return f"<!doctype html><html><body><p>Article at {url}.</p></body></html>"
 
 
 def test_host_key_splits_giant_hosts_stably():
-    links = [_link(f"http://giant.example/{i}") for i in range(1000)]
+    links = [link_for(f"http://giant.example/{i}") for i in range(1000)]
     keys = [host_key(l, {"giant.example": 1000}, 300)[0] for l in links]
     assert set(keys) == {f"giant.example#{k}/4" for k in range(4)}
     assert max(keys.count(k) for k in set(keys)) < 330                # about 250 each
     assert keys == [host_key(l, {"giant.example": 1000}, 300)[0] for l in links]
-    assert host_key(_link("http://small.example/"), {"giant.example": 1000}, 300)[0] == "small.example#0/1"
+    assert host_key(link_for("http://small.example/"), {"giant.example": 1000}, 300)[0] == "small.example#0/1"
 
 
 @pytest.mark.parametrize("processes", [0, 1], ids=["in-worker", "fetch-process"])
@@ -70,14 +39,14 @@ def test_politeness_and_counters(processes):
             for i in range(4):
                 url = f"http://site{h}.example/a{i}"
                 web.add(url, _page_html(url))
-                links.append(_link(url))
+                links.append(link_for(url))
         web.add_robots("site0.example", "User-agent: *\nDisallow: /a3\n")
         web.add_redirect("http://site1.example/a3", "https://en.wikipedia.org/wiki/Politeness")
         web.add("http://site2.example/a3", b"\x89PNG\r\n\x1a\n\0\0", content_type="image/png")
-        links.append(_link("http://site3.example/missing"))
+        links.append(link_for("http://site3.example/missing"))
         cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=delay, read_timeout=2, global_concurrency=8, processes=processes)
         t0 = time.monotonic()
-        pages, drops, counters = _run(links, cfg, f"polite{processes}")
+        pages, drops, counters = run_fetch(links, cfg, f"polite{processes}")
         took = time.monotonic() - t0
         log = list(web.log)
 
@@ -116,9 +85,9 @@ def test_one_fetch_thread_takes_the_largest_host_group_waiting(processes):
             for i in range(n):
                 url = f"http://{host}/a{i}"
                 web.add(url, _page_html(url))
-                links.append(_link(url))
+                links.append(link_for(url))
         cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=0.05, read_timeout=2, global_concurrency=1, processes=processes)
-        pages, _, counters = _run(links, cfg, f"largest{processes}")
+        pages, _, counters = run_fetch(links, cfg, f"largest{processes}")
         order = [host for _, _, host, path in web.log if path != "/robots.txt"]
     assert counters["fetch.out"] == len(pages) == 8
     first_host = order[0]
@@ -151,7 +120,7 @@ def test_warc_resume_after_kill(tmp_path):
                 url = f"http://news{h}.example/story{i}"
                 if i != 5:
                     web.add(url, _page_html(url))                    # story5 is a 404 everywhere
-                links.append(_link(url))
+                links.append(link_for(url))
         cfg = dict(http_proxy=web.proxy_url, min_delay=0.15, read_timeout=2, warc_dir=warc_dir, warc_rotate=1)
 
         # Run 1 in a subprocess, killed (SIGKILL: no cleanup at all) after about half the pages were requested.
@@ -169,7 +138,7 @@ def test_warc_resume_after_kill(tmp_path):
 
         # Run 2: the same job. Only what run 1 did not commit goes to the network.
         n = len(web.log)
-        pages, drops, counters = _run(links, FetchConfig(**cfg), "resume")
+        pages, drops, counters = run_fetch(links, FetchConfig(**cfg), "resume")
         second = [f"http://{host}{path}" for _, _, host, path in web.log[n:] if "story" in path]
 
     # What run 1 committed is never fetched again. What it had written but not yet committed when it was killed is
@@ -194,28 +163,28 @@ def test_warc_resume_after_kill(tmp_path):
 def _read_warc(warc_dir, tag):
     COLLECTED.pop(tag, None)
     p = beam.Pipeline(runner=FnApiRunner())
-    _ = (p | ReadWarcPages(warc_dir))["pages"] | _collect(tag)
+    _ = (p | ReadWarcPages(warc_dir))["pages"] | beam.Map(collect, tag)
     p.run().wait_until_finish()
     return COLLECTED[tag]
 
 
 def test_resume_retries_chosen_outcomes_and_refetches_lost_warcs(tmp_path):
     warc_dir = str(tmp_path / "warc")
-    links = [_link(f"http://retry.example/{name}") for name in ("a", "b", "flaky")]
+    links = [link_for(f"http://retry.example/{name}") for name in ("a", "b", "flaky")]
     with LoopbackWeb() as web:
         for name in ("a", "b"):
             web.add(f"http://retry.example/{name}", _page_html(name))
         web.add("http://retry.example/flaky", "down", status=503)
         cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=0.0, max_retries=0, warc_dir=warc_dir)
-        pages, drops, _ = _run(links, cfg, "first")
+        pages, drops, _ = run_fetch(links, cfg, "first")
         assert len(pages) == 2 and [d.reason for d in drops] == ["http_5xx"]
 
         # Rerun: replayed by default, fetched again when the config lists the outcome in resume_retry.
         web.add("http://retry.example/flaky", _page_html("flaky"))
         n = len(web.log)
-        pages, drops, counters = _run(links, cfg, "replay")
+        pages, drops, counters = run_fetch(links, cfg, "replay")
         assert len(web.log) == n and [d.reason for d in drops] == ["http_5xx"] and counters["fetch.resumed"] == 3
-        pages, drops, counters = _run(links, FetchConfig(**{**cfg.__dict__, "resume_retry": ("http_5xx",)}), "retry")
+        pages, drops, counters = run_fetch(links, FetchConfig(**{**cfg.__dict__, "resume_retry": ("http_5xx",)}), "retry")
         assert [e[3] for e in web.log[n:] if e[3] != "/robots.txt"] == ["/flaky"]
         assert len(pages) == 3 and not drops and counters["fetch.resumed"] == 2
         assert committed_outcomes(warc_dir)["http://retry.example/flaky"].outcome == "ok"    # ok wins over the old 5xx
@@ -225,7 +194,7 @@ def test_resume_retries_chosen_outcomes_and_refetches_lost_warcs(tmp_path):
             if name.startswith("fetch-"):
                 os.remove(os.path.join(warc_dir, name))
         n = len(web.log)
-        pages, drops, counters = _run(links, cfg, "lost")
+        pages, drops, counters = run_fetch(links, cfg, "lost")
         assert counters["fetch.warc_unreadable"] == 3
         assert sorted(e[3] for e in web.log[n:] if e[3] != "/robots.txt") == ["/a", "/b", "/flaky"]
         assert len(pages) == 3 and not drops
@@ -242,10 +211,10 @@ def test_split_host_gets_one_request_per_delay_in_total(processes):
         for i in range(n):
             url = f"http://giant.example/p{i}"
             web.add(url, _page_html(url))
-            links.append(_link(url))
+            links.append(link_for(url))
         cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=delay, read_timeout=2, robots=False,
                           max_urls_per_host_key=4, global_concurrency=8, processes=processes)
-        pages, drops, counters = _run(links, cfg, f"split{processes}")
+        pages, drops, counters = run_fetch(links, cfg, f"split{processes}")
         log = [(t, path) for t, _, host, path in web.log if host == "giant.example"]
     assert len(pages) == n and not drops
     keys = {l.url.rsplit("/", 1)[1]: host_key(l, {"giant.example": n}, 4)[0] for l in links}
@@ -272,10 +241,10 @@ def test_redirect_targets_are_paced_across_workers(processes):
         for i in range(8):
             web.add_redirect(f"http://short.example/{i}", f"http://target.example/r{i}")
             web.add(f"http://target.example/r{i}", _page_html(i))
-            links.append(_link(f"http://short.example/{i}"))
+            links.append(link_for(f"http://short.example/{i}"))
         for i in range(3):
             web.add(f"http://target.example/own{i}", _page_html(i))
-            links.append(_link(f"http://target.example/own{i}"))
+            links.append(link_for(f"http://target.example/own{i}"))
         cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=delay, read_timeout=2, robots=False,
                           max_urls_per_host_key=2, global_concurrency=8, redirect_rounds=2, processes=processes)
         opts = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
@@ -284,11 +253,8 @@ def test_redirect_targets_are_paced_across_workers(processes):
         result = p.run()
         result.wait_until_finish()
         log = list(web.log)
-    counters = defaultdict(int)        # each link counted in once, out once, whichever round ended it
-    for c in result.metrics().query()["counters"]:
-        if c.key.metric.namespace == "webtext":
-            counters[c.key.metric.name] += c.committed
-    assert counters["fetch.in"] == counters["fetch.out"] == 11
+    counted = counters(result)         # each link counted in once, out once, whichever round ended it
+    assert counted["fetch.in"] == counted["fetch.out"] == 11
     target = sorted(t for t, _, host, _ in log if host == "target.example")
     assert len(target) == 11
     gaps = [b - a for a, b in zip(target, target[1:])]

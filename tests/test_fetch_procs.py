@@ -3,46 +3,16 @@ Beam's bundles, a killed fetch process loses no link (each ends counted), and th
 process would otherwise run every bundle and fetch thread."""
 import os
 import signal
-from collections import defaultdict
 
-import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from core.records import Link
 from crawl.fetch.config import FetchConfig
 from crawl.fetch.procs import DIED
-from crawl.fetch.transform import FetchPages
 from pipeline.config import Config, load_config
 from pipeline.demo.loopback import LoopbackWeb
 from pipeline import runner
-
-COLLECTED = defaultdict(list)
-
-
-def _append(x, name):
-    COLLECTED[name].append(x)
-
-
-def _run(links, cfg, tag):
-    for k in (f"{tag}.pages", f"{tag}.drops"):
-        COLLECTED.pop(k, None)
-    p = beam.Pipeline(runner=FnApiRunner())
-    out = p | f"Create{tag}" >> beam.Create(links) | FetchPages(cfg, quiet=True)
-    out["pages"] | f"Pages{tag}" >> beam.Map(_append, f"{tag}.pages")
-    out["dropped"] | f"Drops{tag}" >> beam.Map(_append, f"{tag}.drops")
-    result = p.run()
-    result.wait_until_finish()
-    counters = defaultdict(int)
-    for c in result.metrics().query()["counters"]:
-        if c.key.metric.namespace == "webtext":
-            counters[c.key.metric.name] += c.committed
-    return COLLECTED[f"{tag}.pages"], COLLECTED[f"{tag}.drops"], counters
-
-
-def _link(url):
-    return Link(url, url.split("/")[2], 5, ("science",), 1_400_000_000, 1)
+from conftest import link_for, respond_html, run_fetch
 
 
 def _html(text):
@@ -72,15 +42,6 @@ def _socket_owner(local_port: int) -> int:
     return 0
 
 
-def _respond(handler, body: str) -> None:
-    data = body.encode()
-    handler.send_response(200)
-    handler.send_header("Content-Type", "text/html; charset=utf-8")
-    handler.send_header("Content-Length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.write(data)
-
-
 def _process_name(pid: int) -> str:
     with open(f"/proc/{pid}/comm") as f:
         return f.read().strip()
@@ -94,13 +55,13 @@ def test_requests_leave_from_a_fetch_process(processes):
     def who(handler, url):
         owners.append(_socket_owner(handler.client_address[1]))
         names.add(_process_name(owners[-1]) if owners[-1] else "?")
-        _respond(handler, _html(f"served to {owners[-1]}"))
+        respond_html(handler, _html(f"served to {owners[-1]}"))
 
     with LoopbackWeb() as web:
         web.add_handler("http://who.example/", who)
-        links = [_link(f"http://who.example/p{i}") for i in range(3)]
+        links = [link_for(f"http://who.example/p{i}") for i in range(3)]
         cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=0, read_timeout=5, robots=False, processes=processes)
-        pages, drops, counters = _run(links, cfg, f"who{processes}")
+        pages, drops, counters = run_fetch(links, cfg, f"who{processes}")
     assert len(pages) == 3 and not drops and len(owners) == 3
     if processes == 0:                 # the threads of the process that runs the bundle
         assert set(owners) == {os.getpid()}
@@ -122,7 +83,7 @@ def test_a_killed_fetch_process_loses_no_link():
             killed.append(pid)
             os.kill(pid, signal.SIGKILL)
             return                      # the response goes nowhere: its reader is gone
-        _respond(handler, _html("late"))
+        respond_html(handler, _html("late"))
 
     with LoopbackWeb() as web:
         links = []
@@ -130,12 +91,12 @@ def test_a_killed_fetch_process_loses_no_link():
             for i in range(3):
                 url = f"http://ok{h}.example/a{i}"
                 web.add(url, _html(url))
-                links.append(_link(url))
+                links.append(link_for(url))
         web.add_handler("http://doomed.example/", killer)
-        links += [_link(f"http://doomed.example/d{i}") for i in range(4)]
+        links += [link_for(f"http://doomed.example/d{i}") for i in range(4)]
         cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=0.2, read_timeout=5, robots=False, processes=1,
                           global_concurrency=4)
-        pages, drops, counters = _run(links, cfg, "killed")
+        pages, drops, counters = run_fetch(links, cfg, "killed")
     assert killed
     urls = [p.link.url for p in pages] + [d.url for d in drops]
     assert sorted(urls) == sorted(l.url for l in links)              # each link once: nothing lost, nothing twice

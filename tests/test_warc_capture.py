@@ -14,7 +14,8 @@ from crawl.fetch.warc import WarcSink, response_pages
 from crawl.fetch.warc_recover import recover_leftovers
 from conftest import committed_outcomes
 from pipeline.demo.loopback import LoopbackWeb
-from test_fetch_beam import RESUME_SCRIPT, _link, _page_html, _run
+from conftest import link_for, run_fetch
+from test_fetch_beam import RESUME_SCRIPT, _page_html
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,7 +97,7 @@ def test_sigkill_mid_crawl_rerun_refetches_only_what_was_in_flight(tmp_path):
             for i in range(per_host):
                 url = f"http://cap{h}.example/p{i}"
                 web.add(url, _page_html(url))
-                links.append(_link(url))
+                links.append(link_for(url))
         cfg = dict(http_proxy=web.proxy_url, min_delay=0.2, read_timeout=2, warc_dir=warc_dir)  # rotate: 1000
         proc = subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT,
                                  json.dumps({"links": [list(link) for link in links], "cfg": cfg})],
@@ -119,7 +120,7 @@ def test_sigkill_mid_crawl_rerun_refetches_only_what_was_in_flight(tmp_path):
         assert len(committed_by_timer) >= 10, len(committed_by_timer)
 
         n = len(web.log)
-        pages, drops, counters = _run(links, FetchConfig(**cfg), "killed")
+        pages, drops, counters = run_fetch(links, FetchConfig(**cfg), "killed")
         run2 = [f"http://{host}{path}" for _, _, host, path in web.log[n:] if "/p" in path]
     again = run1 & set(run2)
     print(f"killed after {len(run1)} requests, {len(committed_by_timer)} committed by the timer; rerun fetched "

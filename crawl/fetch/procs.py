@@ -30,7 +30,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional
 
-from core import forkserver
+from core import forkserver, linux
 from crawl.fetch.config import FetchConfig
 from crawl.links import LinkRules
 
@@ -40,30 +40,12 @@ DIED = "its fetch process died before this link was done (killed, out of memory 
 
 
 # ------------------------------------------------------------------------------------- child side
-def _die_with_parent() -> None:
-    """SIGKILL when the process that forked this one (the forkserver, which ends with the run) dies (Linux)."""
-    try:
-        import ctypes
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _name_process(name: bytes) -> None:
-    """What ps, top and the scale bench show for this process (Linux; elsewhere nothing)."""
-    try:
-        import ctypes
-        ctypes.CDLL(None).prctl(15, name, 0, 0, 0)   # PR_SET_NAME
-    except (OSError, AttributeError):
-        pass
-
-
 def _child(cfg: FetchConfig, rules: LinkRules, tasks, results, threads: int) -> None:
     """A fetch process: groups arrive on `tasks`, (group, index, result) and (group, None, None) when a group is
     done go back on `results`. "stop": stop before the next request and exit; EOF (the parent is gone): the same."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's to handle; it stops this child
-    _name_process(b"webtext-fetch")
-    _die_with_parent()
+    linux.name_process(b"webtext-fetch")
+    linux.die_with_parent()           # the forkserver, which ends with the run
     from crawl.fetch.fetcher import fetch_host, fetch_pending, make_session
     from crawl.fetch.http import Pacer
     from crawl.fetch.robots import RobotsCache
@@ -90,19 +72,17 @@ def _child(cfg: FetchConfig, rules: LinkRules, tasks, results, threads: int) -> 
         with waiting_lock:
             _, _, gid, round_, items, share, key, defer = heapq.heappop(waiting)
         try:
-            index = {id(item): i for i, item in enumerate(items)}
-            if round_ == 0:
+            if round_ == 0:     # Links
                 pairs = fetch_host(items, cfg, rules, session, n_keys=share, pacer=pacer, resolver=resolver,
                                    robots=robots, pace_key=key, defer=defer)
-                for link, result in pairs:
-                    if stopped.is_set() or not send((gid, index[id(link)], result)):
-                        return
-            else:   # redirect chains: fetch_pending yields (chain's link, result) in its own order
-                by_chain = {id(p.link): i for i, p in enumerate(items)}
-                for link, result in fetch_pending(items, cfg, rules, session, pacer=pacer, resolver=resolver,
-                                                  robots=robots, defer=defer):
-                    if stopped.is_set() or not send((gid, by_chain[id(link)], result)):
-                        return
+                index = {id(link): i for i, link in enumerate(items)}
+            else:               # redirect chains: each reports under its chain's link
+                pairs = fetch_pending(items, cfg, rules, session, pacer=pacer, resolver=resolver, robots=robots,
+                                      defer=defer)
+                index = {id(p.link): i for i, p in enumerate(items)}
+            for link, result in pairs:   # in the fetch's own order (sorted by URL)
+                if stopped.is_set() or not send((gid, index[id(link)], result)):
+                    return
             send((gid, None, None))
         except BaseException as e:   # a bug (fetch_one itself never raises): the parent fails the bundle
             send((gid, "error", f"{type(e).__name__}: {e}"[:500]))
@@ -145,10 +125,10 @@ class _Child:
 
 
 class _Group:
-    __slots__ = ("items", "links", "reported", "deliver", "child")
+    __slots__ = ("links", "reported", "deliver", "child")
 
-    def __init__(self, items, links, deliver, child):
-        self.items, self.links, self.reported, self.deliver, self.child = items, links, set(), deliver, child
+    def __init__(self, links, deliver, child):
+        self.links, self.reported, self.deliver, self.child = links, set(), deliver, child
 
 
 class FetchProcs:
@@ -169,7 +149,6 @@ class FetchProcs:
         self.ids = itertools.count()
         self.stopped = threading.Event()
         self.reader: Optional[threading.Thread] = None
-        self.died = 0                      # children that died mid-run (for tests and logs)
         weakref.finalize(self, FetchProcs._kill, self.children)
 
     # -- submitting
@@ -182,7 +161,7 @@ class FetchProcs:
                 self.children.append(_Child(self.ctx, self.cfg, self.rules, self.threads))
             child = min(self.children, key=lambda c: sum(c.groups.values()))
             gid = next(self.ids)
-            self.groups[gid] = _Group(items, links, deliver, child)
+            self.groups[gid] = _Group(links, deliver, child)
             child.groups[gid] = len(items)
             if self.reader is None:
                 self.reader = threading.Thread(target=self._read, name="fetch-results", daemon=True)
@@ -225,7 +204,7 @@ class FetchProcs:
             self._finish(gid, group, None)
         else:
             group.reported.add(index)
-            group.child.groups[gid] = len(group.items) - len(group.reported)
+            group.child.groups[gid] = len(group.links) - len(group.reported)
             group.deliver((group.links[index], result))
 
     def _finish(self, gid: int, group: _Group, error) -> None:
@@ -243,7 +222,6 @@ class FetchProcs:
             if child.dead:
                 return
             child.dead = True
-            self.died += 0 if self.stopped.is_set() else 1
             mine = [(gid, g) for gid, g in self.groups.items() if g.child is child]
         child.proc.join(timeout=5)
         for gid, group in mine:

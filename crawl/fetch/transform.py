@@ -38,7 +38,6 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.transforms.window import GlobalWindows
 from core.progress import stage_bar, workers_of
 
 from crawl.fetch.config import FetchConfig
@@ -102,6 +101,7 @@ class _FetchHosts(_FetchStep):
         if cfg.processes > 0:   # the fetch in child processes (crawl/fetch/procs.py): off this process's GIL
             self.procs = FetchProcs(cfg, self.rules, cfg.processes, cfg.global_concurrency // cfg.processes,
                                     done=_HOST_DONE)
+            self.stopped = self.procs.stopped   # set by its stop(): results are no longer queued
             return
         self.session = make_session(cfg)
         self.pacer, self.resolver = Pacer(cfg.per_host_concurrency), Resolver(timeout=cfg.dns_timeout)
@@ -153,7 +153,7 @@ class _FetchHosts(_FetchStep):
 
     def _put(self, done, item) -> None:
         """Wait for room in the ready queue, but not past teardown (then nobody drains it any more)."""
-        while not (self.procs.stopped if self.procs is not None else self.stopped).is_set():
+        while not self.stopped.is_set():
             try:
                 done.put(item, timeout=0.5)
                 return
@@ -202,11 +202,7 @@ class _FetchHosts(_FetchStep):
 
     def finish_bundle(self):
         while self.inflight > 0:
-            for out in self._drain(wait_for_host=True):
-                if isinstance(out, beam.pvalue.TaggedOutput):
-                    yield beam.pvalue.TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
-                else:
-                    yield GlobalWindows.windowed_value(out)
+            yield from self.windowed(self._drain(wait_for_host=True))
         if self.sink is not None:
             self.sink.close()
 

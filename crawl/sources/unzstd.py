@@ -32,6 +32,7 @@ from typing import IO, Iterator, Optional
 
 import zstandard
 
+from core import linux
 from crawl.sources import reading
 from crawl.sources.reading import CHUNK, TruncatedInput, UnreadableInput, _zstd_chunks
 
@@ -304,11 +305,6 @@ def _die_with(parent: int) -> None:
     """SIGKILL when the reading process dies (Linux), and an exit if it already has. Ctrl-C (sent to the whole
     process group) is for the reading process to handle; this child ends with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+    linux.die_with_parent()
     if os.getppid() != parent:
         os._exit(1)

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import List
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindows
 
 from core.progress import progress_bar
 from core.records import DROPPED, EXTRACT, Document, Drop, Page, Step
@@ -81,11 +80,7 @@ class _ExtractBatch(Step):
 
     def finish_bundle(self):
         while self.queued:
-            for out in self._wait():
-                if isinstance(out, beam.pvalue.TaggedOutput):
-                    yield beam.pvalue.TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
-                else:
-                    yield GlobalWindows.windowed_value(out)
+            yield from self.windowed(self._wait())
 
 
 class ExtractDocuments(beam.PTransform):
