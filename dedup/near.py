@@ -35,6 +35,7 @@ from core.records import DEDUP, Step
 from dedup.config import DedupConfig
 from dedup.survivor import Member, pick_survivor
 from dedup.minhash import Entry, band_keys, banding, entry_band_keys, sig_array
+from dedup.packed import pack_member, read_varint, unpack_member, varint
 
 NEAR = "near_duplicate"
 Edge = Tuple[Member, Member]
@@ -93,16 +94,6 @@ def bucket_edges(members: Iterable[Tuple[Member, np.ndarray]], threshold: float 
     return [(nodes[find(i)], nodes[i]) for i in range(k) if find(i) != i], compared
 
 
-def packed_member(doc_id: str, karma: int) -> bytes:
-    """(doc_id, karma) as one bytes object (the id's bytes, then 8 of karma): the local runner holds every band record of the corpus while the buckets are
-    grouped, and one bytes object is ~50 B where the tuple of a str and an int is ~150 B (once per band)."""
-    return doc_id.encode("utf-8") + int(karma).to_bytes(8, "little", signed=True)
-
-
-def unpacked_member(b: bytes) -> Member:
-    return b[:-8].decode("utf-8"), int.from_bytes(b[-8:], "little", signed=True)
-
-
 def _band_records(sk, bands: int, rows: int):
     """((band, hash), packed (doc_id, karma)) per band; none for a text without words. Takes a Sketch or an
     Entry (band keys computed before the exact shuffle)."""
@@ -110,7 +101,7 @@ def _band_records(sk, bands: int, rows: int):
         keys = entry_band_keys(sk)
     else:
         keys = band_keys(sig_array(sk.sig), bands, rows) if sk.sig else []
-    member = packed_member(sk.doc_id, sk.karma)
+    member = pack_member(sk.doc_id, sk.karma)
     return [(key, member) for key in keys]
 
 
@@ -122,7 +113,7 @@ def _sig_or_ref(sk):
 def _candidates(kv):
     """One bucket -> (doc_id, (bucket key, member)) per member of a bucket that holds two or more documents."""
     key, members = kv
-    members = sorted(map(unpacked_member, set(members)))
+    members = sorted(map(unpack_member, set(members)))
     if len(members) < 2:
         return []
     return [(m[0], (key, m)) for m in members]
@@ -136,10 +127,10 @@ SPREAD = 512
 
 
 def _gathered_band_records(sk, bands: int, rows: int):
-    """((band, hash % SPREAD), hash (8 bytes) + member length (2) + packed member) per band of a sketch."""
+    """((band, hash % SPREAD), hash (8 bytes) + member length (1) + packed member) per band of a sketch: ~20 B."""
     out = []
     for (band, h), member in _band_records(sk, bands, rows):
-        out.append(((band, h % SPREAD), h.to_bytes(8, "little") + len(member).to_bytes(2, "little") + member))
+        out.append(((band, h % SPREAD), h.to_bytes(8, "little") + varint(len(member)) + member))
     return out
 
 
@@ -171,9 +162,9 @@ def _gathered_candidates(kv):
     view, i = memoryview(blob), 0
     while i < len(view):
         h = int.from_bytes(view[i:i + 8], "little")
-        n = int.from_bytes(view[i + 8:i + 10], "little")
-        buckets[h].add(bytes(view[i + 10:i + 10 + n]))
-        i += 10 + n
+        n, i = read_varint(view, i + 8)
+        buckets[h].add(bytes(view[i:i + n]))
+        i += n
     out = []
     for h in sorted(buckets):
         if len(buckets[h]) > 1:
