@@ -101,12 +101,3 @@ def pack_sketch(s) -> bytes:
 def unpack_sketch(b):
     return pickle.loads(b) if b[0] == 0x80 else unpack_entry(b)
 
-
-class Unpacked:
-    """A re-iterable view of packed values (a GroupByKey's, which may be iterated more than once)."""
-
-    def __init__(self, packed):
-        self.packed = packed
-
-    def __iter__(self):
-        return map(unpack_sketch, self.packed)

@@ -16,6 +16,9 @@ from conftest import beam_pipeline
 from core import payloads
 from core.records import Document
 from crawl.text.quality import QualityRules
+from dedup.exact import _gathered
+from dedup.minhash import banding
+from dedup.transform import _keyed_entry
 from dedup import DedupConfig, Deduplicate
 from pipeline.config import ShardConfig
 from pipeline.outdir import remove_leftovers
@@ -97,9 +100,14 @@ def test_payload_path_writes_the_same_shards_and_no_tokens_cross_a_shuffle(tmp_p
     assert tokens > 2000                                         # a document's tokens would show in the sizes
     assert max(plain_sizes.values()) > tokens                    # they did cross, on the plain path
     # (Near/GroupByBucket holds LSH candidates only, with their signatures, read from the payload files for them)
+    # (the exact groups cross gathered: a chunk of many documents' records, each checked below)
     per_document = {k: v for k, v in sizes.items() if k.startswith(("Deduplicate/", "WriteShards/GroupByBucket"))
-                    and k != "Deduplicate/Near/GroupByBucket"}
+                    and k not in ("Deduplicate/Near/GroupByBucket", "Deduplicate/Exact/GroupByFingerprint/Group")}
     assert len(per_document) >= 4, per_document
+    assert sizes["Deduplicate/Exact/GroupByFingerprint/Group"] > max(per_document.values())   # it is gathered
+    records = [_gathered(_keyed_entry(d._replace(tokens=b"", payload="0123456789abcdef0123:1:2:3:4"), DedupConfig(),
+                                      *banding(DedupConfig())))[1] for d in filled()]
+    assert max(map(len, records)) < 400
     assert max(per_document.values()) < 400, sorted(per_document.items(), key=lambda kv: -kv[1])[:3]
     files = sorted((tmp_path / "payload" / payloads.PAYLOADS_DIR).glob("*.arrow"))
     assert len(files) == -(-len(filled()) // 7)                  # one file per 7 documents, kept after the run
