@@ -4,7 +4,7 @@
                          signature or payload ref))
               -> ExactDuplicates: GroupByKey fingerprint, keep the best   decisions "exact_duplicate"
               -> NearDuplicates: LSH bands, verify, components, survivor  decisions "near_duplicate"
-    documents + decisions -> CoGroupByKey doc_id -> kept | Drop           the only shuffle of whole documents
+    documents + decisions -> GroupByKey doc_id -> kept | Drop               the only shuffle of whole documents
                                                                           (their tokens left in payload files, or
                                                                           their text zlib-compressed across it)
 
@@ -58,8 +58,11 @@ class Deduplicate(beam.PTransform):
             if cfg.near:
                 decisions.append(sketches | "Near" >> NearDuplicates(cfg, self.payload_dir))
         decisions = (decisions or [docs.pipeline | "NoDecisions" >> beam.Create([])]) | "AllDecisions" >> beam.Flatten()
-        kept = ({"doc": docs | "KeyByDocId" >> beam.Map(_packed), "decision": decisions}
-                | "JoinDecisions" >> beam.CoGroupByKey()
+        # a join by doc_id of one byte string per value (a tag byte, then the document or the decision): the local
+        # runner holds it decoded, and a CoGroupByKey would add a (tag, value) tuple to every document
+        kept = ((docs | "KeyByDocId" >> beam.Map(_packed), decisions | "PackDecisions" >> beam.Map(_packed_decision))
+                | "BothSides" >> beam.Flatten()
+                | "JoinDecisions" >> beam.GroupByKey()
                 | "Apply" >> beam.ParDo(_Apply()).with_outputs(DROPPED, main="documents"))
         return {"documents": kept.documents, DROPPED: kept[DROPPED]}
 
@@ -80,19 +83,29 @@ def _corpus_matches(keyed, corpus: tuple, bands: int):
     return list(old_entries(open_corpus(corpus), fingerprint, e, bands))
 
 
+_DOC, _DECISION = b"D", b"X"
+
+
 def _packed(doc: Document):
     # The join is the one shuffle of whole documents, and the local runner holds a shuffle's whole input in memory
     # while the dedup stages run: the sketch has done its work and stays out; a text (when the document still
     # has one rather than tokens) crosses it zlib-compressed (~2x smaller on real pages), unpacked in _Apply.
-    # The whole value is one byte string: the local runner keeps a shuffle's values as Python objects, and one
-    # bytes object is ~0.25 KB where a Document of a few short strings is ~0.5 KB.
+    # The whole value is one byte string of the fields as a plain tuple: the local runner keeps a shuffle's values
+    # as Python objects, and one bytes object is ~0.2 KB where a Document of a few short strings is ~0.5 KB.
     text = zlib.compress(doc.text.encode("utf-8"), 1) if doc.text else b""
-    return doc.doc_id, pickle.dumps((text, doc._replace(text="", fingerprint="", sig=b"")), protocol=5)
+    return doc.doc_id, _DOC + pickle.dumps((text, doc.doc_id, doc.url, doc.karma, doc.subreddits, doc.created_utc,
+                                            doc.tokens, doc.payload), protocol=5)
 
 
 def _unpacked(packed) -> Document:
-    text, doc = pickle.loads(packed)
-    return doc._replace(text=zlib.decompress(text).decode("utf-8")) if text else doc
+    text, doc_id, url, karma, subreddits, created_utc, tokens, payload = pickle.loads(packed[1:])
+    return Document(doc_id, url, zlib.decompress(text).decode("utf-8") if text else "", karma, subreddits,
+                    created_utc, tokens=tokens, payload=payload)
+
+
+def _packed_decision(kv):
+    doc_id, decision = kv
+    return doc_id, _DECISION + pickle.dumps(tuple(decision), protocol=5)
 
 
 class _Apply(Step):
@@ -100,9 +113,9 @@ class _Apply(Step):
     stage = DEDUP
 
     def process(self, kv):
-        doc_id, joined = kv
-        docs = sorted(map(_unpacked, joined["doc"]), key=lambda d: (-d.karma, d.text, d.tokens, d))
-        decisions = sorted(set(joined["decision"]))
+        doc_id, values = kv
+        docs = sorted((_unpacked(v) for v in values if v[:1] == _DOC), key=lambda d: (-d.karma, d.text, d.tokens, d))
+        decisions = sorted({pickle.loads(v[1:]) for v in values if v[:1] == _DECISION})
         self.count("in", len(docs))
         if decisions:
             reason, survivor = decisions[0]
