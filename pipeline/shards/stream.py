@@ -103,6 +103,37 @@ def rebatch(tables: Iterable[pa.Table], batch_tokens: int) -> Iterator[pa.Record
         yield _combine(pending)
 
 
+class BatchFile:
+    """An Arrow IPC file written batch by batch over many calls (not in one `with`), atomic like write_batches:
+    `close()` makes it `path` whole, `abort()` leaves nothing. `add` returns the index of the first batch it
+    wrote, so a reader takes back exactly those rows (`get_batch`)."""
+
+    def __init__(self, path: str, schema: pa.Schema, durable: bool = True):
+        self.path, self.batches = path, 0
+        self._stream = atomic_stream(path, durable)
+        self._writer = ipc.new_file(pa.PythonFile(self._stream.__enter__(), mode="w"), schema)
+
+    def add(self, batches: Iterable[pa.RecordBatch]) -> int:
+        first = self.batches
+        for batch in batches:
+            self._writer.write_batch(batch)
+            self.batches += 1
+        return first
+
+    def close(self) -> None:
+        try:
+            self._writer.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._stream.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        """Remove the temporary file (the contextmanager's failure path)."""
+        failed = RuntimeError(f"{self.path} abandoned")
+        self._stream.__exit__(RuntimeError, failed, None)
+
+
 def write_batches(path: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
                   durable: bool = True) -> Tuple[int, int, int, str]:
     """Write an Arrow IPC file atomically from a stream of batches: (rows, tokens, bytes, sha256)."""
