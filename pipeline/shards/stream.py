@@ -105,20 +105,22 @@ def rebatch(tables: Iterable[pa.Table], batch_tokens: int) -> Iterator[pa.Record
 
 class BatchFile:
     """An Arrow IPC file written batch by batch over many calls (not in one `with`), atomic like write_batches:
-    `close()` makes it `path` whole, `abort()` leaves nothing. `add` returns the index of the first batch it
-    wrote, so a reader takes back exactly those rows (`get_batch`)."""
+    `close()` makes it `path` whole, `abort()` leaves nothing. `batches` counts the batches written so far, so a
+    reader can take back exactly the rows of some of them (`get_batch`)."""
 
     def __init__(self, path: str, schema: pa.Schema, durable: bool = True):
         self.path, self.batches = path, 0
         self._stream = atomic_stream(path, durable)
-        self._writer = ipc.new_file(pa.PythonFile(self._stream.__enter__(), mode="w"), schema)
+        raw = self._stream.__enter__()
+        try:
+            self._writer = ipc.new_file(pa.PythonFile(raw, mode="w"), schema)
+        except BaseException:
+            self.abort()
+            raise
 
-    def add(self, batches: Iterable[pa.RecordBatch]) -> int:
-        first = self.batches
-        for batch in batches:
-            self._writer.write_batch(batch)
-            self.batches += 1
-        return first
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self.batches += 1
 
     def close(self) -> None:
         try:

@@ -12,7 +12,8 @@ The number of shards follows from the data (format.plan_shards), so names read `
 shard is written. Documents cross one shuffle (by bucket); the plan needs only per-bucket token totals, and a
 shard writer holds one record batch, whatever the shard's size. The part files live in `<out>/.webtext-buckets/`
 until the manifest is written: one per WriteBucket bundle, not one per bucket (at 10^4 documents most of the
-8192 buckets hold one or two documents, and creating, opening and removing a file each cost more than writing them). Same inputs -> same buckets -> same plan -> byte-identical shards, on any runner.
+8192 buckets hold one or two documents, and creating, opening and removing a file each cost more than writing
+their rows). Same inputs -> same buckets -> same plan -> byte-identical shards, on any runner.
 """
 from __future__ import annotations
 
@@ -114,13 +115,12 @@ class _WriteBucket(beam.DoFn):
             # Scratch: not fsynced (a crash before the manifest means a rerun, which rewrites it).
             self._file = BatchFile(path, schema_with_metadata(), durable=False)
         n_docs = tokens = 0
-        batches = []
-        for run in batches_of(with_tokens(docs, self._reader), self.cfg.batch_tokens):
-            batches.append(record_batch(run))
+        first = self._file.batches
+        for run in batches_of(with_tokens(docs, self._reader), self.cfg.batch_tokens):   # one batch held at a time
+            self._file.write(record_batch(run))
             n_docs += len(run)
             tokens += sum(len(d.tokens) for d in run)
-        first = self._file.add(batches)
-        self._parts.append(Part(split, bucket, n_docs, tokens, self._file.path, first, len(batches)))
+        self._parts.append(Part(split, bucket, n_docs, tokens, self._file.path, first, self._file.batches - first))
 
     def finish_bundle(self):
         self._close_reader()
