@@ -17,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions, TestOptions,
                                                   WorkerOptions)
 
+from core import forkserver
 from core.memory import return_large_frees
 from core.records import EXTRACT, FETCH, SHARDS, STAGES
 from core.settings import UsageError
@@ -28,6 +29,7 @@ from pipeline import corpus, crosscheck, outdir
 from pipeline.build import build
 from pipeline.card import write_card
 from pipeline.config import Config
+from pipeline.per_document import DocumentWork
 from pipeline.stats import counters_from_result, format_table, stage_stats, stage_times, unbalanced, write_stats
 
 
@@ -101,6 +103,20 @@ def resolve_processes(cfg: Config, options: PipelineOptions) -> Config:
     return dataclasses.replace(cfg, extract=extract, fetch=fetch)
 
 
+def start_worker_server(cfg: Config, options: PipelineOptions) -> bool:
+    """Where this process runs the bundles (the local runner, in memory) and so forks the extraction workers and
+    the fetch process, start their forkserver now: its imports (~2 s) then run on another core while this process
+    builds the job and reads the dump, instead of after it, when the first worker is wanted. True if started."""
+    runner = str(options.view_as(StandardOptions).runner or "").rsplit(".", 1)[-1]
+    in_process = (runner in ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner")
+                  and options.view_as(DirectOptions).direct_running_mode == "in_memory")
+    if not in_process or cfg.run.stop_after == "links" or options.view_as(TestOptions).dry_run:
+        return False
+    forkserver.preload(DocumentWork.__module__)   # what the extraction pool adds for its per-document work
+    forkserver.start()
+    return True
+
+
 # Errors raised inside a worker that mean "fix your setup", not "a bug": shown as their one line.
 WORKER_USAGE_ERRORS = re.compile(r"\b(?:RedditCredentialsError|UsageError|TokenizerUnavailable): ([^\n]+)")
 
@@ -155,6 +171,7 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
     if cfg.fetch.warc_dir:
         _check_writable_dir(cfg.fetch.warc_dir, "WARC directory")
     cfg = resolve_processes(cfg, options)
+    start_worker_server(cfg, options)
     if cfg.run.quiet and not options.view_as(WorkerOptions).default_sdk_harness_log_level:
         options.view_as(WorkerOptions).default_sdk_harness_log_level = "ERROR"   # worker processes log too
     logging.getLogger("apache_beam").setLevel(logging.ERROR)   # Beam's INFO chatter hides the progress bars

@@ -2,17 +2,19 @@
 (core/shard_format.py), in record batches of bounded tokens, atomically, same inputs -> same bytes."""
 from __future__ import annotations
 
-from typing import Iterable, Iterator, List, Sequence, Tuple
+from collections import OrderedDict
+from typing import Iterable, Iterator, List, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.ipc as ipc
 
 from core import files
 from core.shard_format import ShardInfo, TokenizedDoc, open_shard, schema_with_metadata, shard_name
 from pipeline.shards import stream
 
 
-def _record_batch(docs: Sequence[TokenizedDoc]) -> pa.RecordBatch:
+def record_batch(docs: Sequence[TokenizedDoc]) -> pa.RecordBatch:
     lengths = np.fromiter((len(d.tokens) for d in docs), dtype=np.int64, count=len(docs))
     offsets = np.zeros(len(docs) + 1, dtype=np.int32)   # the caller keeps a batch under 2**31 tokens
     np.cumsum(lengths, out=offsets[1:])
@@ -52,7 +54,7 @@ def write_sorted(path: str, docs: Iterable[TokenizedDoc], batch_tokens: int = 2*
     `presorted`: docs already come in doc_order, e.g. read one by one from payload files; they are not gathered."""
     if not presorted:
         docs = sorted(docs, key=doc_order)
-    tables = (pa.Table.from_batches([_record_batch(run)]) for run in batches_of(docs, batch_tokens))
+    tables = (pa.Table.from_batches([record_batch(run)]) for run in batches_of(docs, batch_tokens))
     return stream.write_batches(path, schema_with_metadata(), stream.rebatch(tables, batch_tokens), durable)
 
 
@@ -63,11 +65,35 @@ def write_shard(out_dir: str, split: str, index: int, num_shards: int, docs: Ite
     return ShardInfo(name, split, index, num_shards, *write_sorted(files.join(out_dir, name), docs, batch_tokens))
 
 
-def join_shard(out_dir: str, split: str, index: int, num_shards: int, parts: Sequence[str],
+Piece = Union[str, Tuple[str, int, int]]   # a whole sorted file, or (file, first record batch, batches)
+
+
+def _open_batches(path: str):
+    if files.is_local(path):
+        return ipc.open_file(pa.memory_map(path.removeprefix("file://"), "r"))
+    return ipc.open_file(pa.PythonFile(files.open_read(path), mode="r"))   # seeks to the batches it reads
+
+
+def piece_tables(pieces: Sequence[Piece], max_open: int = 8) -> Iterator[pa.Table]:
+    """The rows of each piece, in order; a few part files kept open (consecutive pieces mostly share one)."""
+    readers: "OrderedDict[str, object]" = OrderedDict()
+    for piece in pieces:
+        if isinstance(piece, str):
+            yield open_shard(piece)
+            continue
+        path, first, count = piece
+        reader = readers.pop(path, None) or _open_batches(path)
+        readers[path] = reader
+        while len(readers) > max_open:
+            readers.popitem(last=False)
+        yield pa.Table.from_batches([reader.get_batch(i) for i in range(first, first + count)], reader.schema)
+
+
+def join_shard(out_dir: str, split: str, index: int, num_shards: int, parts: Sequence[Piece],
                batch_tokens: int = 2**24, generation: int = 0) -> ShardInfo:
-    """Write one shard by streaming sorted part files (consecutive doc_id ranges, in order) into it: the same bytes
-    as write_shard over their documents, holding one record batch at a time."""
+    """Write one shard by streaming sorted pieces of part files (consecutive doc_id ranges, in order) into it: the
+    same bytes as write_shard over their documents, holding one record batch at a time."""
     name = shard_name(split, index, num_shards, generation)
-    tables = (open_shard(p) for p in parts)
-    info = stream.write_batches(files.join(out_dir, name), schema_with_metadata(), stream.rebatch(tables, batch_tokens))
+    info = stream.write_batches(files.join(out_dir, name), schema_with_metadata(), stream.rebatch(piece_tables(parts),
+                                                                                                  batch_tokens))
     return ShardInfo(name, split, index, num_shards, *info, generation=generation)

@@ -103,6 +103,39 @@ def rebatch(tables: Iterable[pa.Table], batch_tokens: int) -> Iterator[pa.Record
         yield _combine(pending)
 
 
+class BatchFile:
+    """An Arrow IPC file written batch by batch over many calls (not in one `with`), atomic like write_batches:
+    `close()` makes it `path` whole, `abort()` leaves nothing. `batches` counts the batches written so far, so a
+    reader can take back exactly the rows of some of them (`get_batch`)."""
+
+    def __init__(self, path: str, schema: pa.Schema, durable: bool = True):
+        self.path, self.batches = path, 0
+        self._stream = atomic_stream(path, durable)
+        raw = self._stream.__enter__()
+        try:
+            self._writer = ipc.new_file(pa.PythonFile(raw, mode="w"), schema)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self.batches += 1
+
+    def close(self) -> None:
+        try:
+            self._writer.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._stream.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        """Remove the temporary file (the contextmanager's failure path)."""
+        failed = RuntimeError(f"{self.path} abandoned")
+        self._stream.__exit__(RuntimeError, failed, None)
+
+
 def write_batches(path: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
                   durable: bool = True) -> Tuple[int, int, int, str]:
     """Write an Arrow IPC file atomically from a stream of batches: (rows, tokens, bytes, sha256)."""

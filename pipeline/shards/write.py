@@ -1,8 +1,9 @@
 """Unique Documents -> GPT-2 tokens -> Arrow shards sized by tokens + manifest.json (the last file written).
 
     documents -> Tokenize: (split, bucket) by doc_id, tokens or payload ref   bucket = one of `buckets` doc_id ranges
-              -> GroupByKey (split, bucket) -> WriteBucket               a sorted part file per bucket (spill),
-                                                                         tokens read from the payload files
+              -> GroupByKey (split, bucket) -> WriteBucket               each bucket's rows, sorted, appended to
+                                                                         its bundle's part file (spill), tokens
+                                                                         read from the payload files
               -> AllBuckets -> Plan: buckets packed into shards of <= target_tokens   only token counts travel
               -> Reshuffle -> WriteShard: a shard streamed from its buckets' part files, one record batch at a time
               -> AllShards -> WriteManifest: stale shards of our previous manifest removed, manifest.json, parts removed
@@ -10,7 +11,9 @@
 The number of shards follows from the data (format.plan_shards), so names read `-of-N` with N known before any
 shard is written. Documents cross one shuffle (by bucket); the plan needs only per-bucket token totals, and a
 shard writer holds one record batch, whatever the shard's size. The part files live in `<out>/.webtext-buckets/`
-until the manifest is written. Same inputs -> same buckets -> same plan -> byte-identical shards, on any runner.
+until the manifest is written: one per WriteBucket bundle, not one per bucket (at 10^4 documents most of the
+8192 buckets hold one or two documents, and creating, opening and removing a file each cost more than writing
+their rows). Same inputs -> same buckets -> same plan -> byte-identical shards, on any runner.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import json
 import os
 import pickle
 import re
+import secrets
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -26,23 +30,26 @@ from apache_beam.io.filesystems import FileSystems
 
 from core import files, payloads
 from core.records import SHARDS, Document, Step
-from core.shard_format import (MANIFEST, SHARD_NAME, SPLITS, TokenizedDoc, bucket_of, plan_shards, split_of,
-                               write_manifest)
+from core.shard_format import (MANIFEST, SHARD_NAME, SPLITS, TokenizedDoc, bucket_of, plan_shards,
+                               schema_with_metadata, split_of, write_manifest)
 from core.tokenizer import encode_document
 from pipeline.config import ShardConfig
-from pipeline.shards.assemble import doc_order, join_shard, write_sorted
+from pipeline.shards.assemble import batches_of, doc_order, join_shard, record_batch
+from pipeline.shards.stream import BatchFile
 
 PARTS_DIR = ".webtext-buckets"                       # ours: every file in it matching PART_NAME is ours to remove
-PART_NAME = re.compile(r"(train|val)-b\d{7}\.arrow")
+PART_NAME = re.compile(r"part-[0-9a-f]{16}\.arrow|(train|val)-b\d{7}\.arrow")   # the second: before 2026-12-06
 
 
 class Part(NamedTuple):
-    """One bucket's documents, sorted, in a part file."""
+    """One bucket's documents, sorted: record batches first .. first + count - 1 of a part file."""
     split: str
     bucket: int
     docs: int
     tokens: int
     path: str
+    first: int = 0
+    count: int = 0
 
 
 def tokenize(doc: Document) -> TokenizedDoc:
@@ -88,28 +95,61 @@ class _Tokenize(Step):
 
 
 class _WriteBucket(beam.DoFn):
+    """Appends each bucket's rows to one part file per bundle, then outputs the bundle's Parts once that file is
+    whole. The payload files stay open for the whole bundle (one Reader)."""
+
     def __init__(self, out_dir: str, cfg: ShardConfig, payload_dir: str):
         self.out_dir, self.cfg, self.payload_dir = out_dir, cfg, payload_dir
+        self._reader = self._file = None
+        self._parts: list = []
+
+    def start_bundle(self):
+        self._reader, self._file, self._parts = payloads.Reader(self.payload_dir), None, []
 
     def process(self, kv):
         (split, bucket), docs = kv
-        path = files.join(self.out_dir, PARTS_DIR, f"{split}-b{bucket:07d}.arrow")   # a retry replaces it
-        if files.is_local(path):
-            os.makedirs(os.path.dirname(path.removeprefix("file://")), exist_ok=True)
-        # Scratch: not fsynced (a crash before the manifest means a rerun, which rewrites it).
-        with payloads.Reader(self.payload_dir) as reader:
-            n_docs, tokens, _, _ = write_sorted(path, with_tokens(docs, reader), self.cfg.batch_tokens, durable=False,
-                                                presorted=True)
-        yield Part(split, bucket, n_docs, tokens, path)
+        if self._file is None:   # a retried bundle writes a file of its own; the manifest step removes both
+            path = files.join(self.out_dir, PARTS_DIR, f"part-{secrets.token_hex(8)}.arrow")
+            if files.is_local(path):
+                os.makedirs(os.path.dirname(path.removeprefix("file://")), exist_ok=True)
+            # Scratch: not fsynced (a crash before the manifest means a rerun, which rewrites it).
+            self._file = BatchFile(path, schema_with_metadata(), durable=False)
+        n_docs = tokens = 0
+        first = self._file.batches
+        for run in batches_of(with_tokens(docs, self._reader), self.cfg.batch_tokens):   # one batch held at a time
+            self._file.write(record_batch(run))
+            n_docs += len(run)
+            tokens += sum(len(d.tokens) for d in run)
+        self._parts.append(Part(split, bucket, n_docs, tokens, self._file.path, first, self._file.batches - first))
+
+    def finish_bundle(self):
+        self._close_reader()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        parts, self._parts = self._parts, []
+        yield from Step.windowed(parts)
+
+    def teardown(self):   # after a failed bundle: no half-written part file stays
+        self._close_reader()
+        if self._file is not None:
+            self._file.abort()
+            self._file = None
+
+    def _close_reader(self):
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 def shard_tasks(parts, target_tokens: int):
-    """(split, index, num_shards, part paths in doc_id order) per shard of the plan; a split without documents
-    gets one empty shard, so every split's names exist."""
+    """(split, index, num_shards, pieces in doc_id order) per shard of the plan, a piece being a bucket's
+    (part path, first batch, batches); a split without documents gets one empty shard, so every split's names
+    exist."""
     plan = plan_shards({(p.split, p.bucket): p.tokens for p in parts}, target_tokens)
     members = {(split, i): [] for split in SPLITS for i in range(plan["num_shards"][split])}
     for p in sorted(parts, key=lambda p: (p.split, p.bucket)):
-        members[(p.split, plan["shard"][(p.split, p.bucket)])].append(p.path)
+        members[(p.split, plan["shard"][(p.split, p.bucket)])].append((p.path, p.first, p.count))
     for (split, index), paths in sorted(members.items()):
         yield split, index, plan["num_shards"][split], tuple(paths)
 
@@ -119,8 +159,9 @@ class _WriteShard(beam.DoFn):
         self.out_dir, self.cfg, self.generation = out_dir, cfg, generation
 
     def process(self, task):
-        split, index, n, paths = task
-        yield join_shard(self.out_dir, split, index, n, paths, self.cfg.batch_tokens, self.generation), paths
+        split, index, n, pieces = task
+        yield (join_shard(self.out_dir, split, index, n, pieces, self.cfg.batch_tokens, self.generation),
+               sorted({path for path, _, _ in pieces}))
 
 
 def previous_shards(out_dir: str) -> set:
@@ -137,7 +178,18 @@ def previous_shards(out_dir: str) -> set:
 
 
 def _delete(paths) -> None:
-    there = [p for p in paths if files.exists(p)]   # idempotent: a retried bundle finds them gone
+    """Idempotent: a retried bundle finds them gone. Local files go one unlink each (Beam's delete matches every
+    path as a glob first: ~0.5 ms a file, seconds for the thousands of part files of a run)."""
+    remote = []
+    for p in paths:
+        if not files.is_local(p):
+            remote.append(p)
+            continue
+        try:
+            os.unlink(p.removeprefix("file://"))
+        except FileNotFoundError:
+            pass
+    there = [p for p in remote if files.exists(p)]
     if there:
         FileSystems.delete(there)
 

@@ -1,0 +1,63 @@
+"""WriteShards' part files (pipeline/shards/write.py): one per WriteBucket bundle, whole or not at all, and the
+shards joined from pieces of it equal shards written from the documents."""
+import hashlib
+
+import numpy as np
+
+from core.shard_format import TokenizedDoc, bucket_of
+from pipeline.config import ShardConfig
+from pipeline.shards.assemble import join_shard, write_sorted
+from pipeline.shards.write import PART_NAME, PARTS_DIR, Part, _WriteBucket, shard_tasks
+
+BUCKETS = 64
+
+
+def docs(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        url = f"https://example.org/{i}"
+        out.append(TokenizedDoc(hashlib.blake2b(url.encode(), digest_size=8).hexdigest(), url,
+                                rng.integers(0, 50257, int(rng.integers(1, 300))).astype(np.uint16), i % 7,
+                                ("a", "b") if i % 2 else (), 1_500_000_000 + i))
+    return out
+
+
+def by_bucket(items):
+    groups = {}
+    for d in items:
+        groups.setdefault(("train", bucket_of(d.doc_id, BUCKETS)), []).append(d)
+    return sorted(groups.items(), reverse=True)   # a bundle need not see its buckets in order
+
+
+def test_a_bundle_writes_one_part_file_and_its_pieces_join_into_the_same_shard(tmp_path):
+    cfg = ShardConfig(buckets=BUCKETS, batch_tokens=500, target_tokens=10**9)
+    fn = _WriteBucket(str(tmp_path), cfg, str(tmp_path / "_payloads"))
+    fn.start_bundle()
+    for kv in by_bucket(docs()):
+        assert list(fn.process(kv) or []) == []          # Parts come once the bundle's file is whole
+    parts = [w.value for w in fn.finish_bundle()]
+    fn.teardown()
+    files = sorted((tmp_path / PARTS_DIR).iterdir())
+    assert len(files) == 1 and PART_NAME.fullmatch(files[0].name)
+    assert all(isinstance(p, Part) and p.path.endswith(files[0].name) and p.count >= 1 for p in parts)
+    assert sum(p.docs for p in parts) == 200 and len({p.bucket for p in parts}) == len(parts)
+    [(split, index, n, pieces)] = [t for t in shard_tasks(parts, cfg.target_tokens) if t[0] == "train"]
+    joined = join_shard(str(tmp_path / "a"), split, index, n, pieces, cfg.batch_tokens)
+    # the layout before: a sorted file per bucket, joined whole
+    paths = []
+    for (_, bucket), items in sorted(by_bucket(docs())):
+        paths.append(str(tmp_path / f"b{bucket}.arrow"))
+        write_sorted(paths[-1], items, cfg.batch_tokens, durable=False)
+    before = join_shard(str(tmp_path / "b"), split, index, n, paths, cfg.batch_tokens)
+    assert joined == before and joined.docs == 200     # name, counts, bytes and sha256: byte-identical
+    assert (tmp_path / "a" / joined.name).read_bytes() == (tmp_path / "b" / before.name).read_bytes()
+
+
+def test_a_bundle_that_fails_leaves_no_part_file(tmp_path):
+    fn = _WriteBucket(str(tmp_path), ShardConfig(buckets=BUCKETS), str(tmp_path / "_payloads"))
+    fn.start_bundle()
+    for kv in by_bucket(docs(40))[:3]:
+        list(fn.process(kv) or [])
+    fn.teardown()              # what Beam calls after process() raised: no finish_bundle
+    assert list((tmp_path / PARTS_DIR).iterdir()) == []
