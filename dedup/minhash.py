@@ -20,7 +20,6 @@ from functools import lru_cache
 from typing import List, NamedTuple, Set, Tuple
 
 import numpy as np
-from datasketch import MinHash
 
 from dedup.config import DedupConfig
 
@@ -110,6 +109,9 @@ def shingle_hashes(words: List[str], n: int = 5) -> np.ndarray:
 @lru_cache(maxsize=16)
 def permutations(num_perm: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     """datasketch's seeded affine32 permutations (a odd, b), each shaped (num_perm, 1) for broadcasting."""
+    # imported here: datasketch imports scipy (~1 s), which a run's main process, reading the dump and starting
+    # the job on one core, does not need; the extraction workers get it preloaded by their forkserver
+    from datasketch import MinHash
     a, b = MinHash(num_perm=num_perm, seed=seed).permutations
     return a.reshape(-1, 1), b.reshape(-1, 1)
 

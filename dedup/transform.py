@@ -2,9 +2,9 @@
 
     documents -> Sketch: (fingerprint, Entry(doc_id, karma, band keys,   one pass, the only CPU-heavy step
                          signature or payload ref))
-              -> ExactDuplicates: GroupByKey fingerprint, keep the best   decisions "exact_duplicate"
+              -> ExactDuplicates: by fingerprint, keep the best           decisions "exact_duplicate"
               -> NearDuplicates: LSH bands, verify, components, survivor  decisions "near_duplicate"
-    documents + decisions -> GroupByKey doc_id -> kept | Drop               the only shuffle of whole documents
+    documents + decisions -> gathered by doc_id -> kept | Drop            the only shuffle of whole documents
                                                                           (their tokens left in payload files, or
                                                                           their text zlib-compressed across it)
 
@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import pickle
 import zlib
+from collections import defaultdict
 
 import apache_beam as beam
 
 from core.records import DEDUP, DROPPED, Document, Step
 from dedup.config import DedupConfig
+from dedup.gather import GatherBytes, framed, records
 from dedup.exact import DECISIONS, EXACT, ExactDuplicates
 from dedup.index import OLD_RANK, old_entries, open_corpus
 from dedup.minhash import banding, entry, sketch
@@ -58,11 +60,10 @@ class Deduplicate(beam.PTransform):
             if cfg.near:
                 decisions.append(sketches | "Near" >> NearDuplicates(cfg, self.payload_dir))
         decisions = (decisions or [docs.pipeline | "NoDecisions" >> beam.Create([])]) | "AllDecisions" >> beam.Flatten()
-        # a join by doc_id of one byte string per value (a tag byte, then the document or the decision): the local
-        # runner holds it decoded, and a CoGroupByKey would add a (tag, value) tuple to every document
-        kept = ((docs | "KeyByDocId" >> beam.Map(_packed), decisions | "PackDecisions" >> beam.Map(_packed_decision))
-                | "BothSides" >> beam.Flatten()
-                | "JoinDecisions" >> beam.GroupByKey()
+        # The documents wait for this join from the fetch to the end of dedup: gathered by doc_id into SPREAD keys
+        # (dedup/gather.py), the local runner holds ~0.2 KB of bytes per document, not a key, a list and a value.
+        kept = ((docs | "GatherDocs" >> beam.Map(_packed), decisions | "GatherDecisions" >> beam.Map(_packed_decision))
+                | "JoinDecisions" >> GatherBytes()
                 | "Apply" >> beam.ParDo(_Apply()).with_outputs(DROPPED, main="documents"))
         return {"documents": kept.documents, DROPPED: kept[DROPPED]}
 
@@ -90,32 +91,54 @@ def _packed(doc: Document):
     # The join is the one shuffle of whole documents, and the local runner holds a shuffle's whole input in memory
     # while the dedup stages run: the sketch has done its work and stays out; a text (when the document still
     # has one rather than tokens) crosses it zlib-compressed (~2x smaller on real pages), unpacked in _Apply.
-    # The whole value is one byte string of the fields as a plain tuple: the local runner keeps a shuffle's values
-    # as Python objects, and one bytes object is ~0.2 KB where a Document of a few short strings is ~0.5 KB.
+    # A record is the fields as a plain pickled tuple (no class reference), framed into its key's chunks.
     text = zlib.compress(doc.text.encode("utf-8"), 1) if doc.text else b""
-    return doc.doc_id, _DOC + pickle.dumps((text, doc.doc_id, doc.url, doc.karma, doc.subreddits, doc.created_utc,
-                                            doc.tokens, doc.payload), protocol=5)
+    return _part(doc.doc_id), framed(_DOC + pickle.dumps(
+        (doc.doc_id, text, doc.url, doc.karma, doc.subreddits, doc.created_utc, doc.tokens, doc.payload), protocol=5))
 
 
-def _unpacked(packed) -> Document:
-    text, doc_id, url, karma, subreddits, created_utc, tokens, payload = pickle.loads(packed[1:])
+def _unpacked(fields) -> Document:
+    doc_id, text, url, karma, subreddits, created_utc, tokens, payload = fields
     return Document(doc_id, url, zlib.decompress(text).decode("utf-8") if text else "", karma, subreddits,
                     created_utc, tokens=tokens, payload=payload)
 
 
 def _packed_decision(kv):
     doc_id, decision = kv
-    return doc_id, _DECISION + pickle.dumps(tuple(decision), protocol=5)
+    return _part(doc_id), framed(_DECISION + pickle.dumps((doc_id, tuple(decision)), protocol=5))
+
+
+SPREAD = 512
+
+
+def _part(doc_id: str) -> int:
+    return zlib.crc32(doc_id.encode("utf-8")) % SPREAD
+
+
+def joined(chunks):
+    """One gathered key's records -> (doc_id, its documents, its decisions) per doc_id, in doc_id order."""
+    docs, decisions = defaultdict(list), defaultdict(set)
+    for record in records(chunks):
+        fields = pickle.loads(record[1:])
+        if record[:1] == _DOC:
+            docs[fields[0]].append(_unpacked(fields))
+        else:
+            decisions[fields[0]].add(fields[1])
+    for doc_id in sorted(docs.keys() | decisions.keys()):
+        yield doc_id, docs.get(doc_id, []), decisions.get(doc_id, set())
 
 
 class _Apply(Step):
-    """Per doc_id: drop it if a decision names it, else keep it. Counts in/out/drop.<reason>."""
+    """Per doc_id of a gathered key: drop it if a decision names it, else keep it. Counts in/out/drop.<reason>."""
     stage = DEDUP
 
     def process(self, kv):
-        doc_id, values = kv
-        docs = sorted((_unpacked(v) for v in values if v[:1] == _DOC), key=lambda d: (-d.karma, d.text, d.tokens, d))
-        decisions = sorted({pickle.loads(v[1:]) for v in values if v[:1] == _DECISION})
+        for doc_id, docs, decisions in joined(kv[1]):
+            yield from self.apply_one(doc_id, docs, decisions)
+
+    def apply_one(self, doc_id, docs, decisions):
+        docs = sorted(docs, key=lambda d: (-d.karma, d.text, d.tokens, d))
+        decisions = sorted(decisions)
         self.count("in", len(docs))
         if decisions:
             reason, survivor = decisions[0]

@@ -112,7 +112,7 @@ def start_worker_server(cfg: Config, options: PipelineOptions) -> bool:
                   and options.view_as(DirectOptions).direct_running_mode == "in_memory")
     if not in_process or cfg.run.stop_after == "links" or options.view_as(TestOptions).dry_run:
         return False
-    forkserver.preload(DocumentWork.__module__)   # what the extraction pool adds for its per-document work
+    forkserver.preload(DocumentWork.__module__, "datasketch")   # what the pool adds for its per-document work
     forkserver.start()
     return True
 

@@ -69,8 +69,10 @@ Piece = Union[str, Tuple[str, int, int]]   # a whole sorted file, or (file, firs
 
 
 def _open_batches(path: str):
+    # read, not memory-mapped: a bundle's part file holds up to the whole corpus, and every mapped page read would
+    # stay in this process's RSS while the file is open (~0.2 GB at 10^5 documents)
     if files.is_local(path):
-        return ipc.open_file(pa.memory_map(path.removeprefix("file://"), "r"))
+        return ipc.open_file(pa.OSFile(path.removeprefix("file://"), "r"))
     return ipc.open_file(pa.PythonFile(files.open_read(path), mode="r"))   # seeks to the batches it reads
 
 
