@@ -38,7 +38,7 @@ from pipeline.shards.assemble import batches_of, doc_order, join_shard, record_b
 from pipeline.shards.stream import BatchFile
 
 PARTS_DIR = ".webtext-buckets"                       # ours: every file in it matching PART_NAME is ours to remove
-PART_NAME = re.compile(r"part-[0-9a-f]{16}\.arrow|(train|val)-b\d{7}\.arrow")   # the second: before 2026-12-06
+PART_NAME = re.compile(r"part-[0-9a-f]{16}\.arrow|(train|val)-b\d{7}\.arrow")   # the second: per-bucket files, before 2026-12-05
 
 
 class Part(NamedTuple):
