@@ -3,10 +3,11 @@ shards joined from pieces of it equal shards written from the documents."""
 import hashlib
 
 import numpy as np
+import pytest
 
 from core.shard_format import TokenizedDoc, bucket_of
 from pipeline.config import ShardConfig
-from pipeline.shards.assemble import join_shard, write_sorted
+from pipeline.shards.assemble import join_shard, write_shard, write_sorted
 from pipeline.shards.write import PART_NAME, PARTS_DIR, Part, _WriteBucket, shard_tasks
 
 BUCKETS = 64
@@ -52,6 +53,19 @@ def test_a_bundle_writes_one_part_file_and_its_pieces_join_into_the_same_shard(t
     before = join_shard(str(tmp_path / "b"), split, index, n, paths, cfg.batch_tokens)
     assert joined == before and joined.docs == 200     # name, counts, bytes and sha256: byte-identical
     assert (tmp_path / "a" / joined.name).read_bytes() == (tmp_path / "b" / before.name).read_bytes()
+
+
+@pytest.mark.parametrize("seed,batch_tokens", [(0, 500), (1, 300), (2, 2000)])
+def test_a_shard_joined_from_sorted_files_has_the_bytes_of_one_written_from_its_documents(tmp_path, seed, batch_tokens):
+    # seed 0 at 500 tokens cuts a record batch whose rows all have no subreddits out of longer pieces
+    paths = []
+    for (_, bucket), items in sorted(by_bucket(docs(seed=seed))):
+        paths.append(str(tmp_path / f"b{bucket}.arrow"))
+        write_sorted(paths[-1], items, batch_tokens, durable=False)
+    joined = join_shard(str(tmp_path / "a"), "train", 0, 1, paths, batch_tokens)
+    written = write_shard(str(tmp_path / "b"), "train", 0, 1, docs(seed=seed), batch_tokens)
+    assert joined == written and joined.docs == 200
+    assert (tmp_path / "a" / joined.name).read_bytes() == (tmp_path / "b" / written.name).read_bytes()
 
 
 def test_a_bundle_that_fails_leaves_no_part_file(tmp_path):
