@@ -62,7 +62,8 @@ def one(n: int, mode: str, work: str, holders: bool = False, malloc: str = "runn
     start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
         docs = (p | beam.Create(list(range(0, n, 1000)))
-                | beam.FlatMap(lambda s: (make(i) for i in range(s, min(n, s + 1000)))))
+                | beam.FlatMap(lambda s: (make(i) for i in range(s, min(n, s + 1000))))
+                .with_output_types(Document))   # Beam 2.78 infers a generator lambda's output as a function
         pdir = None
         if mode == "payload":
             pdir = payloads.payload_dir(out)
