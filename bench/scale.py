@@ -87,6 +87,8 @@ class TreeSampler:
         self.roots, self.interval = set(roots), interval
         self.ticks = 0      # PSS (smaps_rollup walks every mapping: ~10% of a core at 5 Hz) is read once a second
         self.procs: Dict[int, dict] = {}
+        self.t0 = time.perf_counter()
+        self.timeline: List[tuple] = []   # (seconds since start, {pid: CPU seconds so far}), once a second
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._loop, daemon=True)
 
@@ -132,6 +134,8 @@ class TreeSampler:
                 rec["cpu_s"] = max(rec["cpu_s"], (int(fields[11]) + int(fields[12])) / HZ)
             except (OSError, ValueError, IndexError):
                 pass
+        if pss_now:
+            self.timeline.append((time.perf_counter() - self.t0, {pid: self.procs[pid]["cpu_s"] for pid in tree}))
 
     def _loop(self):
         while not self._stop.is_set():
@@ -187,7 +191,8 @@ def run_tree(cmd: List[str], log_path: Path, extra_roots=(), cores=None, expecte
     if rc not in expected_rc:
         log(f"command failed (rc {rc}): {' '.join(cmd)}\n--- last lines of {log_path}:")
         log("\n".join(log_path.read_text(errors="replace").splitlines()[-25:]))
-    return {"wall": wall, "rc": rc, "procs": procs, "extra": {pid: sampler.procs.get(pid) for pid in extra_roots}}
+    return {"wall": wall, "rc": rc, "procs": procs, "extra": {pid: sampler.procs.get(pid) for pid in extra_roots},
+            "timeline": sampler.timeline}
 
 
 def peaks_by_role(procs: List[dict]) -> Dict[str, dict]:
