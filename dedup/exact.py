@@ -6,13 +6,12 @@ named in a second pass.
 """
 from __future__ import annotations
 
-import zlib
 from collections import defaultdict
 from typing import Iterable, Iterator, List, Tuple
 
 import apache_beam as beam
 
-from dedup.gather import GatherBytes, framed, records
+from dedup.gather import GatherBytes, framed, gather_key, records
 from dedup.packed import pack_sketch, read_varint, unpack_sketch, varint
 from dedup.survivor import pick_survivor
 
@@ -31,14 +30,13 @@ def exact_group(sketches: Iterable) -> Tuple[object, Iterator[Tuple[str, str]]]:
 # input decoded: one key, one list and one value per document, ~0.5 KB even with the entry packed. Gathered
 # (dedup/gather.py) into SPREAD keys by their fingerprint, a key's records travel as a few byte strings (~0.15 KB
 # per document: fingerprint, packed entry, length), and the groups of equal fingerprints are found inside each.
-SPREAD = 512
 
 
 def _gathered(kv):
     """(fingerprint, sketch) -> (its gathered key, framed fingerprint length + fingerprint + packed sketch)."""
     fingerprint, sk = kv
     fp = fingerprint.encode("utf-8")
-    return zlib.crc32(fp) % SPREAD, framed(varint(len(fp)) + fp + pack_sketch(sk))
+    return gather_key(fp), framed(varint(len(fp)) + fp + pack_sketch(sk))
 
 
 def fingerprint_groups(chunks) -> List[Tuple[str, List]]:

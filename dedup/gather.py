@@ -9,10 +9,18 @@ much and the runner holds ~1 KB chunks. The consumer gets (key, chunks); `record
 """
 from __future__ import annotations
 
+import zlib
 from typing import Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
+
+SPREAD = 512   # gathered keys per shuffle: few enough for large chunks, enough to spread the work of the consumer
+
+
+def gather_key(key: bytes) -> int:
+    """Which of SPREAD gathered keys the records of `key` go to: the same on every worker and every run."""
+    return zlib.crc32(key) % SPREAD
 
 
 def framed(body: bytes) -> bytes:

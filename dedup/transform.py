@@ -25,7 +25,7 @@ import apache_beam as beam
 
 from core.records import DEDUP, DROPPED, Document, Step
 from dedup.config import DedupConfig
-from dedup.gather import GatherBytes, framed, records
+from dedup.gather import GatherBytes, framed, gather_key, records
 from dedup.exact import DECISIONS, EXACT, ExactDuplicates
 from dedup.index import OLD_RANK, old_entries, open_corpus
 from dedup.minhash import banding, entry, sketch
@@ -93,7 +93,7 @@ def _packed(doc: Document):
     # has one rather than tokens) crosses it zlib-compressed (~2x smaller on real pages), unpacked in _Apply.
     # A record is the fields as a plain pickled tuple (no class reference), framed into its key's chunks.
     text = zlib.compress(doc.text.encode("utf-8"), 1) if doc.text else b""
-    return _part(doc.doc_id), framed(_DOC + pickle.dumps(
+    return gather_key(doc.doc_id.encode("utf-8")), framed(_DOC + pickle.dumps(
         (doc.doc_id, text, doc.url, doc.karma, doc.subreddits, doc.created_utc, doc.tokens, doc.payload), protocol=5))
 
 
@@ -105,14 +105,7 @@ def _unpacked(fields) -> Document:
 
 def _packed_decision(kv):
     doc_id, decision = kv
-    return _part(doc_id), framed(_DECISION + pickle.dumps((doc_id, tuple(decision)), protocol=5))
-
-
-SPREAD = 512
-
-
-def _part(doc_id: str) -> int:
-    return zlib.crc32(doc_id.encode("utf-8")) % SPREAD
+    return gather_key(doc_id.encode("utf-8")), framed(_DECISION + pickle.dumps((doc_id, tuple(decision)), protocol=5))
 
 
 def joined(chunks):
