@@ -1,9 +1,12 @@
 """WriteShards' part files (pipeline/shards/write.py): one per WriteBucket bundle, whole or not at all, and the
 shards joined from pieces of it equal shards written from the documents."""
 import hashlib
+import os
+import tempfile
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from core.shard_format import TokenizedDoc, bucket_of
 from pipeline.config import ShardConfig
@@ -75,3 +78,25 @@ def test_a_bundle_that_fails_leaves_no_part_file(tmp_path):
         list(fn.process(kv) or [])
     fn.teardown()              # what Beam calls after process() raised: no finish_bundle
     assert list((tmp_path / PARTS_DIR).iterdir()) == []
+
+
+@given(n=st.integers(1, 80), seed=st.integers(0, 2**32 - 1), batch_tokens=st.integers(20, 3000),
+       buckets=st.sampled_from([1, 3, 64]), share_without=st.floats(0, 1))
+def test_any_cut_into_sorted_files_joins_into_the_bytes_of_the_documents_written_whole(n, seed, batch_tokens, buckets,
+                                                                                       share_without):
+    rng = np.random.default_rng(seed)
+    items = [TokenizedDoc(hashlib.blake2b(f"{seed}/{i}".encode(), digest_size=8).hexdigest(), f"https://x.org/{i}",
+                          rng.integers(0, 50257, int(rng.integers(1, 400))).astype(np.uint16), int(rng.integers(0, 99)),
+                          () if rng.random() < share_without else ("a", "bc")[:int(rng.integers(1, 3))], i)
+             for i in range(n)]
+    groups = {}
+    for d in items:
+        groups.setdefault(bucket_of(d.doc_id, buckets), []).append(d)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for bucket, part in sorted(groups.items()):
+            paths.append(os.path.join(tmp, f"b{bucket}.arrow"))
+            write_sorted(paths[-1], part, int(rng.integers(20, 3000)), durable=False)   # cut anyhow
+        joined = join_shard(os.path.join(tmp, "a"), "train", 0, 1, paths, batch_tokens)
+        written = write_shard(os.path.join(tmp, "b"), "train", 0, 1, items, batch_tokens)
+        assert joined == written

@@ -77,22 +77,15 @@ def _tokens_of(lists) -> np.ndarray:
     return np.diff(lists.offsets.to_numpy())
 
 
-def _fresh_if_empty(column: pa.Array) -> pa.Array:
-    """A list column whose rows are all empty (or null), rebuilt fresh: after slices are concatenated its child can
-    still hold values no row points at, and the IPC writer then writes their offsets (12 bytes where a fresh column
-    has 4), so the same rows would give other bytes than a shard written from the documents."""
-    if pa.types.is_list(column.type) and len(column.flatten()) == 0:
-        return pa.array(column.to_pylist(), type=column.type)
-    return column
-
-
 def _combine(pieces: List[pa.Table]) -> pa.RecordBatch:
-    table = pa.concat_tables(pieces).combine_chunks()   # one copy: just this batch's rows
-    batches = table.to_batches()
-    if len(batches) != 1:
+    """The pieces' rows as one record batch whose buffers hold these rows and nothing else. Arrow's IPC writer
+    writes a slice that starts at row 0 with its parent's whole buffers, and a later one trimmed, so rows cut from
+    longer batches (or concatenated as they are) would give other bytes than the same rows written fresh: `take`
+    builds every buffer anew (the one copy of this batch's rows)."""
+    table = pa.concat_tables(pieces)
+    if table.num_rows == 0:
         return pa.RecordBatch.from_pylist([], schema=table.schema)
-    batch = batches[0]
-    return pa.RecordBatch.from_arrays([_fresh_if_empty(c) for c in batch.columns], schema=batch.schema)
+    return table.take(pa.array(np.arange(table.num_rows))).combine_chunks().to_batches()[0]
 
 
 def rebatch(tables: Iterable[pa.Table], batch_tokens: int) -> Iterator[pa.RecordBatch]:
