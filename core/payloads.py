@@ -163,7 +163,11 @@ def read_outcomes(path: str) -> Tuple[str, List[Tuple]]:
 
 
 def read_doc_ids(path: str) -> List[str]:
-    """The documents a (complete) payload file holds: what a rerun needs to know to reuse it."""
+    """The documents a (complete) payload file holds: what a rerun needs to know to reuse it. A local file is
+    memory-mapped: only its doc_id column is read, not its tokens."""
+    if files.is_local(path):
+        with pa.memory_map(path.removeprefix("file://"), "r") as source:
+            return ipc.open_file(source).read_all().column("doc_id").to_pylist()
     with files.open_read(path) as f:
         return ipc.open_file(pa.py_buffer(f.read())).read_all().column("doc_id").to_pylist()
 

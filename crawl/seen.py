@@ -65,9 +65,10 @@ def _load(path: str) -> np.ndarray:
 def merge(parts_dir: str, directory: str, doc_ids: Iterable[str] = ()) -> int:
     """The part files of `parts_dir`, plus the links of `doc_ids` (documents the generation extracted: their
     links were fetched even where no part file recorded them, e.g. a run from WARCs or by an older webtext) ->
-    `directory`/urls.npy (sorted, unique). Returns the number of links."""
+    `directory`/urls.npy (sorted, unique). Returns the number of links. `doc_ids` may be their 64-bit keys."""
     parts = [np.asarray(_load(p)) for p in files.match(files.join(parts_dir, "*.npy"))]
-    parts.append(np.fromiter((int(d, 16) for d in doc_ids), dtype=np.uint64))
+    parts.append(doc_ids.astype(np.uint64) if isinstance(doc_ids, np.ndarray)   # already keys (dedup/index.py)
+                 else np.fromiter((int(d, 16) for d in doc_ids), dtype=np.uint64))
     ids = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
     files.write_atomic(files.join(directory, URLS), _npy_bytes(ids.astype(np.uint64)))
     return len(ids)

@@ -63,7 +63,23 @@ def fp_key(fingerprints: Iterable[str]) -> np.ndarray:
     return np.fromiter((int(f[:16] or "0", 16) for f in fingerprints), dtype=np.uint64)
 
 
+def id_keys(doc_ids) -> np.ndarray:
+    """doc_ids (16 hex characters, as core.records.doc_id_for makes them) -> their 64-bit values, the keys the URL
+    index (crawl/seen.py) uses too. 8 bytes a document where a Python set or dict of the strings holds ~0.1 KB."""
+    doc_ids = list(doc_ids)
+    if all(len(d) == 16 for d in doc_ids):
+        try:
+            return np.frombuffer(bytes.fromhex("".join(doc_ids)), dtype=">u8").astype(np.uint64)
+        except ValueError:
+            pass
+    return np.fromiter((int(d, 16) for d in doc_ids), dtype=np.uint64, count=len(doc_ids))   # raises for any other
+
+
 def _save_npy(path: str, array: np.ndarray) -> None:
+    if files.is_local(path):    # straight into the file: an index can be as large as the memory it is made in
+        with files.replacing(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        return
     import io
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
@@ -76,40 +92,60 @@ def table_of(rows: Iterable[Tuple[str, int, str, bytes, bool]]) -> pa.Table:
     return pa.table([pa.array([r[i] for r in rows], f.type) for i, f in enumerate(SCHEMA)], schema=SCHEMA)
 
 
-def write(directory: str, tables: Iterable, cfg: DedupConfig, chunk: int = 4096) -> int:
+def _band_block(sigs: pa.Array, bands: int, rows: int) -> Tuple[np.ndarray, np.ndarray]:
+    """One table's signatures -> ((k, bands) uint64 band hashes, (k,) row numbers) for its k rows that have a
+    signature (a text without words has none, and no bands)."""
+    sigs = sigs.to_pylist()
+    have = [i for i, sig in enumerate(sigs) if len(sig) >= 4 * bands * rows]
+    block = np.empty((len(have), bands), dtype=np.uint64)
+    for j, i in enumerate(have):
+        block[j] = [h for _, h in band_keys(sig_array(sigs[i]), bands, rows)]
+    return block, np.array(have, dtype=np.int64)
+
+
+def write(directory: str, tables: Iterable, cfg: DedupConfig, chunk: int = 4096, unique: bool = False) -> int:
     """Write one generation's index from tables of (doc_id, karma, fingerprint, sig, kept), streamed: the Arrow
     file is written one table at a time and holds rows in the order given (a doc_id seen before is skipped: a
-    retried bundle's payload file). Only the band keys and fingerprints (~0.1 KB per document) are held, to be
-    sorted. Rows given as (doc_id, karma, fingerprint, sig, kept) tuples are taken `chunk` at a time. Returns the
-    number of documents."""
+    retried bundle's payload file; `unique`: the caller has left those out already, and no set of ids is kept).
+    Held until the end, to be sorted: the band keys (8 bytes each) and fingerprint keys, as arrays; the sort
+    then needs ~3x the band keys (keys, their order, the sorted copy): ~0.3 KB per document at 13 bands. Rows
+    given as (doc_id, karma, fingerprint, sig, kept) tuples are taken `chunk` at a time. Returns the number of
+    documents."""
     tables = _as_tables(tables, chunk)
     params = params_of(cfg)
     bands, rows_per_band = params["bands"], params["rows"]
     schema = SCHEMA.with_metadata({"params": json.dumps(params, sort_keys=True)})
-    seen, keys, key_rows, fps, n = set(), [], [], [], 0
+    seen = None if unique else set()
+    blocks, block_rows, fps, n = [], [], [], 0
     with files.replacing(files.join(directory, SKETCHES)) as tmp, ipc.new_file(tmp, schema) as writer:
         for table in tables:
-            ids = table.column("doc_id").to_pylist()
-            fresh = [i for i, d in enumerate(ids) if not (d in seen or seen.add(d))]
-            if not fresh:
-                continue
-            table = table.take(pa.array(fresh, pa.int64())).select(SCHEMA.names).cast(SCHEMA)
-            for i, sig in enumerate(table.column("sig").to_pylist()):
-                if len(sig) >= 4 * bands * rows_per_band:   # a text without words has no signature and no bands
-                    keys.append(np.array([h for _, h in band_keys(sig_array(sig), bands, rows_per_band)],
-                                         dtype=np.uint64))
-                    key_rows.append(n + i)
+            if seen is not None:
+                ids = table.column("doc_id").to_pylist()
+                fresh = [i for i, d in enumerate(ids) if not (d in seen or seen.add(d))]
+                if not fresh:
+                    continue
+                table = table.take(pa.array(fresh, pa.int64()))
+            table = table.select(SCHEMA.names).cast(SCHEMA)
+            block, rows = _band_block(table.column("sig"), bands, rows_per_band)
+            blocks.append(block)
+            block_rows.append(rows + n)
             fps.append(fp_key(table.column("fingerprint").to_pylist()))
             writer.write_table(table)
             n += table.num_rows
-    keys = mixed_keys(np.array(keys, dtype=np.uint64).reshape(-1, bands)).ravel()
-    key_rows = np.repeat(np.array(key_rows, dtype=np.uint32), bands)
+    del seen
+    keys = np.concatenate(blocks) if blocks else np.zeros((0, bands), np.uint64)   # (docs with words, bands)
+    doc_rows = (np.concatenate(block_rows) if block_rows else np.zeros(0, np.int64)).astype(np.uint32)
+    del blocks, block_rows
+    np.bitwise_xor(keys, np.arange(bands, dtype=np.uint64) * _BAND_MIX, out=keys)   # mixed_keys, in place
+    keys = keys.ravel()                                   # key i is band i % bands of doc_rows[i // bands]
     order = np.argsort(keys, kind="stable")
-    fps = np.concatenate(fps) if fps else np.zeros(0, np.uint64)
-    fp_order = np.argsort(fps, kind="stable")
     # written after sketches.arrow, and a reader opens all five: a lookup never pairs new arrays with an old file
     _save_npy(files.join(directory, "band_keys.npy"), keys[order])
-    _save_npy(files.join(directory, "band_rows.npy"), key_rows[order])
+    del keys
+    _save_npy(files.join(directory, "band_rows.npy"), doc_rows[order // bands])
+    del order, doc_rows
+    fps = np.concatenate(fps) if fps else np.zeros(0, np.uint64)
+    fp_order = np.argsort(fps, kind="stable")
     _save_npy(files.join(directory, "fp_keys.npy"), fps[fp_order])
     _save_npy(files.join(directory, "fp_rows.npy"), fp_order.astype(np.uint32))
     return n
