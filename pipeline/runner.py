@@ -6,6 +6,7 @@ is a RunFailed (exit 1) naming the top drop reasons, after its stats are written
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import re
 import time
@@ -18,7 +19,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
                                                   WorkerOptions)
 
 from core import forkserver
-from core.memory import return_large_frees
+from core.memory import arrow_frees_too, release_freed, return_large_frees
 from core.records import EXTRACT, FETCH, SHARDS, STAGES
 from core.settings import UsageError
 from core import files
@@ -176,6 +177,7 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
         options.view_as(WorkerOptions).default_sdk_harness_log_level = "ERROR"   # worker processes log too
     logging.getLogger("apache_beam").setLevel(logging.ERROR)   # Beam's INFO chatter hides the progress bars
     return_large_frees()   # the local runner's process: freed page bodies go back to the system (core/memory.py)
+    arrow_frees_too()      # and the shard writer's Arrow buffers
     start = time.time()
     try:
         p = beam.Pipeline(options=options)
@@ -191,6 +193,8 @@ def run(cfg: Config, out_dir: str, options: PipelineOptions, warc_input: Optiona
             raise
         raise UsageError(why) from None
     seconds = time.time() - start
+    gc.collect()
+    release_freed()   # what the local runner held for its stages, back to the system before the index and the card
     if dry_run:   # nothing ran, so nothing to count; the job is the result
         echo(f"dry run: job {result.job.proto.name} built and validated in {seconds:.1f} s, not submitted")
         return {"stages": {}, "seconds": round(seconds, 2), "unbalanced": [], "job": result.job}
