@@ -1,4 +1,6 @@
 """core/memory.py: the local runner's process hands freed memory back (glibc and Arrow)."""
+import ctypes
+import ctypes.util
 import platform
 
 import pyarrow as pa
@@ -18,6 +20,12 @@ def test_arrow_allocates_from_the_system_allocator_after_the_switch():
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim and mallopt are glibc's")
-def test_glibc_takes_the_settings():
+def test_glibc_takes_the_settings_and_gives_freed_heap_pages_back():
     assert memory.return_large_frees() is True
-    assert memory.release_freed() in (True, False)   # 1 when it released pages, 0 when there were none to give
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+    blocks = [libc.malloc(32 * 1024) for _ in range(2000)]   # below the mmap threshold: from the heap
+    for b in blocks[:-1]:                                    # the last one pins the heap's top
+        libc.free(b)
+    assert memory.release_freed() is True                    # ~64 MB of free heap pages handed back
+    libc.free(blocks[-1])
