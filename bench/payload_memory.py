@@ -9,7 +9,8 @@ tokens, a random 128-value signature, ~3% exact copies), so the input list is no
 fetch, no extraction: what grows is what the local runner holds at the stage boundaries of Deduplicate and
 WriteShards. Prints peak RSS per run and, per mode, the growth between sizes in bytes per kept document.
 `--holders` adds, per stage, the RSS before it and what each buffer waiting in FnApiRunner's queues holds (what
-docs/scaling.md's table of holders came from); `--malloc runner` (default) sets glibc as `webtext run` does.
+docs/scaling.md's table of holders came from); `--malloc runner` (default) sets glibc and Arrow's
+pool as `webtext run` does.
 """
 from __future__ import annotations
 
@@ -53,8 +54,9 @@ def one(n: int, mode: str, work: str, holders: bool = False, malloc: str = "runn
                         hashlib.blake2b(toks.tobytes(), digest_size=16).hexdigest(), sig)
 
     if malloc == "runner":   # as `webtext run` sets it in its process (pipeline/runner.py)
-        from core.memory import return_large_frees
+        from core.memory import arrow_frees_too, return_large_frees
         return_large_frees()
+        arrow_frees_too()
     out = tempfile.mkdtemp(dir=work)
     log: list = []
     if holders:

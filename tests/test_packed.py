@@ -2,6 +2,7 @@
 from hypothesis import given, strategies as st
 
 from dedup.exact import fingerprint_groups, _gathered
+from dedup.gather import chunk
 from dedup.minhash import Entry, Sketch
 from dedup.packed import pack_entry, pack_member, pack_sketch, unpack_entry, unpack_member, unpack_sketch
 
@@ -31,8 +32,8 @@ def test_ids_the_pipeline_makes_take_eight_bytes_and_upper_case_stays_text():
 def test_a_gathered_key_gives_back_its_fingerprint_groups():
     a, b, c = (Entry(i, k, b"", b"", "") for i, k in (("0000000000000001", 3), ("0000000000000002", 9), ("x", 1)))
     records = [_gathered(kv)[1] for kv in (("fp1", a), ("fp2", b), ("fp1", c))]
-    groups = fingerprint_groups([b"".join(records[:2]), records[2]])       # records split over two chunks
+    groups = fingerprint_groups([chunk(b"".join(records[:2])), chunk(records[2])])   # split over two chunks
     assert [fp for fp, _ in groups] == ["fp1", "fp2"]
     assert sorted(groups[0][1]) == sorted([a, c]) and groups[1][1] == [b]
     # the members' order follows their bytes, not the chunks': every run picks survivors among ties alike
-    assert fingerprint_groups([records[2], b"".join(records[:2])]) == groups
+    assert fingerprint_groups([chunk(records[2]), chunk(b"".join(records[:2]))]) == groups
