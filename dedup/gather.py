@@ -5,7 +5,8 @@ The local runner (FnApiRunner) keeps a GroupByKey's whole input in memory, decod
 records of a bundle into one byte string per key, but holds every key's accumulator until the bundle ends: a
 whole second copy of the stage's output at the moment the runner decodes it. Here a bundle's records are
 concatenated per key and sent on whenever `max_bytes` are waiting, so the producing stage holds at most that
-much and the runner holds ~1 KB chunks. The consumer gets (key, chunks), each chunk zlib-compressed; `records` reads them back.
+much and the runner holds ~1 KB chunks. The consumer gets (key, chunks), each chunk zlib-compressed; `records`
+reads them back.
 """
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ def test_arrow_allocates_from_the_system_allocator_after_the_switch():
 def test_glibc_takes_the_settings_and_gives_freed_heap_pages_back():
     assert memory.return_large_frees() is True
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
     blocks = [libc.malloc(32 * 1024) for _ in range(2000)]   # below the mmap threshold: from the heap
     for b in blocks[:-1]:                                    # the last one pins the heap's top
         libc.free(b)
