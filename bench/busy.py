@@ -5,8 +5,10 @@
 The same job as bench/scale.py (same generated dump and loopback web, same settings, its default options), run
 once with every process of its tree and the web sampled once a second. Prints, per window, the cores each role
 kept busy (main process, fetch process, extraction workers, the web the bench fetches from) and the idle share of
-the machine; then the idle core-seconds before the extraction workers first ran, while they ran, and after they
-last ran, so that one reads which part of a run wastes the cores. `--png` draws the same as stacked areas.
+the machine, and the main process's largest RSS sampled in the window (every 0.2 s; the kernel's high-water mark
+is printed beside it, as short spikes fall between samples); then the idle core-seconds before the extraction
+workers first ran, while they ran, and after they last ran, so that one reads which part of a run wastes the cores
+and where the main process's memory peaks. `--png` draws the same as stacked areas, the RSS on a second axis.
 `--one-core` pins the run to one core (as the 2-core speed-up's baseline is run).
 """
 from __future__ import annotations
@@ -80,10 +82,16 @@ def main(argv=None) -> None:
     roles = [x for x in ORDER if any(x in b for _, _, b in windows)]
     roles += sorted({x for _, _, b in windows for x in b} - set(roles))
     print(f"{args.docs:,} documents, {r['wall']:.1f} s, {cores} core(s): cores busy per role, per window")
-    print(f"{'seconds':>11} " + " ".join(f"{x[:14]:>14}" for x in roles) + f" {'idle':>6}")
-    for a, b, busy in windows:
+    print(f"{'seconds':>11} " + " ".join(f"{x[:14]:>14}" for x in roles) + f" {'idle':>6} {'main MB':>8}")
+    rss = [max((mb for t, mb in r["rss"] if a <= t < b), default=0.0) for a, b, _ in windows]
+    for (a, b, busy), mb in zip(windows, rss):
         idle = max(0.0, cores - sum(busy.values())) / cores
-        print(f"{a:5.0f}-{b:<5.0f} " + " ".join(f"{busy.get(x, 0.0):14.2f}" for x in roles) + f" {idle:6.0%}")
+        print(f"{a:5.0f}-{b:<5.0f} " + " ".join(f"{busy.get(x, 0.0):14.2f}" for x in roles) + f" {idle:6.0%}"
+              f" {mb:8.0f}")
+    if r["rss"]:
+        t, mb = max(r["rss"], key=lambda x: x[1])
+        hwm = max((p["hwm_mb"] for p in r["procs"] if p["role"] == "main"), default=0.0)
+        print(f"main process: largest RSS sampled {mb:.0f} MB at {t:.1f} s; high-water mark (VmHWM) {hwm:.0f} MB")
     idle = phases(windows, cores)
     total = sum(idle.values())
     print(f"idle core-seconds: {total:.1f} of {cores * (windows[-1][1] - windows[0][0]):.1f} "
@@ -98,7 +106,14 @@ def main(argv=None) -> None:
         ax.stackplot(mids, *[[b.get(x, 0.0) for _, _, b in windows] for x in roles], labels=roles)
         ax.axhline(cores, color="black", linewidth=0.8)
         ax.set(xlabel="seconds", ylabel="cores busy", title=f"webtext run, {args.docs:,} documents, {cores} core(s)")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="upper left", fontsize=8)
+        if r["rss"]:
+            ax2 = ax.twinx()
+            ax2.plot([t for t, _ in r["rss"]], [mb for _, mb in r["rss"]], color="black", linewidth=0.8,
+                     label="main process RSS")
+            ax2.set_ylabel("main process RSS (MB)")
+            ax2.set_ylim(bottom=0)
+            ax2.legend(loc="upper right", fontsize=8)
         fig.tight_layout()
         fig.savefig(args.png, dpi=120)
         print(f"wrote {args.png}")

@@ -85,10 +85,12 @@ class TreeSampler:
 
     def __init__(self, roots: List[int], interval: float = 0.2):
         self.roots, self.interval = set(roots), interval
+        self.main = roots[0]
         self.ticks = 0      # PSS (smaps_rollup walks every mapping: ~10% of a core at 5 Hz) is read once a second
         self.procs: Dict[int, dict] = {}
         self.t0 = time.perf_counter()
         self.timeline: List[tuple] = []   # (seconds since start, {pid: CPU seconds so far}), once a second
+        self.rss: List[tuple] = []        # (seconds since start, the first root's VmRSS in MB), every sample
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._loop, daemon=True)
 
@@ -120,8 +122,12 @@ class TreeSampler:
                     for line in f:
                         if line.startswith("VmHWM:"):
                             rec["hwm_mb"] = max(rec["hwm_mb"], int(line.split()[1]) / 1024)
-                        elif line.startswith("VmRSS:") and late:
-                            rec["late_mb"] = max(rec.get("late_mb", 0.0), int(line.split()[1]) / 1024)
+                        elif line.startswith("VmRSS:"):
+                            mb = int(line.split()[1]) / 1024
+                            if late:
+                                rec["late_mb"] = max(rec.get("late_mb", 0.0), mb)
+                            if pid == self.main:
+                                self.rss.append((time.perf_counter() - self.t0, mb))
                 if pss_now:
                     with open(f"/proc/{pid}/smaps_rollup") as f:   # PSS: shared (forked) pages split among sharers
                         for line in f:
@@ -192,7 +198,7 @@ def run_tree(cmd: List[str], log_path: Path, extra_roots=(), cores=None, expecte
         log(f"command failed (rc {rc}): {' '.join(cmd)}\n--- last lines of {log_path}:")
         log("\n".join(log_path.read_text(errors="replace").splitlines()[-25:]))
     return {"wall": wall, "rc": rc, "procs": procs, "extra": {pid: sampler.procs.get(pid) for pid in extra_roots},
-            "timeline": sampler.timeline}
+            "timeline": sampler.timeline, "rss": sampler.rss}
 
 
 def peaks_by_role(procs: List[dict]) -> Dict[str, dict]:
