@@ -44,6 +44,16 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
+def read_arrow(path: str):
+    """An Arrow IPC file as a pyarrow Table: memory-mapped where local (only the columns a caller touches are read,
+    no copy), read whole through Beam's FileSystems otherwise."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    if is_local(str(path)):
+        return ipc.open_file(pa.memory_map(str(path).removeprefix("file://"), "r")).read_all()
+    return ipc.open_file(pa.py_buffer(read_bytes(str(path)))).read_all()
+
+
 def match(pattern: str) -> List[str]:
     """Paths matching a glob, sorted; none (not an error) when nothing matches."""
     try:

@@ -18,12 +18,18 @@ import ctypes.util
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 
 
+def _glibc(name: str):
+    """glibc's function `name`, or None where there is none (musl, macOS: nothing to tune)."""
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def return_large_frees(threshold: int = 64 * 1024) -> bool:
     """Fix glibc's mmap threshold at `threshold` bytes in this process; False where there is no glibc."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):   # musl, macOS: nothing to tune
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(mallopt(M_TRIM_THRESHOLD, 4 * threshold))
 
@@ -37,9 +43,5 @@ def arrow_frees_too() -> None:
 def release_freed() -> bool:
     """Give the free pages inside glibc's heap back to the system (malloc_trim): after the local runner has run
     the pipeline, what it freed would otherwise stay in this process's RSS under the index and the card."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return False
-    return bool(trim(0))
+    trim = _glibc("malloc_trim")
+    return bool(trim(0)) if trim is not None else False

@@ -165,18 +165,14 @@ def read_outcomes(path: str) -> Tuple[str, List[Tuple]]:
 def read_doc_ids(path: str) -> List[str]:
     """The documents a (complete) payload file holds: what a rerun needs to know to reuse it. A local file is
     memory-mapped: only its doc_id column is read, not its tokens."""
-    if files.is_local(path):
-        with pa.memory_map(path.removeprefix("file://"), "r") as source:
-            return ipc.open_file(source).read_all().column("doc_id").to_pylist()
-    with files.open_read(path) as f:
-        return ipc.open_file(pa.py_buffer(f.read())).read_all().column("doc_id").to_pylist()
+    return files.read_arrow(path).column("doc_id").to_pylist()
 
 
 def read_sketches(path: str) -> pa.Table:
     """doc_id, fingerprint and sig of a (complete) payload file, without its tokens: what a sketch index is
-    built from. A format-1 file (no fingerprint column) gets empty fingerprints."""
-    with files.open_read(path) as f:
-        table = ipc.open_file(pa.py_buffer(f.read())).read_all()
+    built from (memory-mapped where local: the tokens are not read). A format-1 file (no fingerprint column) gets
+    empty fingerprints."""
+    table = files.read_arrow(path)
     if "fingerprint" not in table.column_names:
         table = table.append_column("fingerprint", pa.array([""] * table.num_rows, pa.string()))
     return table.select(["doc_id", "fingerprint", "sig"])

@@ -158,10 +158,7 @@ def shard_paths(data_dir, split: str) -> List[str]:
 def open_shard(path) -> pa.Table:
     """The shard as a Table: backed by a memory map when local (no copy of the token data), read through Beam's
     FileSystems otherwise."""
-    if files.is_local(str(path)):
-        return ipc.open_file(pa.memory_map(str(path).removeprefix("file://"), "r")).read_all()
-    with files.open_read(str(path)) as f:
-        return ipc.open_file(pa.py_buffer(f.read())).read_all()
+    return files.read_arrow(path)
 
 
 def file_sha256(path) -> str:

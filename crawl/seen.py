@@ -62,13 +62,12 @@ def _load(path: str) -> np.ndarray:
     return np.load(io.BytesIO(files.read_bytes(path)), allow_pickle=False)
 
 
-def merge(parts_dir: str, directory: str, doc_ids: Iterable[str] = ()) -> int:
-    """The part files of `parts_dir`, plus the links of `doc_ids` (documents the generation extracted: their
-    links were fetched even where no part file recorded them, e.g. a run from WARCs or by an older webtext) ->
-    `directory`/urls.npy (sorted, unique). Returns the number of links. `doc_ids` may be their 64-bit keys."""
+def merge(parts_dir: str, directory: str, doc_keys: np.ndarray) -> int:
+    """The part files of `parts_dir`, plus the links of the documents the generation extracted, as their doc_ids'
+    64-bit keys (dedup/index.py id_keys; their links were fetched even where no part file recorded them, e.g. a run
+    from WARCs or by an older webtext) -> `directory`/urls.npy (sorted, unique). Returns the number of links."""
     parts = [np.asarray(_load(p)) for p in files.match(files.join(parts_dir, "*.npy"))]
-    parts.append(doc_ids.astype(np.uint64) if isinstance(doc_ids, np.ndarray)   # already keys (dedup/index.py)
-                 else np.fromiter((int(d, 16) for d in doc_ids), dtype=np.uint64))
+    parts.append(np.asarray(doc_keys, dtype=np.uint64))
     ids = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
     files.write_atomic(files.join(directory, URLS), _npy_bytes(ids.astype(np.uint64)))
     return len(ids)

@@ -53,10 +53,11 @@ def params_of(cfg: DedupConfig) -> dict:
             "threshold": cfg.threshold, "bands": bands, "rows": rows}
 
 
-def mixed_keys(keys: np.ndarray) -> np.ndarray:
-    """(n, bands) uint64 band hashes -> (n, bands) uint64 keys with the band index mixed in."""
+def mixed_keys(keys: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(n, bands) uint64 band hashes -> (n, bands) uint64 keys with the band index mixed in (into `out` if given,
+    e.g. `keys` itself)."""
     band = np.arange(keys.shape[1], dtype=np.uint64) * _BAND_MIX
-    return keys ^ band
+    return np.bitwise_xor(keys, band, out=out)
 
 
 def fp_key(fingerprints: Iterable[str]) -> np.ndarray:
@@ -136,8 +137,7 @@ def write(directory: str, tables: Iterable, cfg: DedupConfig, chunk: int = 4096,
     keys = np.concatenate(blocks) if blocks else np.zeros((0, bands), np.uint64)   # (docs with words, bands)
     doc_rows = (np.concatenate(block_rows) if block_rows else np.zeros(0, np.int64)).astype(np.uint32)
     del blocks, block_rows
-    np.bitwise_xor(keys, np.arange(bands, dtype=np.uint64) * _BAND_MIX, out=keys)   # mixed_keys, in place
-    keys = keys.ravel()                                   # key i is band i % bands of doc_rows[i // bands]
+    keys = mixed_keys(keys, out=keys).ravel()   # in place; key i is band i % bands of doc_rows[i // bands]
     order = np.argsort(keys, kind="stable")
     # written after sketches.arrow, and a reader opens all five: a lookup never pairs new arrays with an old file
     _save_npy(files.join(directory, "band_keys.npy"), keys[order])
