@@ -1,20 +1,16 @@
 """Near-duplicates: MinHash LSH banding, candidate verification, connected components, one survivor each.
 
 Scalable shape (no in-memory index of all documents anywhere):
-1. Banding. Every sketch emits one record per band, keyed (band index, band hash), valued (doc_id, karma).
-   Grouped by that key they are the LSH buckets; most hold one document and end there. The records are gathered
-   by (band, hash % SPREAD) with a combiner (one byte string per gathered key, not one object per record) and the
-   buckets are found inside each gathered key.
-2. Verification. Only the members of buckets with two or more documents fetch their signature (a join by
-   doc_id with the sketches), so the signature crosses the shuffles once per document and once per candidate
-   bucket, not once per band. Inside a bucket every pair's estimated Jaccard (share of equal MinHash values over the whole
-   signature) is compared with the threshold, so results follow the threshold rather than the S-curve. Only a
-   spanning forest of the verified pairs leaves the bucket (each member -> smallest member of its local
-   cluster): the same connectivity as all pairs, with fewer than k edges for k members. Buckets above
+1. Banding (dedup/bands.py). Every sketch's band keys are written once to band files; for each band, a task
+   sorts that band's keys over all files, and runs of equal keys are the LSH buckets. Most hold one document and
+   end there; the members of the others go on with their signature, or where a payload file holds it.
+2. Verification. Grouped by bucket, a candidate's signature is read from its payload file (once per candidate
+   bucket; no other document's is). Inside a bucket every pair's estimated Jaccard (share of equal MinHash values
+   over the whole signature) is compared with the threshold, so results follow the threshold rather than the
+   S-curve. Only a spanning forest of the verified pairs leaves the bucket (each member -> smallest member of
+   its local cluster): the same connectivity as all pairs, with fewer than k edges for k members. Buckets above
    `max_bucket` compare each member with the cluster leaders found so far (k x leaders, not k^2), which can
    miss a chain through two non-leaders: fewer merges, never wrong ones.
-   Shuffle cost per document: bands x ~30 B of keys and ids, plus the 4*bands*rows-byte signature once (twice
-   for a document in a candidate bucket); it was bands x the signature, 7.4 KB at 13 x 7 bands and rows.
 3. Connected components without a global index: alternating large-star / small-star rounds (Kiveris et al.
    2014), each one GroupByKey over the edges of nodes that have any; linear communication per round and
    O(log^2 n) rounds worst case (star-shaped LSH clusters settle in one). Rounds are unrolled (`max_rounds`);
@@ -24,7 +20,6 @@ Scalable shape (no in-memory index of all documents anywhere):
 """
 from __future__ import annotations
 
-import pickle
 from collections import defaultdict
 from typing import Dict, Iterable, List, Tuple
 
@@ -35,9 +30,8 @@ from core import payloads
 from core.records import DEDUP, Step
 from dedup.config import DedupConfig
 from dedup.survivor import Member, pick_survivor
-from dedup.minhash import Entry, band_keys, banding, entry_band_keys, sig_array
-from dedup.gather import GatherBytes, framed, gather_key, records
-from dedup.packed import pack_id, pack_member, read_varint, unpack_member, varint
+from dedup.minhash import Entry, banding, entry, sig_array
+from dedup.bands import BandCandidates, scratch_dir
 
 NEAR = "near_duplicate"
 Edge = Tuple[Member, Member]
@@ -96,126 +90,21 @@ def bucket_edges(members: Iterable[Tuple[Member, np.ndarray]], threshold: float 
     return [(nodes[find(i)], nodes[i]) for i in range(k) if find(i) != i], compared
 
 
-def _band_records(sk, bands: int, rows: int):
-    """((band, hash), packed (doc_id, karma)) per band; none for a text without words. Takes a Sketch or an
-    Entry (band keys computed before the exact shuffle)."""
-    if isinstance(sk, Entry):
-        keys = entry_band_keys(sk)
-    else:
-        keys = band_keys(sig_array(sk.sig), bands, rows) if sk.sig else []
-    member = pack_member(sk.doc_id, sk.karma)
-    return [(key, member) for key in keys]
+def _as_entry(sk, bands: int, rows: int) -> Entry:
+    """An Entry as Deduplicate makes them (band keys computed before the exact shuffle), from a Sketch too."""
+    return sk if isinstance(sk, Entry) else entry(sk, bands, rows)
 
 
-def _sig_or_ref(sk):
-    """What the signature join carries per document: (its gathered key, framed id + the signature, or where to
-    read it (a payload ref)). Every document crosses this join, so it is gathered (dedup/gather.py): ~30 B of
-    compressed bytes each instead of a key, a list and a tagged value in a CoGroupByKey (~0.4 KB)."""
-    doc_id = pack_id(sk.doc_id)
-    if isinstance(sk, Entry) and sk.ref:
-        body = _REF + sk.ref.encode("utf-8")
-    else:
-        body = _SIG + sk.sig
-    return gather_key(doc_id), framed(_HAS + varint(len(doc_id)) + doc_id + body)
+class _BucketEdges(Step):
+    """One LSH bucket's members -> edges of its verified pairs. A member's signature comes as bytes, or as a
+    payload reference read here (candidates only). Counts extras of stage "dedup" only (candidate_pairs,
+    near_edges, large_buckets): documents are counted in and out once, where decisions are applied
+    (dedup/transform.py)."""
+    stage = DEDUP
 
-
-def _wanted(kv):
-    """A candidate (doc_id, (bucket key, member)) -> (its gathered key, framed record): joins _sig_or_ref's."""
-    doc_id, want = kv
-    packed = pack_id(doc_id)
-    return gather_key(packed), framed(_WANT + varint(len(packed)) + packed + pickle.dumps(want, protocol=5))
-
-
-_HAS, _WANT, _REF, _SIG = b"S", b"W", b"R", b"B"
-
-
-def _candidates(kv):
-    """One bucket -> (doc_id, (bucket key, member)) per member of a bucket that holds two or more documents."""
-    key, members = kv
-    members = sorted(map(unpack_member, set(members)))
-    if len(members) < 2:
-        return []
-    return [(m[0], (key, m)) for m in members]
-
-
-# LSH buckets are gathered SPREAD to a band: most buckets hold one document, and a shuffle of one small record
-# per band and document costs the local runner ~230 B of Python objects each (a key, a list, a value: ~3 KB per
-# document at 13 bands). Gathered by a combiner, a band's records travel as one byte string per gathered key and
-# bundle (~35 B per record): the runner lifts the combiner, so the records are joined where they are produced.
-SPREAD = 512
-
-
-def _gathered_band_records(sk, bands: int, rows: int):
-    """((band, hash % SPREAD), hash (8 bytes) + member length (1) + packed member) per band of a sketch: ~20 B."""
-    out = []
-    for (band, h), member in _band_records(sk, bands, rows):
-        out.append(((band, h % SPREAD), h.to_bytes(8, "little") + varint(len(member)) + member))
-    return out
-
-
-class _Gather(beam.CombineFn):
-    """Concatenates byte strings (order does not matter: buckets are sets)."""
-
-    def create_accumulator(self):
-        return bytearray()
-
-    def add_input(self, acc, record):
-        acc += record
-        return acc
-
-    def merge_accumulators(self, accs):
-        accs = iter(accs)
-        out = bytearray(next(accs, b""))
-        for a in accs:
-            out += a
-        return out
-
-    def extract_output(self, acc):
-        return bytes(acc)
-
-
-def _gathered_candidates(kv):
-    """One gathered key's records -> the candidates of every bucket (band, hash) among them with >= 2 members."""
-    (band, _), blob = kv
-    buckets: Dict[int, set] = defaultdict(set)
-    view, i = memoryview(blob), 0
-    while i < len(view):
-        h = int.from_bytes(view[i:i + 8], "little")
-        n, i = read_varint(view, i + 8)
-        buckets[h].add(bytes(view[i:i + n]))
-        i += n
-    out = []
-    for h in sorted(buckets):
-        if len(buckets[h]) > 1:
-            out += _candidates(((band, h), buckets[h]))
-    return out
-
-
-def _with_signature(kv, reader=None):
-    """One gathered key's signatures and candidates -> (bucket key, (member, signature)) per candidate bucket of
-    each wanted document. Only candidates get here: a signature in a payload file is read for them alone."""
-    _, chunks = kv
-    sigs, wants = defaultdict(list), defaultdict(list)
-    for record in records(chunks):
-        n, i = read_varint(record, 1)
-        doc_id, body = bytes(record[i:i + n]), record[i + n:]
-        if record[:1] == _WANT:
-            wants[doc_id].append(pickle.loads(body))
-        else:
-            sigs[doc_id].append(bytes(body))
-    out = []
-    for doc_id in sorted(wants):
-        found = [reader.sig(b[1:].decode("utf-8")) if b[:1] == _REF else b[1:] for b in sigs.get(doc_id, ())]
-        if not found:
-            continue
-        sig = min(found)     # one doc_id is one URL; should it come twice, every run picks the same signature
-        out += [(key, (member, sig)) for key, member in sorted(wants[doc_id])]
-    return out
-
-
-class _WithSignature(beam.DoFn):
-    def __init__(self, payload_dir):
-        self.payload_dir = payload_dir
+    def __init__(self, cfg: DedupConfig, payload_dir: str | None = None):
+        super().__init__()
+        self.cfg, self.payload_dir = cfg, payload_dir
 
     def setup(self):
         self.reader = payloads.Reader(self.payload_dir) if self.payload_dir else None
@@ -225,21 +114,12 @@ class _WithSignature(beam.DoFn):
             self.reader.close()
 
     def process(self, kv):
-        return _with_signature(kv, self.reader)
-
-
-class _BucketEdges(Step):
-    """Counts extras of stage "dedup" only (candidate_pairs, near_edges, large_buckets): documents are counted
-    in and out once, where decisions are applied (dedup/transform.py)."""
-    stage = DEDUP
-
-    def __init__(self, cfg: DedupConfig):
-        super().__init__()
-        self.cfg = cfg
-
-    def process(self, kv):
         _, values = kv
-        members = [(tuple(m), sig_array(sig)) for m, sig in values]
+        sigs = defaultdict(list)
+        for member, sig in values:
+            sigs[tuple(member)].append(self.reader.sig(sig) if isinstance(sig, str) else sig)
+        # one doc_id is one URL; should it come twice, every run picks the same signature
+        members = [(m, sig_array(min(found))) for m, found in sigs.items()]
         if len(members) > self.cfg.max_bucket:
             self.count("large_buckets")
         edges, compared = bucket_edges(members, self.cfg.threshold, self.cfg.verify_candidates, self.cfg.max_bucket)
@@ -353,26 +233,21 @@ def near_decisions(members: Iterable[Member]):
 class NearDuplicates(beam.PTransform):
     """Sketches -> drop decisions (doc_id, ("near_duplicate", survivor doc_id)) for all but one per cluster."""
 
-    def __init__(self, cfg: DedupConfig = DedupConfig(), payload_dir: str | None = None):
+    def __init__(self, cfg: DedupConfig = DedupConfig(), payload_dir: str | None = None,
+                 scratch_dir: str | None = None):
         super().__init__()
         self.cfg, self.payload_dir = cfg, payload_dir
+        self.scratch_dir = scratch_dir   # where the band files go (dedup/bands.py); a temporary folder if None
 
     def expand(self, sketches):
         bands, rows = banding(self.cfg)
         candidates = (sketches
-                      | "Bands" >> beam.FlatMap(_gathered_band_records, bands, rows)
-                      | "GatherBands" >> beam.CombinePerKey(_Gather())
-                      | "Candidates" >> beam.FlatMap(_gathered_candidates))
-        if self.cfg.verify_candidates:   # the signature joins the candidates that need it, once per bucket
-            signatures = sketches | "SigById" >> beam.Map(_sig_or_ref)
-            candidates = ((signatures, candidates | "Wanted" >> beam.Map(_wanted))
-                          | "JoinSignatures" >> GatherBytes()
-                          | "WithSignature" >> beam.ParDo(_WithSignature(self.payload_dir)))
-        else:
-            candidates = candidates | "NoSignature" >> beam.MapTuple(lambda _, km: (km[0], (km[1], b"")))
+                      | "AsEntries" >> beam.Map(_as_entry, bands, rows)
+                      | "Buckets" >> BandCandidates(self.scratch_dir or scratch_dir(), bands,
+                                                    with_sig=self.cfg.verify_candidates))
         edges = (candidates
                  | "GroupByBucket" >> beam.GroupByKey()
-                 | "VerifyBucket" >> beam.ParDo(_BucketEdges(self.cfg)))
+                 | "VerifyBucket" >> beam.ParDo(_BucketEdges(self.cfg, self.payload_dir)))
         return (edges
                 | "Components" >> ConnectedComponents(self.cfg.max_rounds)
                 | "GroupByComponent" >> beam.GroupByKey()

@@ -35,10 +35,12 @@ from dedup.near import NearDuplicates
 class Deduplicate(beam.PTransform):
     """PCollection[Document] -> {"documents": unique Documents, "dropped": Drop(stage="dedup", ...)}."""
 
-    def __init__(self, cfg: DedupConfig = DedupConfig(), payload_dir: str | None = None, corpus: tuple = ()):
+    def __init__(self, cfg: DedupConfig = DedupConfig(), payload_dir: str | None = None, corpus: tuple = (),
+                 scratch_dir: str | None = None):
         super().__init__()
         self.cfg = cfg
         self.payload_dir = payload_dir   # where Documents with a `payload` reference keep their signature
+        self.scratch_dir = scratch_dir   # where the LSH band files go (dedup/bands.py); a temporary folder if None
         # sketch index folders of an existing corpus (dedup/index.py): its documents that share a fingerprint or
         # a band with a new one join the dedup as members that always survive and are never emitted
         self.corpus = tuple(corpus)
@@ -58,7 +60,7 @@ class Deduplicate(beam.PTransform):
                 sketches = exact.survivors
                 decisions.append(exact[DECISIONS])
             if cfg.near:
-                decisions.append(sketches | "Near" >> NearDuplicates(cfg, self.payload_dir))
+                decisions.append(sketches | "Near" >> NearDuplicates(cfg, self.payload_dir, self.scratch_dir))
         decisions = (decisions or [docs.pipeline | "NoDecisions" >> beam.Create([])]) | "AllDecisions" >> beam.Flatten()
         # The documents wait for this join from the fetch to the end of dedup: gathered by doc_id into SPREAD keys
         # (dedup/gather.py), the local runner holds ~0.2 KB of bytes per document, not a key, a list and a value.

@@ -26,7 +26,7 @@ from core.records import DROPPED
 from crawl.fetch.warc import ReadWarcPages
 from crawl.fetch.warc_recover import recover_leftovers
 from crawl.seen import NotInCorpus, RecordLinks
-from dedup import Deduplicate
+from dedup import Deduplicate, bands
 from pipeline.config import Config
 from pipeline.corpus import LINK_PARTS, Addition
 from pipeline.drops import WriteDrops
@@ -87,7 +87,8 @@ def build(p: beam.Pipeline, cfg: Config, out_dir: str, warc_input: str | None = 
     slim = documents | "WritePayloads" >> WriteOutcomes(payload_dir, job, cfg.run.commit_seconds)
     slim = (slim, *reused) | "WithReused" >> beam.Flatten() if reused else slim
     unique = slim | "Deduplicate" >> Deduplicate(cfg.dedup, payload_dir,
-                                                 corpus=addition.index_dirs if addition is not None else ())
+                                                 corpus=addition.index_dirs if addition is not None else (),
+                                                 scratch_dir=bands.scratch_dir(out_dir))
     drops += [documents[DROPPED], unique[DROPPED]]
 
     _ = unique["documents"] | "WriteShards" >> WriteShards(out_dir, cfg.shards, cfg.to_dict(), payload_dir,

@@ -182,7 +182,8 @@ def remove_leftovers(out_dir: str) -> list:
     removed = []
     index = os.path.join(out_dir, "_index")   # a generation's index is built in a hidden folder, then renamed
     for directory in (out_dir, os.path.join(out_dir, "_drops"), os.path.join(out_dir, "data"),   # data/: shards
-                      os.path.join(out_dir, "_payloads"), index):
+                      os.path.join(out_dir, "_payloads"), index,
+                      os.path.join(out_dir, ".webtext-bands"), os.path.join(out_dir, ".webtext-buckets")):   # scratch
         try:
             names = os.listdir(directory)
         except OSError:

@@ -24,7 +24,7 @@ from pipeline.config import ShardConfig
 from pipeline.outdir import remove_leftovers
 from pipeline.per_document import DocumentWork, WritePayloads
 from core.shard_format import read_manifest
-from pipeline.shards.write import WriteShards
+from pipeline.shards.write import WriteShards, tokenize
 from test_per_document import docs
 
 WORK = DocumentWork(QualityRules(), DedupConfig())
@@ -94,22 +94,26 @@ def test_payload_path_writes_the_same_shards_and_no_tokens_cross_a_shuffle(tmp_p
     plain, _, plain_sizes = run(tmp_path / "plain", payload=False, measure=True)
     via, labels, sizes = run(tmp_path / "payload", payload=True, measure=True)
     assert via == plain and len(plain) >= 3                       # byte-identical shards (sha256 in the manifest)
-    # the shuffles of one element per document: exact dedup, LSH bands, signature join, final join, shard buckets
+    # the shuffles of the documents: exact dedup, LSH candidates, final join, shard buckets
     assert len(labels) >= 5 and set(sizes) == set(labels)
     tokens = sum(len(d.tokens) for d in filled()) / len(filled())
     assert tokens > 2000                                         # a document's tokens would show in the sizes
     assert max(plain_sizes.values()) > tokens                    # they did cross, on the plain path
     # (Near/GroupByBucket holds LSH candidates only, with their signatures, read from the payload files for them)
     # (the exact groups cross gathered: a chunk of many documents' records, each checked below)
-    # (and so does the signature join: every document's signature reference, and the candidates that want one)
-    gathered = ("Deduplicate/Exact/GroupByFingerprint/Group", "Deduplicate/Near/JoinSignatures/Group")
-    per_document = {k: v for k, v in sizes.items() if k.startswith(("Deduplicate/", "WriteShards/GroupByBucket"))
-                    and k not in ("Deduplicate/Near/GroupByBucket", *gathered)}
+    # (the LSH bands cross no shuffle: written to band files, only their paths go on, one list per band task)
+    gathered = ("Deduplicate/Exact/GroupByFingerprint/Group", "WriteShards/GroupByBucket/Group")
+    per_document = {k: v for k, v in sizes.items() if k.startswith("Deduplicate/")
+                    and k not in ("Deduplicate/Near/GroupByBucket", *gathered)
+                    and not k.startswith("Deduplicate/Near/Buckets/")}
     assert len(per_document) >= 3, per_document
     assert min(sizes[k] for k in gathered) > max(per_document.values()), sizes   # they are gathered
     records = [_gathered(_keyed_entry(d._replace(tokens=b"", payload="0123456789abcdef0123:1:2:3:4"), DedupConfig(),
                                       *banding(DedupConfig())))[1] for d in filled()]
     assert max(map(len, records)) < 400
+    shard_records = [len(pickle.dumps(tokenize(d._replace(tokens=b"", payload="0123456789abcdef0123:1:2:3:4")),
+                                      protocol=5)) for d in filled()]     # what a shard bucket's chunk holds each
+    assert max(shard_records) < 400
     assert max(per_document.values()) < 400, sorted(per_document.items(), key=lambda kv: -kv[1])[:3]
     files = sorted((tmp_path / "payload" / payloads.PAYLOADS_DIR).glob("*.arrow"))
     assert len(files) == -(-len(filled()) // 7)                  # one file per 7 documents, kept after the run

@@ -2,6 +2,7 @@
 shards joined from pieces of it equal shards written from the documents."""
 import hashlib
 import os
+import pickle
 import tempfile
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from core.shard_format import TokenizedDoc, bucket_of
+from dedup.gather import chunk, framed
 from pipeline.config import ShardConfig
 from pipeline.shards.assemble import join_shard, write_shard, write_sorted
 from pipeline.shards.write import PART_NAME, PARTS_DIR, Part, _WriteBucket, shard_tasks
@@ -34,11 +36,17 @@ def by_bucket(items):
     return sorted(groups.items(), reverse=True)   # a bundle need not see its buckets in order
 
 
+def gathered(items):
+    """by_bucket as _WriteBucket receives it: each bucket's documents pickled, framed, in compressed chunks."""
+    return [(key, [chunk(b"".join(framed(pickle.dumps(d, protocol=5)) for d in group))])
+            for key, group in by_bucket(items)]
+
+
 def test_a_bundle_writes_one_part_file_and_its_pieces_join_into_the_same_shard(tmp_path):
     cfg = ShardConfig(buckets=BUCKETS, batch_tokens=500, target_tokens=10**9)
     fn = _WriteBucket(str(tmp_path), cfg, str(tmp_path / "_payloads"))
     fn.start_bundle()
-    for kv in by_bucket(docs()):
+    for kv in gathered(docs()):
         assert list(fn.process(kv) or []) == []          # Parts come once the bundle's file is whole
     parts = [w.value for w in fn.finish_bundle()]
     fn.teardown()
@@ -74,7 +82,7 @@ def test_a_shard_joined_from_sorted_files_has_the_bytes_of_one_written_from_its_
 def test_a_bundle_that_fails_leaves_no_part_file(tmp_path):
     fn = _WriteBucket(str(tmp_path), ShardConfig(buckets=BUCKETS), str(tmp_path / "_payloads"))
     fn.start_bundle()
-    for kv in by_bucket(docs(40))[:3]:
+    for kv in gathered(docs(40))[:3]:
         list(fn.process(kv) or [])
     fn.teardown()              # what Beam calls after process() raised: no finish_bundle
     assert list((tmp_path / PARTS_DIR).iterdir()) == []

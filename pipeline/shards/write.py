@@ -1,7 +1,7 @@
 """Unique Documents -> GPT-2 tokens -> Arrow shards sized by tokens + manifest.json (the last file written).
 
     documents -> Tokenize: (split, bucket) by doc_id, tokens or payload ref   bucket = one of `buckets` doc_id ranges
-              -> GroupByKey (split, bucket) -> WriteBucket               each bucket's rows, sorted, appended to
+              -> GatherBytes (split, bucket) -> WriteBucket              each bucket's rows, sorted, appended to
                                                                          its bundle's part file (spill), tokens
                                                                          read from the payload files
               -> AllBuckets -> Plan: buckets packed into shards of <= target_tokens   only token counts travel
@@ -33,6 +33,7 @@ from core.records import SHARDS, Document, Step
 from core.shard_format import (MANIFEST, SHARD_NAME, SPLITS, TokenizedDoc, bucket_of, plan_shards,
                                schema_with_metadata, split_of, write_manifest)
 from core.tokenizer import encode_document
+from dedup.gather import GatherBytes, framed, records
 from pipeline.config import ShardConfig
 from pipeline.shards.assemble import batches_of, doc_order, join_shard, record_batch
 from pipeline.shards.stream import BatchFile
@@ -72,7 +73,6 @@ def token_count(tdoc: TokenizedDoc) -> int:
 def with_tokens(docs, reader: payloads.Reader):
     """One bucket's documents in doc_id order, their tokens read from the payload files where they were left
     (ordered reads, one seek + read each)."""
-    docs = [pickle.loads(d) if isinstance(d, bytes) else d for d in docs]
     for d in sorted(docs, key=doc_order):
         yield d._replace(tokens=reader.tokens(d.tokens).astype(np.uint16)) if isinstance(d.tokens, str) else d
 
@@ -89,9 +89,9 @@ class _Tokenize(Step):
         split = split_of(doc.doc_id, self.cfg.val_fraction)
         self.count("tokens", token_count(tdoc))
         self.count(f"{split}_docs")
-        if isinstance(tdoc.tokens, str):   # one byte string crosses the shuffle (~0.2 KB), not a tuple of objects
-            tdoc = pickle.dumps(tdoc, protocol=5)
-        return (split, bucket_of(doc.doc_id, self.cfg.buckets)), tdoc
+        # one framed byte string, gathered with its bucket's others into compressed chunks (dedup/gather.py): the
+        # local runner holds ~0.1 KB per document here, not a key, a list and a ~0.35 KB pickle each
+        return (split, bucket_of(doc.doc_id, self.cfg.buckets)), framed(pickle.dumps(tdoc, protocol=5))
 
 
 class _WriteBucket(beam.DoFn):
@@ -107,7 +107,8 @@ class _WriteBucket(beam.DoFn):
         self._reader, self._file, self._parts = payloads.Reader(self.payload_dir), None, []
 
     def process(self, kv):
-        (split, bucket), docs = kv
+        (split, bucket), chunks = kv
+        docs = [pickle.loads(record) for record in records(chunks)]
         if self._file is None:   # a retried bundle writes a file of its own; the manifest step removes both
             path = files.join(self.out_dir, PARTS_DIR, f"part-{secrets.token_hex(8)}.arrow")
             if files.is_local(path):
@@ -235,7 +236,7 @@ class WriteShards(beam.PTransform):
         cfg = self.cfg
         return (documents
                 | "Tokenize" >> beam.ParDo(_Tokenize(cfg))
-                | "GroupByBucket" >> beam.GroupByKey()
+                | "GroupByBucket" >> GatherBytes()
                 | "WriteBucket" >> beam.ParDo(_WriteBucket(self.out_dir, cfg, self.payload_dir))
                 | "AllBuckets" >> beam.combiners.ToList()
                 | "Plan" >> beam.FlatMap(shard_tasks, cfg.target_tokens)

@@ -1,0 +1,188 @@
+"""LSH buckets found on disk: every sketch's band keys are written once to band files, and each band's buckets are
+found by sorting that band's keys, instead of a shuffle of one record per band and document.
+
+Why: the band records were the largest thing the local runner held at the end of a run (13 per document, ~20 B
+each as gathered bytes and held two or three times while grouped: ~26 MB of chunks at 10^5 documents, ~2 GB at
+WebText's 8M, times the copies). A sort of one band's 64-bit keys holds 16 bytes per document (key + order) for
+one band at a time, in the task that handles that band, wherever the runner runs it.
+
+    sketches -> WriteBandFiles: a bundle's entries, every <= max_docs, as one band file      paths only go on
+             -> AllBandFiles (one list) -> one task per band (Reshuffle: spread over workers)
+             -> BucketCandidates: that band's keys of every file, sorted; runs of equal keys with two or more
+                members are the candidate buckets: (bucket key, (member, signature or payload ref)) per member
+             -> (when every band is done) RemoveBandFiles
+
+A band file is an Arrow IPC file `<scratch>/bands-<hash of its bytes>.arrow`, one record batch:
+    doc_id string | karma int64 | sig binary (the signature, where no payload file holds it) |
+    ref string (where the payload file holds it, core/payloads.py) | b0 .. b<bands-1> uint64 (the band keys)
+Written whole or not at all (core.files), named by its bytes so that a retried bundle finds its file; only
+paths a committed bundle sent on are read. The scratch folder is the run's `.webtext-bands/` (files matching NAME
+in it are ours to remove) or a temporary folder where no run folder is given.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from typing import Iterable, List, Tuple
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindows
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from core import files
+from dedup.minhash import Entry
+
+BANDS_DIR = ".webtext-bands"
+NAME = re.compile(r"bands-[0-9a-f]{20}\.arrow")
+
+
+def scratch_dir(out_dir: str | None = None) -> str:
+    """Where band files go: the run's `.webtext-bands/`, or a fresh local temporary folder."""
+    return files.join(out_dir, BANDS_DIR) if out_dir else tempfile.mkdtemp(prefix="webtext-bands-")
+
+
+def _schema(bands: int) -> pa.Schema:
+    return pa.schema([pa.field("doc_id", pa.string(), nullable=False), pa.field("karma", pa.int64(), nullable=False),
+                      pa.field("sig", pa.binary(), nullable=False), pa.field("ref", pa.string(), nullable=False)]
+                     + [pa.field(f"b{b}", pa.uint64(), nullable=False) for b in range(bands)])
+
+
+def encode(entries: List[Entry], bands: int) -> bytes:
+    """Entries (each with `bands` band keys) -> one band file's bytes."""
+    keys = np.frombuffer(b"".join(e.keys for e in entries), dtype="<u8").reshape(len(entries), bands)
+    columns = [pa.array([e.doc_id for e in entries], pa.string()), pa.array([int(e.karma) for e in entries], pa.int64()),
+               pa.array([e.sig for e in entries], pa.binary()), pa.array([e.ref for e in entries], pa.string())]
+    columns += [pa.array(np.ascontiguousarray(keys[:, b]), pa.uint64()) for b in range(bands)]
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, _schema(bands)) as writer:
+        writer.write_batch(pa.record_batch(columns, schema=_schema(bands)))
+    return sink.getvalue().to_pybytes()
+
+
+def write(directory: str, entries: List[Entry], bands: int) -> str:
+    """One band file (whole or nothing); its path. Same entries -> same name, written once."""
+    data = encode(entries, bands)
+    path = files.join(directory, f"bands-{hashlib.blake2b(data, digest_size=10).hexdigest()}.arrow")
+    if files.is_local(path):
+        os.makedirs(os.path.dirname(path.removeprefix("file://")), exist_ok=True)
+    if not files.exists(path):
+        files.write_atomic(path, data)
+    return path
+
+
+class WriteBandFiles(beam.DoFn):
+    """Entries -> paths of the band files that hold them (a text without words has no band keys: not written)."""
+
+    def __init__(self, directory: str, bands: int, max_docs: int = 1 << 15):
+        self.directory, self.bands, self.max_docs = directory, bands, max_docs
+
+    def start_bundle(self):
+        self.pending = []
+
+    def process(self, e: Entry):
+        if len(e.keys) == 8 * self.bands:
+            self.pending.append(e)
+            if len(self.pending) >= self.max_docs:
+                yield self._flush()
+
+    def finish_bundle(self):
+        if self.pending:
+            yield GlobalWindows.windowed_value(self._flush())
+
+    def _flush(self) -> str:
+        entries, self.pending = self.pending, []
+        return write(self.directory, entries, self.bands)
+
+
+def band_candidates(paths: Iterable[str], band: int, with_sig: bool = True) -> List[Tuple]:
+    """One band's candidate buckets over every band file: ((band, key), ((doc_id, karma), signature bytes or
+    payload ref)) per distinct member of each key that two or more distinct members share. Holds the band's keys
+    and their sort order (16 bytes per document); the other columns are read for candidates only."""
+    tables = [files.read_arrow(p) for p in sorted(set(paths))]
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return []
+    keys = np.concatenate([t.column(f"b{band}").to_numpy() for t in tables])
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    lengths = np.diff(np.append(starts, len(ordered)))
+    shared = np.repeat(lengths >= 2, lengths)            # positions inside a run of two or more equal keys
+    rows, bucket_keys = order[shared], ordered[shared]
+    del keys, order, ordered
+    first = np.cumsum([0] + [t.num_rows for t in tables])
+    which = np.searchsorted(first, rows, side="right") - 1
+    buckets: dict = {}
+    for t_index in np.unique(which):
+        picked = which == t_index
+        t = tables[t_index].take(pa.array(rows[picked] - first[t_index]))
+        for doc_id, karma, sig, ref, key in zip(t.column("doc_id").to_pylist(), t.column("karma").to_pylist(),
+                                                t.column("sig").to_pylist(), t.column("ref").to_pylist(),
+                                                bucket_keys[picked].tolist()):
+            buckets.setdefault(key, set()).add(((doc_id, karma), (ref or sig) if with_sig else b""))
+    out = []
+    for key in sorted(buckets):
+        members = buckets[key]
+        if len({m for m, _ in members}) >= 2:            # one document listed twice is not a candidate pair
+            out += [((band, key), m) for m in sorted(members, key=lambda m: (m[0], str(m[1])))]
+    return out
+
+
+def remove(directory: str) -> None:
+    """The band files in `directory` (this run's, and any a killed run left); the folder too once it is empty.
+    Anything not named like a band file stays."""
+    ours = [p for p in files.match(files.join(directory, "*.arrow")) if NAME.fullmatch(p.rsplit("/", 1)[-1])]
+    for path in ours:
+        if files.is_local(path):
+            try:
+                os.unlink(path.removeprefix("file://"))
+            except FileNotFoundError:    # a retried step found it gone
+                pass
+    remote = [p for p in ours if not files.is_local(p) and files.exists(p)]
+    if remote:
+        FileSystems.delete(remote)
+    if files.is_local(directory):
+        try:
+            os.rmdir(directory.removeprefix("file://"))
+        except OSError:                  # not there, or holds something not ours
+            pass
+
+
+class BandCandidates(beam.PTransform):
+    """Entries -> (bucket key, (member, signature or payload ref)) per member of every LSH bucket of two or more
+    documents (the signature left out where candidates are not verified)."""
+
+    def __init__(self, directory: str, bands: int, with_sig: bool = True):
+        super().__init__()
+        self.directory, self.bands, self.with_sig = directory, bands, with_sig
+
+    def expand(self, entries):
+        paths = (entries
+                 | "WriteBandFiles" >> beam.ParDo(WriteBandFiles(self.directory, self.bands))
+                 | "AllBandFiles" >> beam.combiners.ToList())
+        found = (paths
+                 | "PerBand" >> beam.FlatMap(lambda ps, n: [(b, ps) for b in range(n)], self.bands)
+                 | "SpreadBands" >> beam.Reshuffle()
+                 | "Candidates" >> beam.ParDo(_Candidates(self.with_sig)).with_outputs(_DONE, main="candidates"))
+        _ = (found[_DONE]
+             | "BandsDone" >> beam.combiners.Count.Globally()
+             | "RemoveBandFiles" >> beam.Map(lambda _, d: remove(d), self.directory))
+        return found.candidates
+
+
+_DONE = "done"
+
+
+class _Candidates(beam.DoFn):
+    def __init__(self, with_sig: bool):
+        self.with_sig = with_sig
+
+    def process(self, task):
+        band, paths = task
+        yield from band_candidates(paths, band, self.with_sig)
+        yield beam.pvalue.TaggedOutput(_DONE, band)
