@@ -8,6 +8,7 @@ import apache_beam as beam
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
+from conftest import beam_pipeline
 from dedup import bands
 from dedup.minhash import Entry
 
@@ -64,7 +65,7 @@ def test_a_retried_bundle_finds_its_file_and_only_band_files_are_removed(tmp_pat
 def test_the_pipeline_step_finds_the_buckets_and_leaves_no_band_file(tmp_path):
     items = entries([[1, 2, 3], [1, 5, 6], [7, 2, 9], [8, 8, 8]], 4)
     directory = str(tmp_path / ".webtext-bands")
-    with beam.Pipeline("DirectRunner") as p:
+    with beam_pipeline() as p:
         found = p | beam.Create(items) | bands.BandCandidates(directory, BANDS)
         _ = found | beam.combiners.ToList() | beam.Map(_check, grouped(items))
     assert not os.path.exists(directory)
