@@ -14,7 +14,11 @@ one band at a time, in the task that handles that band, wherever the runner runs
 
 A band file is an Arrow IPC file `<scratch>/bands-<hash of its bytes>.arrow`, one record batch:
     doc_id string | karma int64 | sig binary (the signature, where no payload file holds it) |
-    ref string (where the payload file holds it, core/payloads.py) | b0 .. b<bands-1> uint64 (the band keys)
+    ref string (where the payload file holds it, core/payloads.py) | fingerprint string (exact-dedup's) |
+    b0 .. b<bands-1> uint64 (the band keys)
+Every document is written, exact duplicates too: a copy has its survivor's signature, so it is in all of its
+buckets, and a bucket keeps one member per fingerprint, the one the survivor rule picks (the exact survivor), when
+exact dedup runs: the candidates are those of the exact survivors alone, and the exact shuffle needs no band keys.
 Written whole or not at all (core.files), named by its bytes so that a retried bundle finds its file; only
 paths a committed bundle sent on are read. The scratch folder is the run's `.webtext-bands/` (files matching NAME
 in it are ours to remove) or a temporary folder where no run folder is given.
@@ -36,6 +40,7 @@ import pyarrow.ipc as ipc
 
 from core import files
 from dedup.minhash import Entry
+from dedup.survivor import survivor_key
 
 BANDS_DIR = ".webtext-bands"
 NAME = re.compile(r"bands-[0-9a-f]{20}\.arrow")
@@ -48,25 +53,28 @@ def scratch_dir(out_dir: str | None = None) -> str:
 
 def _schema(bands: int) -> pa.Schema:
     return pa.schema([pa.field("doc_id", pa.string(), nullable=False), pa.field("karma", pa.int64(), nullable=False),
-                      pa.field("sig", pa.binary(), nullable=False), pa.field("ref", pa.string(), nullable=False)]
+                      pa.field("sig", pa.binary(), nullable=False), pa.field("ref", pa.string(), nullable=False),
+                      pa.field("fingerprint", pa.string(), nullable=False)]
                      + [pa.field(f"b{b}", pa.uint64(), nullable=False) for b in range(bands)])
 
 
-def encode(entries: List[Entry], bands: int) -> bytes:
-    """Entries (each with `bands` band keys) -> one band file's bytes."""
+def encode(keyed: List[Tuple[str, Entry]], bands: int) -> pa.Buffer:
+    """(fingerprint, Entry) pairs (each with `bands` band keys) -> one band file's bytes."""
+    entries = [e for _, e in keyed]
     keys = np.frombuffer(b"".join(e.keys for e in entries), dtype="<u8").reshape(len(entries), bands)
     columns = [pa.array([e.doc_id for e in entries], pa.string()), pa.array([int(e.karma) for e in entries], pa.int64()),
-               pa.array([e.sig for e in entries], pa.binary()), pa.array([e.ref for e in entries], pa.string())]
+               pa.array([e.sig for e in entries], pa.binary()), pa.array([e.ref for e in entries], pa.string()),
+               pa.array([fp for fp, _ in keyed], pa.string())]
     columns += [pa.array(np.ascontiguousarray(keys[:, b]), pa.uint64()) for b in range(bands)]
     sink = pa.BufferOutputStream()
     with ipc.new_file(sink, _schema(bands)) as writer:
         writer.write_batch(pa.record_batch(columns, schema=_schema(bands)))
-    return sink.getvalue().to_pybytes()
+    return sink.getvalue()
 
 
-def write(directory: str, entries: List[Entry], bands: int) -> str:
+def write(directory: str, keyed: List[Tuple[str, Entry]], bands: int) -> str:
     """One band file (whole or nothing); its path. Same entries -> same name, written once."""
-    data = encode(entries, bands)
+    data = encode(keyed, bands)
     path = files.join(directory, f"bands-{hashlib.blake2b(data, digest_size=10).hexdigest()}.arrow")
     if files.is_local(path):
         os.makedirs(os.path.dirname(path.removeprefix("file://")), exist_ok=True)
@@ -76,17 +84,19 @@ def write(directory: str, entries: List[Entry], bands: int) -> str:
 
 
 class WriteBandFiles(beam.DoFn):
-    """Entries -> paths of the band files that hold them (a text without words has no band keys: not written)."""
+    """(fingerprint, Entry) pairs -> paths of the band files that hold them (a text without words has no band
+    keys: not written)."""
 
-    def __init__(self, directory: str, bands: int, max_docs: int = 1 << 15):
+    # a bundle of the extraction stage lasts as long as the fetch: what waits for its file stays small (~3 MB)
+    def __init__(self, directory: str, bands: int, max_docs: int = 1 << 13):
         self.directory, self.bands, self.max_docs = directory, bands, max_docs
 
     def start_bundle(self):
         self.pending = []
 
-    def process(self, e: Entry):
-        if len(e.keys) == 8 * self.bands:
-            self.pending.append(e)
+    def process(self, keyed: Tuple[str, Entry]):
+        if len(keyed[1].keys) == 8 * self.bands:
+            self.pending.append(keyed)
             if len(self.pending) >= self.max_docs:
                 yield self._flush()
 
@@ -99,10 +109,11 @@ class WriteBandFiles(beam.DoFn):
         return write(self.directory, entries, self.bands)
 
 
-def band_candidates(paths: Iterable[str], band: int, with_sig: bool = True) -> List[Tuple]:
+def band_candidates(paths: Iterable[str], band: int, with_sig: bool = True, exact: bool = True) -> List[Tuple]:
     """One band's candidate buckets over every band file: ((band, key), ((doc_id, karma), signature bytes or
-    payload ref)) per distinct member of each key that two or more distinct members share. Holds the band's keys
-    and their sort order (16 bytes per document); the other columns are read for candidates only."""
+    payload ref)) per distinct member of each key that two or more distinct members share; with `exact`, of each
+    fingerprint's members only the exact survivor counts. Holds the band's keys and their sort order (16 bytes per
+    document); the other columns are read for candidates only."""
     tables = [files.read_arrow(p) for p in sorted(set(paths))]
     tables = [t for t in tables if t.num_rows]
     if not tables:
@@ -121,15 +132,21 @@ def band_candidates(paths: Iterable[str], band: int, with_sig: bool = True) -> L
     for t_index in np.unique(which):
         picked = which == t_index
         t = tables[t_index].take(pa.array(rows[picked] - first[t_index]))
-        for doc_id, karma, sig, ref, key in zip(t.column("doc_id").to_pylist(), t.column("karma").to_pylist(),
-                                                t.column("sig").to_pylist(), t.column("ref").to_pylist(),
-                                                bucket_keys[picked].tolist()):
-            buckets.setdefault(key, set()).add(((doc_id, karma), (ref or sig) if with_sig else b""))
+        for doc_id, karma, sig, ref, fp, key in zip(
+                t.column("doc_id").to_pylist(), t.column("karma").to_pylist(), t.column("sig").to_pylist(),
+                t.column("ref").to_pylist(), t.column("fingerprint").to_pylist(), bucket_keys[picked].tolist()):
+            buckets.setdefault(key, set()).add(((doc_id, karma), (ref or sig) if with_sig else b"", fp))
     out = []
     for key in sorted(buckets):
         members = buckets[key]
-        if len({m for m, _ in members}) >= 2:            # one document listed twice is not a candidate pair
-            out += [((band, key), m) for m in sorted(members, key=lambda m: (m[0], str(m[1])))]
+        if exact:
+            survivors = {}
+            for m, _, fp in members:
+                if fp not in survivors or survivor_key(m) < survivor_key(survivors[fp]):
+                    survivors[fp] = m
+            members = {(m, s, fp) for m, s, fp in members if survivors[fp] == m}
+        if len({m for m, _, _ in members}) >= 2:         # one document listed twice is not a candidate pair
+            out += sorted({((band, key), (m, s)) for m, s, _ in members}, key=lambda c: (c[1][0], str(c[1][1])))
     return out
 
 
@@ -154,12 +171,13 @@ def remove(directory: str) -> None:
 
 
 class BandCandidates(beam.PTransform):
-    """Entries -> (bucket key, (member, signature or payload ref)) per member of every LSH bucket of two or more
-    documents (the signature left out where candidates are not verified)."""
+    """(fingerprint, Entry) pairs -> (bucket key, (member, signature or payload ref)) per member of every LSH
+    bucket of two or more documents (of exact survivors, with `exact`; the signature left out where candidates are
+    not verified)."""
 
-    def __init__(self, directory: str, bands: int, with_sig: bool = True):
+    def __init__(self, directory: str, bands: int, with_sig: bool = True, exact: bool = True):
         super().__init__()
-        self.directory, self.bands, self.with_sig = directory, bands, with_sig
+        self.directory, self.bands, self.with_sig, self.exact = directory, bands, with_sig, exact
 
     def expand(self, entries):
         paths = (entries
@@ -168,7 +186,8 @@ class BandCandidates(beam.PTransform):
         found = (paths
                  | "PerBand" >> beam.FlatMap(lambda ps, n: [(b, ps) for b in range(n)], self.bands)
                  | "SpreadBands" >> beam.Reshuffle()
-                 | "Candidates" >> beam.ParDo(_Candidates(self.with_sig)).with_outputs(_DONE, main="candidates"))
+                 | "Candidates" >> beam.ParDo(_Candidates(self.with_sig, self.exact)).with_outputs(
+                     _DONE, main="candidates"))
         _ = (found[_DONE]
              | "BandsDone" >> beam.combiners.Count.Globally()
              | "RemoveBandFiles" >> beam.Map(lambda _, d: remove(d), self.directory))
@@ -179,10 +198,10 @@ _DONE = "done"
 
 
 class _Candidates(beam.DoFn):
-    def __init__(self, with_sig: bool):
-        self.with_sig = with_sig
+    def __init__(self, with_sig: bool, exact: bool):
+        self.with_sig, self.exact = with_sig, exact
 
     def process(self, task):
         band, paths = task
-        yield from band_candidates(paths, band, self.with_sig)
+        yield from band_candidates(paths, band, self.with_sig, self.exact)
         yield beam.pvalue.TaggedOutput(_DONE, band)

@@ -215,10 +215,10 @@ def sketch(doc, cfg: DedupConfig = DedupConfig()) -> Sketch:
 
 
 class Entry(NamedTuple):
-    """What crosses the exact-dedup shuffle and feeds the LSH bands: a Sketch with its signature cut to what the
-    later steps need. `keys`: the band keys' hashes (8 bytes per band, in band order), computed before the
-    shuffle; the full signature is needed only to verify candidates, so it travels only where no payload file
-    holds it (`sig`), else `ref` names where to read it (core/payloads.py): ~0.2 KB instead of ~0.6 KB."""
+    """A Sketch cut to what dedup needs, made where the document is sketched. `keys`: the band keys' hashes (8
+    bytes per band, in band order), written to the LSH band files (dedup/bands.py) with the signature, where no
+    payload file holds it (`sig`), else with `ref`, where to read it (core/payloads.py); the exact-dedup shuffle
+    takes the id and karma only."""
     doc_id: str
     karma: int
     keys: bytes

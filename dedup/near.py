@@ -90,9 +90,10 @@ def bucket_edges(members: Iterable[Tuple[Member, np.ndarray]], threshold: float 
     return [(nodes[find(i)], nodes[i]) for i in range(k) if find(i) != i], compared
 
 
-def _as_entry(sk, bands: int, rows: int) -> Entry:
-    """An Entry as Deduplicate makes them (band keys computed before the exact shuffle), from a Sketch too."""
-    return sk if isinstance(sk, Entry) else entry(sk, bands, rows)
+def _keyed_entry(sk, bands: int, rows: int) -> Tuple[str, Entry]:
+    """(fingerprint, Entry) as Deduplicate makes them (band keys computed where the document is sketched), from
+    a Sketch too."""
+    return sk if isinstance(sk, tuple) and len(sk) == 2 else (sk.fingerprint, entry(sk, bands, rows))
 
 
 class _BucketEdges(Step):
@@ -231,7 +232,9 @@ def near_decisions(members: Iterable[Member]):
 
 
 class NearDuplicates(beam.PTransform):
-    """Sketches -> drop decisions (doc_id, ("near_duplicate", survivor doc_id)) for all but one per cluster."""
+    """(fingerprint, Entry) pairs, or Sketches -> drop decisions (doc_id, ("near_duplicate", survivor doc_id)) for
+    all but one per cluster. With `cfg.exact`, of the documents that share a fingerprint only the exact survivor
+    takes part (the others are exact duplicates)."""
 
     def __init__(self, cfg: DedupConfig = DedupConfig(), payload_dir: str | None = None,
                  scratch_dir: str | None = None):
@@ -242,9 +245,9 @@ class NearDuplicates(beam.PTransform):
     def expand(self, sketches):
         bands, rows = banding(self.cfg)
         candidates = (sketches
-                      | "AsEntries" >> beam.Map(_as_entry, bands, rows)
+                      | "AsEntries" >> beam.Map(_keyed_entry, bands, rows)
                       | "Buckets" >> BandCandidates(self.scratch_dir or scratch_dir(), bands,
-                                                    with_sig=self.cfg.verify_candidates))
+                                                    with_sig=self.cfg.verify_candidates, exact=self.cfg.exact))
         edges = (candidates
                  | "GroupByBucket" >> beam.GroupByKey()
                  | "VerifyBucket" >> beam.ParDo(_BucketEdges(self.cfg, self.payload_dir)))

@@ -2,8 +2,10 @@
 
     documents -> Sketch: (fingerprint, Entry(doc_id, karma, band keys,   one pass, the only CPU-heavy step
                          signature or payload ref))
-              -> ExactDuplicates: by fingerprint, keep the best           decisions "exact_duplicate"
-              -> NearDuplicates: LSH bands, verify, components, survivor  decisions "near_duplicate"
+              -> ExactDuplicates (id and rank only): by fingerprint,      decisions "exact_duplicate"
+                 keep the best
+              -> NearDuplicates (every document): LSH band files,         decisions "near_duplicate"
+                 verify, components, survivor
     documents + decisions -> gathered by doc_id -> kept | Drop            the only shuffle of whole documents
                                                                           (their tokens left in payload files, or
                                                                           their text zlib-compressed across it)
@@ -54,13 +56,15 @@ class Deduplicate(beam.PTransform):
             if self.corpus:
                 old = keyed | "CorpusMatches" >> beam.FlatMap(_corpus_matches, self.corpus, bands)
                 keyed = (keyed, old) | "WithCorpus" >> beam.Flatten()
-            sketches = keyed | "Entries" >> beam.Values()
-            if cfg.exact:
-                exact = keyed | "Exact" >> ExactDuplicates()
-                sketches = exact.survivors
-                decisions.append(exact[DECISIONS])
             if cfg.near:
-                decisions.append(sketches | "Near" >> NearDuplicates(cfg, self.payload_dir, self.scratch_dir))
+                # Every document goes to the band files, here where it is sketched, exact duplicates too (a bucket
+                # keeps the exact survivor of each fingerprint: dedup/bands.py), so no band keys go further.
+                decisions.append(keyed | "Near" >> NearDuplicates(cfg, self.payload_dir, self.scratch_dir))
+            if cfg.exact:   # what a fingerprint group needs of its members: the id and the survivor rank
+                exact = (keyed
+                         | "IdAndRank" >> beam.MapTuple(lambda fp, e: (fp, e._replace(keys=b"", sig=b"", ref="")))
+                         | "Exact" >> ExactDuplicates())
+                decisions.append(exact[DECISIONS])
         decisions = (decisions or [docs.pipeline | "NoDecisions" >> beam.Create([])]) | "AllDecisions" >> beam.Flatten()
         # The documents wait for this join from the fetch to the end of dedup: gathered by doc_id into SPREAD keys
         # (dedup/gather.py), the local runner holds ~0.2 KB of bytes per document, not a key, a list and a value.
