@@ -3,12 +3,12 @@ found by sorting that band's keys, instead of a shuffle of one record per band a
 
 Why: the band records were the largest thing the local runner held at the end of a run (13 per document, ~20 B
 each as gathered bytes and held two or three times while grouped: ~26 MB of chunks at 10^5 documents, ~2 GB at
-WebText's 8M, times the copies). A sort of one band's 64-bit keys holds 16 bytes per document (key + order) for
+WebText's 8M, times the copies). A sort of one band's 64-bit keys holds ~24 bytes per document (keys, order) for
 one band at a time, in the task that handles that band, wherever the runner runs it.
 
     sketches -> WriteBandFiles: a bundle's entries, every <= max_docs, as one band file      paths only go on
              -> AllBandFiles (one list) -> one task per band (Reshuffle: spread over workers)
-             -> BucketCandidates: that band's keys of every file, sorted; runs of equal keys with two or more
+             -> Candidates: that band's keys of every file, sorted; runs of equal keys with two or more
                 members are the candidate buckets: (bucket key, (member, signature or payload ref)) per member
              -> (when every band is done) RemoveBandFiles
 
@@ -112,26 +112,26 @@ class WriteBandFiles(beam.DoFn):
 def band_candidates(paths: Iterable[str], band: int, with_sig: bool = True, exact: bool = True) -> List[Tuple]:
     """One band's candidate buckets over every band file: ((band, key), ((doc_id, karma), signature bytes or
     payload ref)) per distinct member of each key that two or more distinct members share; with `exact`, of each
-    fingerprint's members only the exact survivor counts. Holds the band's keys and their sort order (16 bytes per
-    document); the other columns are read for candidates only."""
-    tables = [files.read_arrow(p) for p in sorted(set(paths))]
-    tables = [t for t in tables if t.num_rows]
-    if not tables:
-        return []
-    keys = np.concatenate([t.column(f"b{band}").to_numpy() for t in tables])
+    fingerprint's members only the exact survivor counts. Holds the band's keys and their sort order (~24 bytes per
+    document at most); the other columns are read for candidates only."""
+    paths, keys = sorted(set(paths)), []
+    for path in paths:   # one file open at a time (thousands at WebText size): only this band's column is kept
+        keys.append(files.read_arrow(path).column(f"b{band}").to_numpy().copy())
+    first = np.cumsum([0] + [len(k) for k in keys])
+    keys = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
+    del keys
     starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
     lengths = np.diff(np.append(starts, len(ordered)))
     shared = np.repeat(lengths >= 2, lengths)            # positions inside a run of two or more equal keys
     rows, bucket_keys = order[shared], ordered[shared]
-    del keys, order, ordered
-    first = np.cumsum([0] + [t.num_rows for t in tables])
+    del order, ordered
     which = np.searchsorted(first, rows, side="right") - 1
     buckets: dict = {}
-    for t_index in np.unique(which):
-        picked = which == t_index
-        t = tables[t_index].take(pa.array(rows[picked] - first[t_index]))
+    for f in np.unique(which):                           # the files that hold candidates, again one at a time
+        picked = which == f
+        t = files.read_arrow(paths[f]).take(pa.array(rows[picked] - first[f]))
         for doc_id, karma, sig, ref, fp, key in zip(
                 t.column("doc_id").to_pylist(), t.column("karma").to_pylist(), t.column("sig").to_pylist(),
                 t.column("ref").to_pylist(), t.column("fingerprint").to_pylist(), bucket_keys[picked].tolist()):
