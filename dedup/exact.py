@@ -11,7 +11,7 @@ from typing import Iterable, Iterator, List, Tuple
 
 import apache_beam as beam
 
-from dedup.gather import GatherBytes, framed, gather_key, records
+from core.gather import GatherBytes, framed, gather_key, records
 from dedup.packed import pack_sketch, read_varint, unpack_sketch, varint
 from dedup.survivor import pick_survivor
 
@@ -28,7 +28,7 @@ def exact_group(sketches: Iterable) -> Tuple[object, Iterator[Tuple[str, str]]]:
 
 # The whole corpus's entries wait in this shuffle while the fetch runs, and the local runner holds a GroupByKey's
 # input decoded: one key, one list and one value per document, ~0.5 KB even with the entry packed. Gathered
-# (dedup/gather.py) into SPREAD keys by their fingerprint, a key's records travel as a few byte strings (~0.15 KB
+# (core/gather.py) into SPREAD keys by their fingerprint, a key's records travel as a few byte strings (~0.15 KB
 # per document: fingerprint, packed entry, length), and the groups of equal fingerprints are found inside each.
 
 

@@ -27,7 +27,7 @@ import apache_beam as beam
 
 from core.records import DEDUP, DROPPED, Document, Step
 from dedup.config import DedupConfig
-from dedup.gather import GatherBytes, framed, gather_key, records
+from core.gather import GatherBytes, framed, gather_key, records
 from dedup.exact import DECISIONS, EXACT, ExactDuplicates
 from dedup.index import OLD_RANK, old_entries, open_corpus
 from dedup.minhash import banding, entry, sketch
@@ -67,7 +67,7 @@ class Deduplicate(beam.PTransform):
                 decisions.append(exact[DECISIONS])
         decisions = (decisions or [docs.pipeline | "NoDecisions" >> beam.Create([])]) | "AllDecisions" >> beam.Flatten()
         # The documents wait for this join from the fetch to the end of dedup: gathered by doc_id into SPREAD keys
-        # (dedup/gather.py), the local runner holds ~0.2 KB of bytes per document, not a key, a list and a value.
+        # (core/gather.py), the local runner holds ~0.2 KB of bytes per document, not a key, a list and a value.
         kept = ((docs | "GatherDocs" >> beam.Map(_packed), decisions | "GatherDecisions" >> beam.Map(_packed_decision))
                 | "JoinDecisions" >> GatherBytes()
                 | "Apply" >> beam.ParDo(_Apply()).with_outputs(DROPPED, main="documents"))

@@ -8,7 +8,8 @@ import time
 from crawl.text.extract import ExtractConfig
 from crawl.text.transform import _ExtractBatch
 from crawl.fetch.config import FetchConfig
-from crawl.fetch.transform import _FetchHosts
+from core.gather import chunk
+from crawl.fetch.transform import _FetchHosts, packed_link
 from crawl.links import LinkRules
 from core.records import Document, Link, Page
 from pipeline.demo.loopback import LoopbackWeb
@@ -23,6 +24,11 @@ def _links(web, host, n):
         web.add(url, f"<html><body><p>Story {i} on {host}.</p></body></html>")
         links.append(Link(url, host, 5, ("science",), 1_400_000_000, 1))
     return links
+
+
+def _group(key, links):
+    """A host group as the fetch's GroupByHost hands it over: the links packed and gathered into chunks."""
+    return key, [chunk(b"".join(packed_link((key, link))[1] for link in links))]
 
 
 def _bundle(dofn, elements, **side_inputs):
@@ -41,7 +47,7 @@ def test_failed_fetch_bundle_retried_on_a_fresh_instance_keeps_politeness():
     with LoopbackWeb() as web:
         links = _links(web, "slow.example", 8)
         cfg = FetchConfig(http_proxy=web.proxy_url, min_delay=DELAY, robots=False, read_timeout=2)
-        group = ("slow.example#0/1", links)
+        group = _group("slow.example#0/1", links)
 
         first = _FetchHosts(cfg, LinkRules(), quiet=True)
         first.setup()
@@ -74,7 +80,7 @@ def test_fetch_instance_reused_for_bundle_after_bundle():
         dofn.setup()
         for b in range(3):   # one instance, one thread pool, three bundles: nothing leaks from one to the next
             links = _links(web, f"h{b}.example", 3) + _links(web, f"g{b}.example", 2)
-            groups = [(f"h{b}.example#0/1", links[:3]), (f"g{b}.example#0/1", links[3:])]
+            groups = [_group(f"h{b}.example#0/1", links[:3]), _group(f"g{b}.example#0/1", links[3:])]
             pages = _bundle(dofn, groups, giants={})
             assert sorted(p.link.url for p in pages) == sorted(l.url for l in links)
         dofn.teardown()

@@ -2,7 +2,7 @@
 from hypothesis import given, strategies as st
 
 from dedup.exact import fingerprint_groups, _gathered
-from dedup.gather import chunk
+from core.gather import chunk
 from dedup.minhash import Entry, Sketch
 from dedup.packed import pack_entry, pack_member, pack_sketch, unpack_entry, unpack_member, unpack_sketch
 

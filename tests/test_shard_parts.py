@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from core.shard_format import TokenizedDoc, bucket_of
-from dedup.gather import chunk, framed
+from core.gather import chunk, framed
 from pipeline.config import ShardConfig
 from pipeline.shards.assemble import join_shard, write_shard, write_sorted
 from pipeline.shards.write import PART_NAME, PARTS_DIR, Part, _WriteBucket, shard_tasks

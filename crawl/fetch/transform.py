@@ -27,6 +27,7 @@ import functools
 import heapq
 import itertools
 import math
+import pickle
 import queue
 import sys
 import threading
@@ -38,6 +39,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from core.gather import GatherBytes, framed, records
 from core.progress import stage_bar, workers_of
 
 from crawl.fetch.config import FetchConfig
@@ -60,6 +62,18 @@ def host_key(link: Link, giants: dict, per_key: int) -> Tuple[str, Link]:
     n_keys = max(1, math.ceil(giants.get(link.host, 0) / per_key))
     k = int(doc_id_for(link.url), 16) % n_keys
     return f"{link.host}#{k}/{n_keys}", link
+
+
+def packed_link(kv: Tuple[str, Link]) -> Tuple[str, bytes]:
+    """(host key, link) -> (host key, the link's fields as one framed pickle): the host groups wait in the local
+    runner for the whole fetch, gathered into compressed chunks (core/gather.py), ~0.1 KB a link instead of ~1 KB
+    of decoded objects (10.5 MB for 10^4 links)."""
+    key, link = kv
+    return key, framed(pickle.dumps(tuple(link), protocol=5))
+
+
+def unpacked_links(chunks) -> list:
+    return [Link(*pickle.loads(record)) for record in records(chunks)]
 
 
 def _n_keys(key: str) -> int:
@@ -85,9 +99,9 @@ class _FetchStep(Step):
 
 
 class _FetchHosts(_FetchStep):
-    """Round 0: (host key, links). Round r > 0: (host, Pending redirect chains that arrived at that host); those
-    links were counted in round 0 already. A chain that leaves for yet another host goes to the "deferred"
-    output, keyed by that host, for the next round; the last round follows every hop itself."""
+    """Round 0: (host key, chunks of packed links). Round r > 0: (host, Pending redirect chains that arrived at
+    that host); those links were counted in round 0 already. A chain that leaves for yet another host goes to the
+    "deferred" output, keyed by that host, for the next round; the last round follows every hop itself."""
 
     def __init__(self, cfg: FetchConfig, rules: LinkRules, quiet: bool, round_: int = 0, workers: int | None = 1):
         super().__init__()
@@ -181,7 +195,7 @@ class _FetchHosts(_FetchStep):
 
     def process(self, kv, giants, total=None):
         key, links = kv
-        links = list(links)
+        links = unpacked_links(links) if self.round == 0 else list(links)   # round 0: gathered (packed_link)
         if self.bar is None:
             self.bar = stage_bar(f"fetch, redirects {self.round}" if self.round else "fetch", total, self.workers,
                                  unit="url", quiet=self.quiet)
@@ -315,7 +329,8 @@ class FetchPages(beam.PTransform):
                   | "GiantHosts" >> beam.Filter(lambda kv: kv[1] > per_key))
         fetched = (todo
                    | "HostKey" >> beam.Map(host_key, giants=beam.pvalue.AsDict(giants), per_key=per_key)
-                   | "GroupByHost" >> beam.GroupByKey()
+                   | "Packed" >> beam.Map(packed_link)
+                   | "GroupByHost" >> GatherBytes()
                    | "FetchHosts" >> beam.ParDo(_FetchHosts(cfg, self.rules, self.quiet, workers=workers),
                                                 giants=beam.pvalue.AsDict(giants),
                                                 total=beam.pvalue.AsSingleton(total)).with_outputs(

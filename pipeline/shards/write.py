@@ -33,7 +33,7 @@ from core.records import SHARDS, Document, Step
 from core.shard_format import (MANIFEST, SHARD_NAME, SPLITS, TokenizedDoc, bucket_of, plan_shards,
                                schema_with_metadata, split_of, write_manifest)
 from core.tokenizer import encode_document
-from dedup.gather import GatherBytes, framed, records
+from core.gather import GatherBytes, framed, records
 from pipeline.config import ShardConfig
 from pipeline.shards.assemble import batches_of, doc_order, join_shard, record_batch
 from pipeline.shards.stream import BatchFile
@@ -89,7 +89,7 @@ class _Tokenize(Step):
         split = split_of(doc.doc_id, self.cfg.val_fraction)
         self.count("tokens", token_count(tdoc))
         self.count(f"{split}_docs")
-        # one framed byte string, gathered with its bucket's others into compressed chunks (dedup/gather.py): the
+        # one framed byte string, gathered with its bucket's others into compressed chunks (core/gather.py): the
         # local runner holds ~0.1 KB per document here, not a key, a list and a ~0.35 KB pickle each
         return (split, bucket_of(doc.doc_id, self.cfg.buckets)), framed(pickle.dumps(tdoc, protocol=5))
 

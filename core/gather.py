@@ -6,7 +6,8 @@ records of a bundle into one byte string per key, but holds every key's accumula
 whole second copy of the stage's output at the moment the runner decodes it. Here a bundle's records are
 concatenated per key and sent on whenever `max_bytes` are waiting, so the producing stage holds at most that
 much and the runner holds ~1 KB chunks. The consumer gets (key, chunks), each chunk zlib-compressed; `records`
-reads them back.
+reads them back. Used wherever one record per document or link waits in a shuffle: the fetch's host groups, the
+exact-dedup groups, the final dedup join, the shard buckets.
 """
 from __future__ import annotations
 
