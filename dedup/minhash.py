@@ -232,11 +232,6 @@ def entry(sk: Sketch, bands: int, rows: int, ref: str = "") -> Entry:
     return Entry(sk.doc_id, sk.karma, keys, b"" if ref else sk.sig, ref)
 
 
-def entry_band_keys(e: Entry) -> List[Tuple[int, int]]:
-    """The (band index, hash) keys band_keys gave for the entry's signature."""
-    return [(i, int(h)) for i, h in enumerate(np.frombuffer(e.keys, dtype="<u8"))]
-
-
 def sig_array(sig: bytes) -> np.ndarray:
     return np.frombuffer(sig, dtype="<u4")
 

@@ -93,7 +93,7 @@ def bucket_edges(members: Iterable[Tuple[Member, np.ndarray]], threshold: float 
 def _keyed_entry(sk, bands: int, rows: int) -> Tuple[str, Entry]:
     """(fingerprint, Entry) as Deduplicate makes them (band keys computed where the document is sketched), from
     a Sketch too."""
-    return sk if isinstance(sk, tuple) and len(sk) == 2 else (sk.fingerprint, entry(sk, bands, rows))
+    return sk if len(sk) == 2 and isinstance(sk[1], Entry) else (sk.fingerprint, entry(sk, bands, rows))
 
 
 class _BucketEdges(Step):

@@ -48,7 +48,7 @@ def _unzigzag(z: int) -> int:
     return z // 2 if z % 2 == 0 else -(z + 1) // 2
 
 
-def pack_id(doc_id: str) -> bytes:
+def _id(doc_id: str) -> bytes:
     if len(doc_id) == 16:
         try:
             raw = bytes.fromhex(doc_id)
@@ -68,7 +68,7 @@ def _read_id(b, i: int) -> Tuple[str, int]:
 
 
 def pack_member(doc_id: str, karma: int) -> bytes:
-    return pack_id(doc_id) + varint(_zigzag(int(karma)))
+    return _id(doc_id) + varint(_zigzag(int(karma)))
 
 
 def unpack_member(b) -> Tuple[str, int]:
