@@ -116,13 +116,8 @@ def write(directory: str, rows: Iterable[Tuple]) -> List[Ref]:
     complete (same bytes), so it is not written again."""
     data, refs = encode(rows)
     if refs:
-        _write_once(files.join(str(directory), f"{refs[0].file_id}.arrow"), data)
+        files.write_once(files.join(str(directory), f"{refs[0].file_id}.arrow"), data)
     return refs
-
-
-def _write_once(path: str, data: bytes) -> None:
-    if not files.exists(path):
-        files.write_atomic(path, data)
 
 
 def write_drops(directory: str, drops: Iterable[Tuple], job: str = "") -> str:
@@ -134,7 +129,7 @@ def write_drops(directory: str, drops: Iterable[Tuple], job: str = "") -> str:
                             schema=_with_job(DROPS_SCHEMA, job))
     data = _ipc_file(batch)
     path = files.join(str(directory), hashlib.blake2b(data, digest_size=10).hexdigest() + DROPS_SUFFIX)
-    _write_once(path, data.to_pybytes())
+    files.write_once(path, data.to_pybytes())
     return path
 
 

@@ -56,8 +56,9 @@ def add_to(batch: Dict[str, list], url: str, karma: int, subreddit: str, created
 
 def shard_batches(batch: Dict[str, list]):
     """(shard key, pickled batch) pairs: one pickle per batch costs far less than Beam's coder per entry. The
-    pickle is zlib-compressed (level 1, ~2.5x on the scale bench's URLs): the local runner holds every batch of the dump about three
-    times (grouped, encoded for the merging bundle, decoded there) until the karma threshold has run."""
+    pickle is zlib-compressed (level 1, ~2.5x on the scale bench's URLs): the local runner holds every batch of
+    the dump about three times (grouped, encoded for the merging bundle, decoded there) until the karma threshold
+    has run."""
     shards: Dict[int, Dict[str, list]] = {}
     for url, acc in batch.items():
         shards.setdefault(url_shard(url), {})[url] = acc

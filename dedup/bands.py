@@ -26,13 +26,11 @@ in it are ours to remove) or a temporary folder where no run folder is given.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import tempfile
 from typing import Iterable, List, Tuple
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 import numpy as np
 import pyarrow as pa
@@ -62,7 +60,8 @@ def encode(keyed: List[Tuple[str, Entry]], bands: int) -> pa.Buffer:
     """(fingerprint, Entry) pairs (each with `bands` band keys) -> one band file's bytes."""
     entries = [e for _, e in keyed]
     keys = np.frombuffer(b"".join(e.keys for e in entries), dtype="<u8").reshape(len(entries), bands)
-    columns = [pa.array([e.doc_id for e in entries], pa.string()), pa.array([int(e.karma) for e in entries], pa.int64()),
+    columns = [pa.array([e.doc_id for e in entries], pa.string()),
+               pa.array([int(e.karma) for e in entries], pa.int64()),
                pa.array([e.sig for e in entries], pa.binary()), pa.array([e.ref for e in entries], pa.string()),
                pa.array([fp for fp, _ in keyed], pa.string())]
     columns += [pa.array(np.ascontiguousarray(keys[:, b]), pa.uint64()) for b in range(bands)]
@@ -76,10 +75,7 @@ def write(directory: str, keyed: List[Tuple[str, Entry]], bands: int) -> str:
     """One band file (whole or nothing); its path. Same entries -> same name, written once."""
     data = encode(keyed, bands)
     path = files.join(directory, f"bands-{hashlib.blake2b(data, digest_size=10).hexdigest()}.arrow")
-    if files.is_local(path):
-        os.makedirs(os.path.dirname(path.removeprefix("file://")), exist_ok=True)
-    if not files.exists(path):
-        files.write_atomic(path, data)
+    files.write_once(path, data)
     return path
 
 
@@ -153,21 +149,8 @@ def band_candidates(paths: Iterable[str], band: int, with_sig: bool = True, exac
 def remove(directory: str) -> None:
     """The band files in `directory` (this run's, and any a killed run left); the folder too once it is empty.
     Anything not named like a band file stays."""
-    ours = [p for p in files.match(files.join(directory, "*.arrow")) if NAME.fullmatch(p.rsplit("/", 1)[-1])]
-    for path in ours:
-        if files.is_local(path):
-            try:
-                os.unlink(path.removeprefix("file://"))
-            except FileNotFoundError:    # a retried step found it gone
-                pass
-    remote = [p for p in ours if not files.is_local(p) and files.exists(p)]
-    if remote:
-        FileSystems.delete(remote)
-    if files.is_local(directory):
-        try:
-            os.rmdir(directory.removeprefix("file://"))
-        except OSError:                  # not there, or holds something not ours
-            pass
+    files.delete([p for p in files.match(files.join(directory, "*.arrow")) if NAME.fullmatch(p.rsplit("/", 1)[-1])])
+    files.remove_empty_dir(directory)
 
 
 class BandCandidates(beam.PTransform):

@@ -101,8 +101,7 @@ def rebatch(tables: Iterable[pa.Table], batch_tokens: int, compact_every: int = 
     A shard joined from a small run's buckets gets its rows a few at a time, thousands of tables per batch (each
     holding the whole record batch it was read from, and Arrow's and Python's objects around it: ~9 KB for 2-3
     rows); every `compact_every` of them are copied into one table, so what is held while a batch fills is its
-    rows about once. The batches are the same rows, so the bytes
-    do not change."""
+    rows about once. The batches are the same rows, so the bytes do not change."""
     pending, loose, filled = [], [], 0
     for table in tables:
         if table.num_rows == 0:

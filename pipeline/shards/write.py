@@ -26,7 +26,6 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 
 from core import files, payloads
 from core.records import SHARDS, Document, Step
@@ -178,23 +177,6 @@ def previous_shards(out_dir: str) -> set:
     return {e["name"] for e in entries if isinstance(e, dict) and SHARD_NAME.fullmatch(str(e.get("name", "")))}
 
 
-def _delete(paths) -> None:
-    """Idempotent: a retried bundle finds them gone. Local files go one unlink each (Beam's delete matches every
-    path as a glob first: ~0.5 ms a file, seconds for the thousands of part files of a run)."""
-    remote = []
-    for p in paths:
-        if not files.is_local(p):
-            remote.append(p)
-            continue
-        try:
-            os.unlink(p.removeprefix("file://"))
-        except FileNotFoundError:
-            pass
-    there = [p for p in remote if files.exists(p)]
-    if there:
-        FileSystems.delete(there)
-
-
 class _WriteManifest(beam.DoFn):
     """Removes the shards our previous manifest listed that this run did not write, writes manifest.json, then
     removes the part files (this run's and any a killed run left in PARTS_DIR)."""
@@ -207,17 +189,13 @@ class _WriteManifest(beam.DoFn):
         # Removed before the new manifest is written: if the process dies in between, the old manifest is still
         # there and the rerun removes the rest. Anything the old manifest did not list is left alone.
         stale = sorted(previous_shards(self.out_dir) - {s.name for s in infos})
-        _delete([files.join(self.out_dir, name) for name in stale])
+        files.delete([files.join(self.out_dir, name) for name in stale])
         manifest = write_manifest(self.out_dir, infos, self.config)
         parts_dir = files.join(self.out_dir, PARTS_DIR)
-        _delete(sorted({p for _, paths in written for p in paths} |
-                       {p for p in files.match(files.join(parts_dir, "*.arrow"))
-                        if PART_NAME.fullmatch(p.rsplit("/", 1)[-1])}))
-        if files.is_local(parts_dir):
-            try:
-                os.rmdir(parts_dir.removeprefix("file://"))
-            except OSError:   # not there, or holds something not ours: leave it
-                pass
+        files.delete(sorted({p for _, paths in written for p in paths} |
+                            {p for p in files.match(files.join(parts_dir, "*.arrow"))
+                             if PART_NAME.fullmatch(p.rsplit("/", 1)[-1])}))
+        files.remove_empty_dir(parts_dir)
         yield manifest
 
 
