@@ -5,6 +5,7 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
+from hypothesis import given, settings, strategies as st
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
@@ -95,6 +96,34 @@ def test_thresholds_are_thresholds():
     assert quality_check(text, QualityRules(max_dup_ngram_chars=[[5, 0.25]])) == ("dup_ngram_chars", "5-gram 0.30 > 0.25")
     assert QualityRules(max_top_ngram_chars=[[3, 0.1], [2, 0.2]]).max_top_ngram_chars == ((2, 0.2), (3, 0.1))
     assert quality_drop_reason(" ".join(WORDS[:60]), QualityRules(min_words=61)) == "too_few_words"
+
+
+def _ngram_chars_by_hand(words, k):
+    """The two n-gram measures by their plain definition, with tuples and a dict: (the possible values of the
+    characters in all occurrences of the most frequent k-gram, one per tied gram, or {0} when none repeats;
+    the characters of the words inside repeated k-grams after their first occurrence)."""
+    grams = [tuple(words[i:i + k]) for i in range(len(words) - k + 1)]
+    counts = {}
+    for g in grams:
+        counts[g] = counts.get(g, 0) + 1
+    best = max(counts.values(), default=0)
+    tops = {sum(map(len, g)) * c for g, c in counts.items() if c == best} if best >= 2 else {0}
+    seen, covered = set(), set()
+    for i, g in enumerate(grams):
+        if g in seen:
+            covered.update(range(i, i + k))
+        seen.add(g)
+    return tops, sum(len(words[i]) for i in covered)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "bb", "the", "cat", "sat", "x", "mat"]), max_size=60), st.integers(1, 6))
+def test_ngram_measures_match_their_definition(words, k):
+    from crawl.text.quality import _NGrams
+    grams = _NGrams(words, list(map(len, words)))
+    tops, dup = _ngram_chars_by_hand(words, k)
+    assert grams.top_chars(k) in tops    # one of the tied grams (the hashes pick which)
+    assert grams.dup_chars(k) == dup
 
 
 def test_fast_on_a_5000_word_document():

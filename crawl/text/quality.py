@@ -180,6 +180,22 @@ def _repeats(items) -> Tuple[int, int]:
     return n, chars
 
 
+_WORD_VALUES = np.empty(0, dtype=np.uint64)
+
+
+def _word_values(n: int) -> np.ndarray:
+    """At least n values of one fixed random sequence (seed 0): a word id's 64-bit value. numpy draws them one
+    after another, so the first n are the same for any size drawn; the table is kept (up to 2^20 words) instead
+    of drawn again for every document."""
+    global _WORD_VALUES
+    if len(_WORD_VALUES) >= n:
+        return _WORD_VALUES
+    values = np.random.default_rng(0).integers(1, 2**63, size=max(n, 2 * len(_WORD_VALUES), 4096), dtype=np.uint64)
+    if len(values) <= 2**20:
+        _WORD_VALUES = values
+    return values
+
+
 class _NGrams:
     """Word n-grams as 64-bit rolling hashes in numpy: linear work, no Python loop per n-gram."""
 
@@ -187,7 +203,7 @@ class _NGrams:
         # word -> position of its first occurrence (a word id); then a random 64-bit value per word id and
         # h_k[i] = h_{k-1}[i] * P + r[i + k - 1]  (mod 2**64)
         ids = np.fromiter(map({}.setdefault, words, count()), dtype=np.int64, count=len(words))
-        self.r = np.random.default_rng(0).integers(1, 2**63, size=len(words), dtype=np.uint64)[ids]
+        self.r = _word_values(len(words))[ids]
         self.chars = np.asarray(word_chars, dtype=np.int64)
         self.cum = np.concatenate(([0], np.cumsum(self.chars)))
         self.h, self.k = self.r.copy(), 1
@@ -206,11 +222,13 @@ class _NGrams:
         h = self.hashes(k)
         if len(h) == 0:
             return 0
-        _, first, counts = np.unique(h, return_index=True, return_counts=True)
+        s = np.sort(h)   # runs of equal hashes; ties go to the smallest hash, as np.unique's order gives them
+        starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
+        counts = np.diff(np.append(starts, len(s)))
         top = int(np.argmax(counts))
         if counts[top] < 2:
             return 0
-        i = int(first[top])
+        i = int(np.argmax(h == s[starts[top]]))   # its first occurrence: every one has the same words
         return int(counts[top]) * int(self.cum[i + k] - self.cum[i])
 
     def dup_chars(self, k: int) -> int:
@@ -218,15 +236,16 @@ class _NGrams:
         h = self.hashes(k)
         if len(h) == 0:
             return 0
-        _, first = np.unique(h, return_index=True)
-        if len(first) == len(h):
+        order = np.argsort(h, kind="stable")   # within a run of equal hashes, the first occurrence comes first
+        s = h[order]
+        first = np.concatenate(([True], s[1:] != s[:-1]))
+        if first.all():
             return 0
         repeat = np.ones(len(h), dtype=bool)
-        repeat[first] = False
+        repeat[order[first]] = False
         starts = np.flatnonzero(repeat)
-        cover = np.zeros(len(self.chars) + 1, dtype=np.int64)   # +1 where a repeat starts, -1 k words later
-        np.add.at(cover, starts, 1)
-        np.add.at(cover, starts + k, -1)
+        # +1 where a repeat starts, -1 k words later: a word is covered where the running sum is positive
+        cover = np.bincount(starts, minlength=len(self.chars) + 1) - np.bincount(starts + k, minlength=len(self.chars) + 1)
         return int(self.chars[np.cumsum(cover[:-1]) > 0].sum())
 
 
