@@ -209,8 +209,35 @@ def cmd_demo(argv: List[str]) -> int:
     return demo_main(argv)
 
 
+def console() -> None:
+    """The `webtext` command (console script and `python -m webtext`): main(), then an exit that skips the
+    interpreter's own teardown. After a run the heap holds millions of objects (Beam's pipeline, the runner's
+    stages), and the final garbage collection and module teardown cost ~0.4 s after a 1-line run and ~1 s after
+    10^4 documents, with nothing left to do: every file webtext writes is closed and renamed into place before
+    main() returns. The hook is registered first, so it runs last, after every other exit handler (logging's
+    flush, multiprocessing's child clean-up, the executors' joins); tests that call main() never install it."""
+    import atexit
+    code = [1]   # an exception that escapes main(): Python's own code for it
+
+    def exit_now():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):   # a closed pipe or stream: nothing more can reach the reader
+                pass
+        os._exit(code[0])
+
+    atexit.register(exit_now)
+    try:
+        code[0] = main()
+    except SystemExit as e:   # sys.exit() inside a command (argparse): its code, as Python would give it
+        code[0] = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+        raise
+    sys.exit(code[0])
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """The console script. A reader that closes the pipe early (`webtext config | head -1`) ends it quietly."""
+    """The console script's work. A reader that closes the pipe early (`webtext config | head -1`) ends it quietly."""
     try:
         code = _main(argv)
         sys.stdout.flush()   # buffered output meets a closed pipe here, not in the interpreter's exit
@@ -278,4 +305,4 @@ def _main(argv: Optional[List[str]]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -49,6 +49,27 @@ def test_console_script_help():
     assert out.returncode == 0 and "--http-proxy" in out.stdout and "--runner" in out.stdout
 
 
+def test_the_command_exits_with_mains_code_and_all_its_output(capsys):
+    """The console entry ends with os._exit (no interpreter teardown): its exit code and its output must still be
+    main()'s, for a code main() returns, for a sys.exit() inside a command (argparse) and through a pipe."""
+    def command(*argv):
+        return subprocess.run([sys.executable, "-m", "webtext", *argv], capture_output=True, text=True)
+    out = command("config")
+    assert out.returncode == 0
+    assert main(["config"]) == 0 and out.stdout == capsys.readouterr().out   # every byte reached the pipe
+    out = command("nonsense")
+    assert out.returncode == 2 and out.stderr.startswith("error: unknown command")
+    out = command("shards", "stats", "--help")      # argparse's own sys.exit(0) after its help
+    assert out.returncode == 0 and "DIR" in out.stdout
+
+    def console_with(main_body):
+        return subprocess.run([sys.executable, "-c", f"import sys, webtext\ndef main():\n    {main_body}\n"
+                               "webtext.main = main\nwebtext.console()"], capture_output=True, text=True)
+    assert console_with("sys.exit(3)").returncode == 3
+    out = console_with("print('partial'); 1 / 0")
+    assert out.returncode == 1 and "ZeroDivisionError" in out.stderr and out.stdout == "partial\n"   # Python's code
+
+
 def test_gs_input_without_the_gcp_extra_names_the_extra(capsys):
     pytest.importorskip("apache_beam")
     try:
