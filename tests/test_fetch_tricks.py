@@ -210,3 +210,53 @@ def test_pin_dns_over_tls_keeps_the_name_for_sni_and_certificate(tmp_path):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def _request_heads(n: int):
+    """A loopback server that records the head of each of `n` requests and answers 204: (url, heads, thread)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(10)
+    heads = []
+
+    def serve():
+        for _ in range(n):
+            conn, _ = srv.accept()
+            with conn:
+                conn.settimeout(10)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(4096)
+                heads.append(data.split(b"\r\n\r\n")[0])
+                conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        srv.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return f"http://127.0.0.1:{srv.getsockname()[1]}", heads, t
+
+
+@pytest.mark.parametrize("through_proxy", [False, True])
+def test_the_fast_get_sends_what_requests_get_sends(through_proxy):
+    """FetchSession.get_exact skips Session.request's per-request merging: the bytes on the wire must be the
+    same as Session.get's, with a cookie of the redirect chain, a Host header (pin_dns) and through a proxy."""
+    import requests
+    from crawl.fetch.http import send
+    base, heads, served = _request_heads(4)
+    cfg = FetchConfig(http_proxy=base, allow_private=True) if through_proxy else FetchConfig(allow_private=True)
+    session = make_session(cfg)
+    jar = requests.cookies.RequestsCookieJar()
+    jar.set("chain", "1", domain="news.example", path="/")
+    url = "http://news.example/a%20b?q=1" if through_proxy else f"{base}/a%20b?q=1"
+    extra = {"Host": "news.example"}
+    with session.get(url, stream=True, allow_redirects=False, cookies=jar, timeout=(5, 5), headers=extra) as r:
+        assert r.status_code == 204
+    with send(session, url, jar, (5, 5), time.monotonic() + 10, extra) as r:
+        assert r.status_code == 204
+    with session.get(url, stream=True, allow_redirects=False, cookies=None, timeout=(5, 5)) as r:
+        pass
+    with send(session, url, None, (5, 5), time.monotonic() + 10) as r:
+        pass
+    served.join(10)
+    assert len(heads) == 4 and heads[0] == heads[1] and heads[2] == heads[3]
+    assert b"Cookie: chain=1" in heads[1] and b"Host: news.example" in heads[1]
