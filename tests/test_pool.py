@@ -96,6 +96,55 @@ def test_a_page_that_kills_its_worker_is_the_only_drop():
     assert [r.url for k, r in enumerate(results) if k != 6] == [p.link.url for k, p in enumerate(pages) if k != 6]
 
 
+def test_a_killer_page_inside_a_chunk_is_the_only_drop():
+    """Pages go to the workers in chunks (one message per few pages): a page that kills its worker mid-chunk is
+    still the only drop; its chunk's pages before it (whose results died with the worker) and after it (never
+    started) come out as Documents, in order."""
+    from crawl.text.pool import chunk_size
+    pages = [page(article(i), i) for i in range(64)]
+    pages[13] = page(balloon(), 13)
+    assert chunk_size(len(pages), 2) == 4     # pages 12-15 share a chunk: the balloon is its second
+    pool = ExtractPool(ExtractConfig(timeout=60, language="", max_worker_memory_mb=0), processes=2)
+    pool._ensure_started()
+    killer = OomKiller(limit_mib=120)
+    killer.start()
+    try:
+        results = pool.map(pages)
+    finally:
+        killer.stop.set()
+        pool.close()
+    assert killer.killed and results[13][0] == "extract_crashed"
+    assert [r.url for k, r in enumerate(results) if k != 13] == [p.link.url for k, p in enumerate(pages) if k != 13]
+
+
+class _Wedged:
+    """Per-document work that, on the page whose text mentions "Story 7", sleeps where SIGALRM cannot reach it
+    (the signal blocked, as inside C code that never returns to the interpreter)."""
+
+    def __call__(self, doc):
+        if "Story 7" in doc.text:
+            import time
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            time.sleep(600)
+        return doc
+
+
+def test_a_wedged_page_inside_a_chunk_is_the_only_timeout():
+    from crawl.text.pool import chunk_size
+    pages = [page(article(i), i) for i in range(16)]
+    assert chunk_size(len(pages), 1) == 2     # the wedged page 7 is the second of its chunk
+    pool = ExtractPool(ExtractConfig(timeout=1, language="", max_worker_memory_mb=0), processes=1, then=_Wedged())
+    pool.GRACE = 1.0
+    try:
+        results = pool.map(pages)
+        again = pool.map([page(article(20), 20)])   # a fresh pool replaced the wedged one
+    finally:
+        pool.close()
+    assert results[7][0] == "extract_timeout" and "worker killed" in results[7][1]
+    assert all(isinstance(r, Document) for k, r in enumerate(results) if k != 7), results
+    assert isinstance(again[0], Document) and pool.restarts == 1
+
+
 def test_memory_cap_is_a_named_drop_and_the_pool_keeps_working():
     pages = [page(article(0), 0), page(balloon(), 1), page(article(2), 2)]
     pool = ExtractPool(ExtractConfig(timeout=60, language="", max_worker_memory_mb=100), processes=1)

@@ -131,6 +131,25 @@ def _task(task_id: int, page: Page, cfg: ExtractConfig, rules: LinkRules, then):
     return result
 
 
+def _chunk(task_ids: List[int], pages: List[Page], cfg: ExtractConfig, rules: LinkRules, then) -> list:
+    """A few pages in a row, each its own task (own slot id, own alarm, own drop when it raises)."""
+    results = []
+    for task_id, page in zip(task_ids, pages):
+        try:
+            results.append(_task(task_id, page, cfg, rules, then))
+        except Exception as e:           # a bug below document_with_alarm: this page's drop, not its neighbours'
+            _SLOTS[1 + _SLOT] = IDLE
+            results.append(("extract_error", f"{type(e).__name__}: {e}"))
+    return results
+
+
+def chunk_size(pages: int, processes: int) -> int:
+    """Pages per task: one message each way per chunk instead of per page (the executor's per-task hand-offs cost
+    the Beam worker ~0.3 ms of CPU per page, as much as the rest of its work on a page); small enough that a
+    batch still spreads over every worker with little waiting at its end (~8 chunks per worker)."""
+    return max(1, min(8, pages // (8 * processes)))
+
+
 # ------------------------------------------------------------------------------ parent side
 def _pool_context(preload=()):
     # forkserver (core/forkserver.py): workers fork from a clean server that imported trafilatura once.
@@ -224,11 +243,17 @@ class ExtractPool:
         return results
 
     def _submit(self, pages, todo) -> Dict[int, tuple]:
-        """{page index: (task id, future)}"""
+        """{page index: (task id, future of its chunk, its place in the chunk, the chunk's size)}, in `todo` order"""
+        size = chunk_size(len(todo), self.processes)
+
         def submit_all():
-            tasks = {i: next(self._ids) for i in todo}
-            return {i: (t, self._pool.submit(_task, t, pages[i], self.cfg, self.rules, self.then))
-                    for i, t in tasks.items()}
+            tasks = {}
+            for start in range(0, len(todo), size):
+                part = todo[start:start + size]
+                ids = [next(self._ids) for _ in part]
+                future = self._pool.submit(_chunk, ids, [pages[i] for i in part], self.cfg, self.rules, self.then)
+                tasks.update({i: (t, future, k, len(part)) for k, (i, t) in enumerate(zip(part, ids))})
+            return tasks
         self._ensure_started()
         try:
             return submit_all()
@@ -240,26 +265,32 @@ class ExtractPool:
         """Run pages `todo` in parallel into `results`. After a worker died: (pages that were running, pages that
         had not started or were interrupted); with `crashed` (a single page), that page gets `crashed` instead."""
         tasks = self._submit(pages, todo)
-        for i, (_, future) in tasks.items():
+        for i, (task_id, future, k, n) in tasks.items():
             try:
-                # Futures finish roughly in order, so waiting timeout+grace per result bounds a wedged worker.
-                results[i] = future.result(timeout=self.cfg.timeout + self.GRACE)
+                # Chunks finish roughly in order, so waiting timeout+grace per page of a chunk, counted from its
+                # first page (the rest are then done), bounds a wedged worker.
+                results[i] = future.result(timeout=(self.cfg.timeout * n + self.GRACE) if k == 0 else 0)[k]
                 continue
-            except cf.TimeoutError:     # wedged where the alarm cannot reach: this page's time is up
-                results[i] = ("extract_timeout", f"worker killed after {self.cfg.timeout + self.GRACE} s")
+            except cf.TimeoutError:     # wedged where the alarm cannot reach: the page its slot names is out of time
+                chunk = {t: j for j, (t, f, _, _) in tasks.items() if f is future}
+                stuck = [chunk[t] for t in map(int, self._slots.get_obj()[1:]) if t in chunk] or [i]
+                for j in stuck:
+                    results[j] = ("extract_timeout", f"worker killed after {self.cfg.timeout + self.GRACE} s")
                 running = set()
             except cf.process.BrokenProcessPool:   # a worker died; its slot still names the task it was on
                 running = {int(t) for t in self._slots.get_obj()[1:]}
-            except (Exception, ExtractTimeout) as e:   # whatever a worker raised: this page's drop, never the bundle's
-                results[i] = ("extract_error", f"{type(e).__name__}: {e}")
+            except (Exception, ExtractTimeout) as e:   # the chunk's result could not come back: its pages' drop
+                for j, (_, f, _, _) in tasks.items():
+                    if f is future:
+                        results[j] = ("extract_error", f"{type(e).__name__}: {e}")
                 continue
             self._replace()
             suspects, rest = [], []
-            for j, (task_id, f) in tasks.items():
+            for j, (task_id, f, place, _) in tasks.items():
                 if results[j] is not None:
                     continue
                 if f.done() and not f.cancelled() and f.exception() is None:
-                    results[j] = f.result()      # finished before the break
+                    results[j] = f.result()[place]      # its chunk finished before the break
                 elif crashed is not None:
                     results[j] = crashed
                 else:
