@@ -138,6 +138,7 @@ class FetchProcs:
     on this object's reader thread."""
 
     POLL = 0.5
+    DRAIN = 64    # messages read from one child per wait: a wait (a poll object over every pipe) per page cost more
 
     def __init__(self, cfg: FetchConfig, rules: LinkRules, processes: int, threads: int, done: object):
         self.cfg, self.rules, self.done = cfg, rules, done
@@ -184,11 +185,12 @@ class FetchProcs:
             for child in live:
                 if child.results in ready:
                     try:
-                        msg = child.results.recv()
+                        for _ in range(self.DRAIN):   # what is already there, without another wait each
+                            self._handle(child.results.recv())
+                            if not child.results.poll():
+                                break
                     except (EOFError, OSError):
                         self._lost(child)
-                        continue
-                    self._handle(msg)
                 elif child.proc.sentinel in ready:   # exited with nothing left in its pipe
                     self._lost(child)
 
