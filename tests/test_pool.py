@@ -79,8 +79,9 @@ class OomKiller(threading.Thread):
                     self.killed.append(pid)
 
 
-def test_a_page_that_kills_its_worker_is_the_only_drop():
-    pages = [page(article(i), i) for i in range(6)] + [page(balloon(), 6)] + [page(article(i), i) for i in range(7, 12)]
+def _only_the_killer_is_dropped(pages, culprit: int) -> None:
+    """Map `pages` on 2 workers with the OOM-killer stand-in watching: the balloon at `culprit` must be the only
+    drop (extract_crashed), every other page a Document, in order."""
     pool = ExtractPool(ExtractConfig(timeout=60, language="", max_worker_memory_mb=0), processes=2)
     pool._ensure_started()
     killer = OomKiller(limit_mib=120)
@@ -91,9 +92,15 @@ def test_a_page_that_kills_its_worker_is_the_only_drop():
         killer.stop.set()
         pool.close()
     assert killer.killed, "the balloon page never grew its worker"
-    assert results[6][0] == "extract_crashed"
-    assert all(isinstance(r, Document) for k, r in enumerate(results) if k != 6), results
-    assert [r.url for k, r in enumerate(results) if k != 6] == [p.link.url for k, p in enumerate(pages) if k != 6]
+    assert results[culprit][0] == "extract_crashed"
+    assert all(isinstance(r, Document) for k, r in enumerate(results) if k != culprit), results
+    assert [r.url for k, r in enumerate(results) if k != culprit] == \
+        [p.link.url for k, p in enumerate(pages) if k != culprit]
+
+
+def test_a_page_that_kills_its_worker_is_the_only_drop():
+    pages = [page(article(i), i) for i in range(6)] + [page(balloon(), 6)] + [page(article(i), i) for i in range(7, 12)]
+    _only_the_killer_is_dropped(pages, 6)
 
 
 def test_a_killer_page_inside_a_chunk_is_the_only_drop():
@@ -104,17 +111,7 @@ def test_a_killer_page_inside_a_chunk_is_the_only_drop():
     pages = [page(article(i), i) for i in range(64)]
     pages[13] = page(balloon(), 13)
     assert chunk_size(len(pages), 2) == 4     # pages 12-15 share a chunk: the balloon is its second
-    pool = ExtractPool(ExtractConfig(timeout=60, language="", max_worker_memory_mb=0), processes=2)
-    pool._ensure_started()
-    killer = OomKiller(limit_mib=120)
-    killer.start()
-    try:
-        results = pool.map(pages)
-    finally:
-        killer.stop.set()
-        pool.close()
-    assert killer.killed and results[13][0] == "extract_crashed"
-    assert [r.url for k, r in enumerate(results) if k != 13] == [p.link.url for k, p in enumerate(pages) if k != 13]
+    _only_the_killer_is_dropped(pages, 13)
 
 
 class _Wedged:
