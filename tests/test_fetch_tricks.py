@@ -238,7 +238,7 @@ def _request_heads(n: int):
 
 @pytest.mark.parametrize("through_proxy", [False, True])
 def test_the_fast_get_sends_what_requests_get_sends(through_proxy):
-    """FetchSession.get_exact skips Session.request's per-request merging: the bytes on the wire must be the
+    """http.get_exact skips Session.request's per-request merging: the bytes on the wire must be the
     same as Session.get's, with a cookie of the redirect chain, a Host header (pin_dns) and through a proxy."""
     import requests
     from crawl.fetch.http import send
