@@ -26,7 +26,12 @@ Baselines in the same run:
   (b) pure-library floor at the size closest to 1e4: trafilatura + MinHash + tiktoken in one plain loop over the
       same pages (rendered in-process before timing) vs the pipeline with extract.processes=1 (per core) and with
       the default (all cores); and the machine's own ceiling for a 2-core speed-up of this work: the floor loop
-      alone on one core against two copies at once, one per core.
+      alone on one core against two copies at once, one per core. The bench's web runs on this machine: on the
+      other core beside the one-core run, on the run's own cores in the default run; a second figure counts its
+      CPU on both sides.
+--real-pages ../shared/corpus/pages serves real pages (the corpus's English ones) for every link instead of
+generated ones, in the runs and in the floor loop: a generated page is 3.8 KB of HTML and ~1.5 ms to extract, a
+real one ~100 KB and ~17 ms, so the fixed costs per page (fetch, Beam) weigh ~10x less.
 --profile adds one py-spy run per size (py-spy from PATH or --py-spy; `pip install py-spy` in any venv) and
 prints CPU samples per stage and top functions for every process; runs are not timed under the profiler.
 """
@@ -304,6 +309,8 @@ FLOOR = r"""
 import json, sys, time, importlib.util
 spec = importlib.util.spec_from_file_location("synth", sys.argv[3]); synth = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(synth)
+if len(sys.argv) > 4 and sys.argv[4]:
+    synth.load_real_pages(sys.argv[4])
 from core.tokenizer import encode_document, get_encoding
 from crawl.text.extract import extract_text
 from dedup import signature
@@ -328,7 +335,7 @@ print(json.dumps({"pages": len(pages), "docs": docs, "wall": time.perf_counter()
 """
 
 
-def machine_ceiling(urls: Path, seed: int, tmp: Path, floor_speed: float) -> Optional[dict]:
+def machine_ceiling(urls: Path, seed: int, tmp: Path, floor_speed: float, real_pages: str = "") -> Optional[dict]:
     """The machine's own 2-core speed-up on this work, now: the floor loop alone on one core, then two copies at
     once, one per core. No pipeline can beat it; on a VM whose two vCPUs share a physical core, or whose host is
     busy, it is well under 2x (2026-12-06: 1.75x and 2.0x in two tries minutes apart). One copy alone is measured
@@ -337,7 +344,7 @@ def machine_ceiling(urls: Path, seed: int, tmp: Path, floor_speed: float) -> Opt
     cores = sorted(os.sched_getaffinity(0))[:2]
     if len(cores) < 2:
         return None
-    cmd = [sys.executable, "-c", FLOOR, str(urls), str(seed), str(BENCH / "synth.py")]
+    cmd = [sys.executable, "-c", FLOOR, str(urls), str(seed), str(BENCH / "synth.py"), real_pages]
 
     def start(core: int, name: str):
         out = open(tmp / name, "wb")
@@ -449,6 +456,9 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true", help="one more py-spy run per size, summarized by stage")
     ap.add_argument("--py-spy", default=shutil.which("py-spy") or "/tmp/spyvenv/bin/py-spy")
     ap.add_argument("--json", help="write every measurement here")
+    ap.add_argument("--real-pages", help="serve these real pages (../shared/corpus/pages: its English ones) for every "
+                    "article instead of generated ones, in the runs and the floor loop alike: ~10x the extraction work "
+                    "per page, and most pages are exact duplicates of one another")
     ap.add_argument("--repeat", type=int, default=1, help="(one core, default) pairs for the 2-core speed-up, "
                     "alternating; the median pair is reported")
     args, beam_args = ap.parse_known_args(argv)
@@ -460,6 +470,9 @@ def main(argv=None) -> int:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     say = (lambda *a: None) if args.quiet else log
+    web_args = ["--real-pages", os.path.abspath(args.real_pages)] if args.real_pages else []
+    if args.real_pages:
+        args.real_pages = os.path.abspath(args.real_pages)
     results = {"sizes": {}, "argv": sys.argv[1:], "cores": len(os.sched_getaffinity(0))}
 
     # start-up alone: a one-line dump, nothing eligible
@@ -480,7 +493,7 @@ def main(argv=None) -> int:
         res = {"dump": counts}
         with tempfile.TemporaryDirectory(dir=work) as tmp:
             tmp = Path(tmp)
-            web = Web(args.seed, work)
+            web = Web(args.seed, work, web_args)
             try:
                 cpu0 = web.cpu_s()
                 r = run_tree(webtext_cmd(dump, tmp / "out", web.url, beam_args), tmp / "log")
@@ -521,12 +534,14 @@ def main(argv=None) -> int:
         if not urls.exists():
             urls.write_text("\n".join(eligible_urls(dump)) + "\n")
         with tempfile.TemporaryDirectory(dir=work) as tmp:
-            r = run_tree([sys.executable, "-c", FLOOR, str(urls), str(args.seed), str(BENCH / "synth.py")],
+            r = run_tree([sys.executable, "-c", FLOOR, str(urls), str(args.seed), str(BENCH / "synth.py"),
+                          args.real_pages or ""],
                          Path(tmp) / "log")
             floor = json.loads((Path(tmp) / "log").read_text().strip().splitlines()[-1])
             floor["peak_mb"] = peaks_by_role(r["procs"])["main"]["peak_mb"]
             floor["cpu_s"] = peaks_by_role(r["procs"])["main"]["cpu_s"]   # includes rendering the pages
-            floor["ceiling"] = machine_ceiling(urls, args.seed, Path(tmp), floor["pages"] / floor["wall"])
+            floor["ceiling"] = machine_ceiling(urls, args.seed, Path(tmp), floor["pages"] / floor["wall"],
+                                               args.real_pages or "")
             # the same job on one core (the web it fetches from stays on the others): its own one-core speed, the
             # baseline of the 2-core speed-up; the run sees one core, so it picks its one-core defaults itself
             one_core = {min(os.sched_getaffinity(0))}
@@ -534,17 +549,21 @@ def main(argv=None) -> int:
             for i in range(args.repeat):
                 runs = []
                 for cores in (one_core, None) if i else (one_core,):
-                    web = Web(args.seed, work)
+                    web = Web(args.seed, work, web_args)
                     out = Path(tmp) / f"p{i}{'one' if cores else 'all'}"
                     try:
+                        cpu0 = web.cpu_s()
                         r1 = run_tree(webtext_cmd(dump, out, web.url, beam_args), Path(tmp) / "log1", cores=cores)
+                        web_cpu = web.cpu_s() - cpu0
                     finally:
                         web.close()
-                    runs.append({"wall": r1["wall"], "stats": read_stats(out), "roles": peaks_by_role(r1["procs"])})
+                    runs.append({"wall": r1["wall"], "stats": read_stats(out), "roles": peaks_by_role(r1["procs"]),
+                                 "web_cpu_s": web_cpu})
                     shutil.rmtree(out, ignore_errors=True)
                 if not i:        # the first pair's default run is the size's own full run
                     full = res_n["full"]
-                    runs.append({"wall": full["wall"], "stats": full["stats"], "roles": full["roles"]})
+                    runs.append({"wall": full["wall"], "stats": full["stats"], "roles": full["roles"],
+                                 "web_cpu_s": res_n["web_cpu_s"]})
                 pairs.append(runs)
             one = pairs[0][0]
         results["floor"] = {"size": n, "floor": floor, "one_core": one, "pairs": pairs}
@@ -678,6 +697,17 @@ def report(res: dict) -> str:
                  f"{sum(v['cpu_s'] for v in med[3]['roles'].values()):.0f} s"
                  + (f" (median of {len(ratios)} pairs, end to end: " + ", ".join(f"{r[0]:.2f}x" for r in ratios)
                     + "; phase: " + ", ".join(f"{r[1]:.2f}x" for r in ratios) + ")" if len(ratios) > 1 else ""))
+        # The bench's web runs on this machine: in the default run it shares the cores with webtext, in the one-core
+        # run it has the other core to itself. Adding the web's CPU to the one-core side is the least that run would
+        # take with its web on its own core too (measured once: more, 54.4 against 48.6 + 3.9 s).
+        fair = sorted(((a["wall"] + a["web_cpu_s"]) / b["wall"], a, b) for a, b in f.get("pairs") or [(one, full)]
+                      if "web_cpu_s" in a)
+        if fair:
+            m = fair[len(fair) // 2]
+            L.append(f"  the same, with the test web's CPU on both sides (it shares the default run's cores, but runs on "
+                     f"the other core beside the one-core run): (one-core {m[1]['wall']:.1f} s + its web "
+                     f"{m[1]['web_cpu_s']:.1f} s) / {m[2]['wall']:.1f} s = {m[0]:.2f}x"
+                     + (" (median of " + ", ".join(f"{r[0]:.2f}x" for r in fair) + ")" if len(fair) > 1 else ""))
         ceil = fl.get("ceiling")
         if ceil:
             L.append(f"  machine ceiling: the floor loop alone on one core {ceil['alone']:.0f} pages/s (the faster of two "

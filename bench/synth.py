@@ -24,6 +24,8 @@ copies of a random id < N (the earlier month's pages at new URLs); ids < N are s
 
     python bench/synth.py dump --docs 1e4 --seed 1 --out RS_synth.zst
     python bench/synth.py serve --seed 1 --port-file PORT     (prints the port to PORT, serves until killed)
+    python bench/synth.py serve ... --real-pages ../shared/corpus/pages   (the corpus's English pages instead of
+                                                                           generated ones, same ids and 404s)
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ import socket
 import sys
 import threading
 from functools import lru_cache
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -187,10 +190,24 @@ def _esc(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+REAL_PAGES: List[bytes] = []   # set by load_real_pages: serve these instead of generated pages
+
+
+def load_real_pages(directory: str) -> List[bytes]:
+    """The English, non-Wikipedia pages of a folder like ../shared/corpus/pages (its expectations.json says which),
+    in file-name order, as the web's pages from now on: a real page costs ~10x a generated one to extract."""
+    meta = json.loads((Path(directory) / "expectations.json").read_text())
+    names = sorted(n for n, m in meta.items() if m.get("lang_attr") == "en" and not m.get("is_wikipedia"))
+    REAL_PAGES[:] = [(Path(directory) / n).read_bytes() for n in names]
+    return REAL_PAGES
+
+
 def render_page(host: str, aid: int, seed: int, older_below: Optional[int] = None) -> Optional[bytes]:
     content = page_content(aid, seed, older_below)
     if content is None:
         return None
+    if REAL_PAGES:      # the same 404s and ids; the page is one of the real ones (so most are exact duplicates)
+        return REAL_PAGES[_h("real", seed, aid) % len(REAL_PAGES)]
     title, paras = content
     t = _h("tpl", host) % 3
     site = host.split(".")[-2] if host.count(".") else host
@@ -410,8 +427,11 @@ class SynthServer(ThreadingHTTPServer):
         pass
 
 
-def serve(seed: int, port_file: Optional[str] = None, port: int = 0, older_below: Optional[int] = None) -> None:
+def serve(seed: int, port_file: Optional[str] = None, port: int = 0, older_below: Optional[int] = None,
+          real_pages: Optional[str] = None) -> None:
     markov_pool(seed)
+    if real_pages:
+        load_real_pages(real_pages)
     server = SynthServer(seed, port, older_below)
     if port_file:
         with open(port_file + ".tmp", "w") as f:
@@ -445,11 +465,13 @@ def main(argv=None) -> None:
     s.add_argument("--port-file")
     s.add_argument("--port", type=int, default=0)
     s.add_argument("--older-below", type=_num, help="article ids from this one up may copy one below it")
+    s.add_argument("--real-pages", help="serve the English pages of this folder (e.g. ../shared/corpus/pages, "
+                                        "with its expectations.json) instead of generated ones")
     args = ap.parse_args(argv)
     if args.cmd == "dump":
         print(json.dumps(write_dump(args.out, args.seed, docs=args.docs, submissions=args.submissions)))
     else:
-        serve(args.seed, args.port_file, args.port, args.older_below)
+        serve(args.seed, args.port_file, args.port, args.older_below, args.real_pages)
 
 
 if __name__ == "__main__":
