@@ -34,6 +34,21 @@ def test_real_pages(real_pages):
     assert [document_from_page(page(bodies[n]), cfg)[0] for n in german[:3]].count("not_english") >= 2
 
 
+def test_fast_mode_skips_the_fallback_extractors(real_pages, monkeypatch):
+    """extract.fast reaches trafilatura: without it every page is compared with the fallback extractors
+    (readability, jusText), with it none is, and the English pages still give Documents."""
+    import trafilatura.core
+    calls = []
+    real = trafilatura.core.compare_extraction
+    monkeypatch.setattr(trafilatura.core, "compare_extraction", lambda *a: calls.append(1) or real(*a))
+    bodies, english, _ = real_pages
+    for fast in (False, True):
+        calls.clear()
+        docs = [document_from_page(page(bodies[n]), ExtractConfig(timeout=None, fast=fast)) for n in english[:6]]
+        assert sum(isinstance(d, Document) for d in docs) >= 5
+        assert len(calls) == (0 if fast else 6)
+
+
 def test_document_rules():
     cfg = ExtractConfig(timeout=None)
     assert document_from_page(page(b"<html></html>"), cfg)[0] == "no_main_text"
