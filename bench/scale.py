@@ -470,9 +470,11 @@ def main(argv=None) -> int:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     say = (lambda *a: None) if args.quiet else log
-    web_args = ["--real-pages", os.path.abspath(args.real_pages)] if args.real_pages else []
     if args.real_pages:
         args.real_pages = os.path.abspath(args.real_pages)
+        if not os.path.exists(os.path.join(args.real_pages, "expectations.json")):
+            ap.error(f"--real-pages: no expectations.json in {args.real_pages} (it says which pages are English)")
+    web_args = ["--real-pages", args.real_pages] if args.real_pages else []
     results = {"sizes": {}, "argv": sys.argv[1:], "cores": len(os.sched_getaffinity(0))}
 
     # start-up alone: a one-line dump, nothing eligible
@@ -688,7 +690,8 @@ def report(res: dict) -> str:
         # issue #20 item 3: on 2 cores the pipeline runs >= 1.7x its own one-core speed
         def phase(r):
             return r["stats"].get("stage_seconds", {}).get("fetch", {}).get("seconds") or float("nan")
-        ratios = sorted((a["wall"] / b["wall"], phase(a) / phase(b), a, b) for a, b in f.get("pairs") or [(one, full)])
+        ratios = sorted(((a["wall"] / b["wall"], phase(a) / phase(b), a, b) for a, b in f.get("pairs") or [(one, full)]),
+                        key=lambda r: r[0])
         med = ratios[len(ratios) // 2]
         L.append(f"  {res['cores']}-core speed-up (same job, default settings, vs pinned to one core; goal >= 1.7x): "
                  f"end to end {med[2]['wall']:.1f} / {med[3]['wall']:.1f} s = {med[0]:.2f}x; the fetch + extract "
@@ -700,8 +703,8 @@ def report(res: dict) -> str:
         # The bench's web runs on this machine: in the default run it shares the cores with webtext, in the one-core
         # run it has the other core to itself. Adding the web's CPU to the one-core side is the least that run would
         # take with its web on its own core too (measured once: more, 54.4 against 48.6 + 3.9 s).
-        fair = sorted(((a["wall"] + a["web_cpu_s"]) / b["wall"], a, b) for a, b in f.get("pairs") or [(one, full)]
-                      if "web_cpu_s" in a)
+        fair = sorted((((a["wall"] + a["web_cpu_s"]) / b["wall"], a, b) for a, b in f.get("pairs") or [(one, full)]
+                       if "web_cpu_s" in a), key=lambda r: r[0])
         if fair:
             m = fair[len(fair) // 2]
             L.append(f"  the same, with the test web's CPU on both sides (it shares the default run's cores, but runs on "
