@@ -151,6 +151,11 @@ def chunk_size(pages: int, processes: int) -> int:
 
 
 # ------------------------------------------------------------------------------ parent side
+def _chunk_of(tasks: Dict[int, tuple], future) -> Dict[int, int]:
+    """{task id: page index} of the pages that went to the workers in `future`'s chunk (ExtractPool._submit)."""
+    return {t: j for j, (t, f, _, _) in tasks.items() if f is future}
+
+
 def _pool_context(preload=()):
     # forkserver (core/forkserver.py): workers fork from a clean server that imported trafilatura once.
     # `preload`: the module of the per-document work (`then`), else each worker imports it on its first task
@@ -272,7 +277,7 @@ class ExtractPool:
                 results[i] = future.result(timeout=(self.cfg.timeout * n + self.GRACE) if k == 0 else 0)[k]
                 continue
             except cf.TimeoutError:     # wedged where the alarm cannot reach: the page its slot names is out of time
-                chunk = {t: j for j, (t, f, _, _) in tasks.items() if f is future}
+                chunk = _chunk_of(tasks, future)
                 stuck = [chunk[t] for t in map(int, self._slots.get_obj()[1:]) if t in chunk] or [i]
                 for j in stuck:
                     results[j] = ("extract_timeout", f"worker killed after {self.cfg.timeout + self.GRACE} s")
@@ -280,9 +285,8 @@ class ExtractPool:
             except cf.process.BrokenProcessPool:   # a worker died; its slot still names the task it was on
                 running = {int(t) for t in self._slots.get_obj()[1:]}
             except (Exception, ExtractTimeout) as e:   # the chunk's result could not come back: its pages' drop
-                for j, (_, f, _, _) in tasks.items():
-                    if f is future:
-                        results[j] = ("extract_error", f"{type(e).__name__}: {e}")
+                for j in _chunk_of(tasks, future).values():
+                    results[j] = ("extract_error", f"{type(e).__name__}: {e}")
                 continue
             self._replace()
             suspects, rest = [], []
