@@ -335,6 +335,11 @@ print(json.dumps({"pages": len(pages), "docs": docs, "wall": time.perf_counter()
 """
 
 
+def floor_cmd(urls: Path, seed: int, real_pages: str = "") -> List[str]:
+    """The floor loop (FLOOR) over `urls`' pages, in a fresh interpreter."""
+    return [sys.executable, "-c", FLOOR, str(urls), str(seed), str(BENCH / "synth.py"), real_pages]
+
+
 def machine_ceiling(urls: Path, seed: int, tmp: Path, floor_speed: float, real_pages: str = "") -> Optional[dict]:
     """The machine's own 2-core speed-up on this work, now: the floor loop alone on one core, then two copies at
     once, one per core. No pipeline can beat it; on a VM whose two vCPUs share a physical core, or whose host is
@@ -344,7 +349,7 @@ def machine_ceiling(urls: Path, seed: int, tmp: Path, floor_speed: float, real_p
     cores = sorted(os.sched_getaffinity(0))[:2]
     if len(cores) < 2:
         return None
-    cmd = [sys.executable, "-c", FLOOR, str(urls), str(seed), str(BENCH / "synth.py"), real_pages]
+    cmd = floor_cmd(urls, seed, real_pages)
 
     def start(core: int, name: str):
         out = open(tmp / name, "wb")
@@ -536,9 +541,7 @@ def main(argv=None) -> int:
         if not urls.exists():
             urls.write_text("\n".join(eligible_urls(dump)) + "\n")
         with tempfile.TemporaryDirectory(dir=work) as tmp:
-            r = run_tree([sys.executable, "-c", FLOOR, str(urls), str(args.seed), str(BENCH / "synth.py"),
-                          args.real_pages or ""],
-                         Path(tmp) / "log")
+            r = run_tree(floor_cmd(urls, args.seed, args.real_pages or ""), Path(tmp) / "log")
             floor = json.loads((Path(tmp) / "log").read_text().strip().splitlines()[-1])
             floor["peak_mb"] = peaks_by_role(r["procs"])["main"]["peak_mb"]
             floor["cpu_s"] = peaks_by_role(r["procs"])["main"]["cpu_s"]   # includes rendering the pages
